@@ -1,0 +1,236 @@
+"""Lowering: a canonical, calibrated float IR becomes a ``LoweredNet``.
+
+Which float nodes become neuron populations is decided once, by
+``conversion_plan``; calibration (``balance_thresholds``) and lowering both
+read it.  Each population represents the *normalised* activation of one float
+node (activation / ``act_scale``, so that 1.0 is the neuron's threshold).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional
+
+import networkx as nx
+import numpy as np
+
+from neurocomp import numerics as nm
+from neurocomp.errors import UnsupportedLayerError
+from neurocomp.ir import inputs_of, topo_order
+from neurocomp.ir import ops
+from neurocomp.lowered import (InputNeuron, LIFNeuron, LoweredError, LoweredNet, SigmaDeltaNeuron)
+from neurocomp.quant import Formats, bias_to_mant_exp, choose_lif_format
+
+MODES = ("rate", "sigma-delta")
+
+
+@dataclass
+class PopPlan:
+    """One population-to-be: what it computes and which float node holds its value."""
+
+    name: str
+    kind: str                       # input | weighted | avg_pool | global_pool
+    value_node: str                 # float node whose activation the population carries
+    op_node: Optional[str] = None   # the weighted / pooling node
+    src: Optional[str] = None       # source population
+    shape: tuple = ()
+    relu: bool = True
+    is_output: bool = False
+    pre_nodes: list = field(default_factory=list)   # input preprocessing (Scale) folded on the host
+
+
+_VIEW_KINDS = (ops.Flatten, ops.Reshape)
+
+
+def conversion_plan(g: nx.DiGraph) -> list[PopPlan]:
+    """Map the float graph onto populations; raise for what cannot be spiked yet."""
+    plans: dict[str, PopPlan] = {}
+    carrier: dict[str, str] = {}          # float node -> population carrying its value
+    order = topo_order(g)
+    for n in order:
+        o = g.nodes[n]["op"]
+        preds = inputs_of(g, n)
+        if isinstance(o, ops.Input):
+            plans[n] = PopPlan(n, "input", n, shape=o.shape)
+            carrier[n] = n
+            continue
+        src_node = preds[0]
+        src_pop = carrier.get(src_node)
+        if isinstance(o, ops.Scale) and src_pop and plans[src_pop].kind == "input" \
+                and plans[src_pop].value_node == src_node:
+            plans[src_pop].pre_nodes.append(n)
+            plans[src_pop].value_node = n
+            carrier[n] = src_pop
+        elif isinstance(o, (ops.Dense, ops.Conv2D, ops.DepthwiseConv2D)):
+            succ = list(g.successors(n))
+            nxt = g.nodes[succ[0]]["op"] if len(succ) == 1 else None
+            relu = isinstance(nxt, ops.Activation) and nxt.function == "relu"
+            value = succ[0] if relu else n
+            p = PopPlan(n, "weighted", value, op_node=n, src=src_pop, shape=o.shape, relu=relu)
+            plans[n] = p
+            carrier[n] = n
+            if relu:
+                carrier[succ[0]] = n
+        elif isinstance(o, ops.Activation) and n in carrier:
+            continue                           # the ReLU of a weighted population
+        elif isinstance(o, ops.Activation) and o.function in ("linear", "softmax"):
+            if o.function == "softmax" and not all(
+                    isinstance(g.nodes[s]["op"], ops.Output) for s in g.successors(n)):
+                raise UnsupportedLayerError(
+                    f"layer '{n}' applies softmax inside the network; a spiking network can only "
+                    "drop a softmax at the output (argmax is unchanged)")
+            carrier[n] = src_pop
+        elif isinstance(o, (ops.AvgPool2D, ops.GlobalAvgPool2D)):
+            if isinstance(o, ops.AvgPool2D) and any(p for pp in o.pads for p in pp):
+                raise UnsupportedLayerError(
+                    f"layer '{n}' averages over a padded window (padding='same'); use padding='valid'")
+            kind = "avg_pool" if isinstance(o, ops.AvgPool2D) else "global_pool"
+            plans[n] = PopPlan(n, kind, n, op_node=n, src=src_pop, shape=o.shape)
+            carrier[n] = n
+        elif isinstance(o, _VIEW_KINDS):
+            carrier[n] = src_pop
+        elif isinstance(o, ops.Output):
+            carrier[n] = src_pop
+            plans[src_pop].is_output = True
+        else:
+            raise UnsupportedLayerError(
+                f"layer '{n}' ({o.kind}) cannot be converted to spikes yet; convertible ops: input, "
+                "dense, conv2d, depthwise_conv2d, avg_pool2d (valid), global_avg_pool2d, flatten, "
+                "reshape, relu, linear/softmax at the output, batchnorm after a weighted layer")
+        if src_pop is None:
+            raise UnsupportedLayerError(f"layer '{n}' ({o.kind}) reads a value no population carries")
+    outs = [p for p in plans.values() if p.is_output]
+    if len(outs) != 1:
+        raise UnsupportedLayerError(f"spiking conversion needs exactly one output, got {len(outs)}")
+    for p in plans.values():
+        if p.kind == "weighted" and not p.relu and not p.is_output:
+            raise UnsupportedLayerError(
+                f"layer '{p.name}' has no ReLU after it; hidden weighted layers must end in relu "
+                "(negative activations cannot be spiked)")
+        if p.src and plans[p.src].is_output:
+            raise UnsupportedLayerError(f"output layer '{p.src}' feeds '{p.name}'")
+    return list(plans.values())
+
+
+def act_scale(g: nx.DiGraph, node: str) -> float:
+    meta = g.nodes[node].get("meta", {})
+    if "act_scale" not in meta:
+        raise LoweredError(f"node '{node}' has no activation scale: run balance_thresholds "
+                           "(it needs calibration data) before lowering")
+    return float(meta["act_scale"])
+
+
+def _connection_weights(g, p: PopPlan, src_shape) -> tuple[str, np.ndarray, Optional[np.ndarray], dict]:
+    """(kind, float weight in Keras layout, float bias, conv geometry) of a population's input."""
+    o = g.nodes[p.op_node]["op"]
+    if isinstance(o, ops.DepthwiseConv2D):
+        o = o.as_grouped_conv()
+    if isinstance(o, ops.Dense):
+        return "dense", o.weight, o.bias, {}
+    if isinstance(o, ops.Conv2D):
+        return "conv", o.weight, o.bias, dict(strides=o.strides, pads=o.pads, dilation=o.dilation,
+                                              groups=o.groups)
+    if isinstance(o, ops.AvgPool2D):
+        c = src_shape[2]
+        k = np.full(tuple(o.pool) + (1, c), 1.0 / (o.pool[0] * o.pool[1]))
+        return "conv", k, None, dict(strides=o.strides, pads=o.pads, dilation=(1, 1), groups=c)
+    if isinstance(o, ops.GlobalAvgPool2D):
+        h, w, c = src_shape
+        wd = np.zeros((h * w * c, c))
+        wd[np.arange(h * w * c), np.tile(np.arange(c), h * w)] = 1.0 / (h * w)
+        return "dense", wd, None, {}
+    raise AssertionError(p.kind)
+
+
+def lower(g: nx.DiGraph, mode: str = "rate", hw=None, *, input_bits: int = 8,
+          sd_state_scale: int = 1 << 14, sd_threshold: float = 1 / 256,
+          v_init: float = 0.0) -> LoweredNet:
+    """Build the integer network for ``mode`` from a calibrated float graph.
+
+    ``input_bits``: graded input payload width (``2^bits - 1`` = activation
+    1.0).  ``sd_state_scale``: sigma units per activation 1.0 in sigma-delta
+    mode; ``sd_threshold``: delta threshold as a fraction of 1.0.
+    ``v_init``: initial membrane as a fraction of threshold (rate mode).
+    """
+    if mode not in MODES:
+        raise LoweredError(f"unknown mode '{mode}'; modes: {', '.join(MODES)}")
+    fmt = Formats.from_hw(hw)
+    plans = conversion_plan(g)
+    net = LoweredNet(meta={"mode": mode, "payload_max": {}})
+    by_name = {p.name: p for p in plans}
+    pmax_in = (1 << input_bits) - 1
+    unit: dict[str, float] = {}            # payload per activation 1.0, per population
+    for p in plans:
+        if p.kind == "input":
+            scale = act_scale(g, p.value_node)
+            pre = [g.nodes[n]["op"] for n in p.pre_nodes]
+            pre_scale = np.ones(1)
+            pre_offset = np.zeros(1)
+            for s in pre:                     # compose y = (x*s1+o1)*s2+o2 ...
+                pre_scale = pre_scale * s.scale
+                pre_offset = pre_offset * s.scale + s.offset
+            neuron = InputNeuron(graded=True, encoding="delta" if mode == "sigma-delta" else "constant",
+                                 payload_per_unit=pmax_in / scale, payload_max=pmax_in,
+                                 pre_scale=np.asarray(pre_scale, np.float64),
+                                 pre_offset=np.asarray(pre_offset, np.float64))
+            net.add_population(p.name, p.shape, neuron)
+            net.input = p.name
+            unit[p.name] = pmax_in
+            continue
+        src = by_name[p.src]
+        src_pop = net.populations[p.src]
+        kind, w, b, geo = _connection_weights(g, p, src_pop.shape)
+        ls, ld = act_scale(g, src.value_node), act_scale(g, p.value_node)
+        w_n = w * (ls / ld)                    # normalised: threshold = 1.0
+        b_n = None if b is None else b / ld
+        sum_axes = 0 if kind == "dense" else (0, 1, 2)
+        n = int(np.prod(p.shape))
+        if mode == "rate":
+            lf = choose_lif_format([w_n], [unit[p.name if False else p.src]],
+                                   [net.max_payload(p.src)], [sum_axes], fmt,
+                                   allow_exp=(kind == "dense"))
+            mant = lf.mantissas[0]
+            bias_v = np.zeros(n) if b_n is None else np.broadcast_to(
+                b_n, p.shape).reshape(-1) * lf.vth * (1 << nm.ACT_SHIFT)
+            bm, be, _ = bias_to_mant_exp(bias_v, fmt)
+            v0 = None
+            if v_init:
+                v0 = np.full(n, int(v_init * (lf.vth << nm.VTH_SHIFT)), np.int64)
+            neuron = LIFNeuron(vth=lf.vth, du=4095, dv=0, bias_mant=bm, bias_exp=be, v0=v0)
+            wexp = lf.weight_exp
+            unit[p.name] = 1
+        else:
+            u_src = unit[p.src]
+            wmax = float(np.abs(w_n).max()) or 1.0
+            lim = (1 << fmt.weight_bits) - 2
+            if kind == "dense":
+                # w_int * 2^e = W' * A / u_src, with |w_int| <= lim
+                e = math.ceil(math.log2(wmax * sd_state_scale / u_src / lim))
+                e = min(max(e, fmt.weight_exp_min), 0)
+                a_dst = min(sd_state_scale, lim * u_src * 2.0 ** e / wmax)
+            else:
+                e = 0
+                a_dst = min(sd_state_scale, lim * u_src / wmax)
+            scale = a_dst / u_src / 2.0 ** e
+            mant = (2 * np.round(w_n * scale / 2) if w_n.min() < 0 < w_n.max()
+                    else np.round(w_n * scale)).astype(np.int64)
+            state_exp = nm.ACT_SHIFT
+            bias = None if b_n is None else np.round(
+                np.broadcast_to(b_n, p.shape).reshape(-1) * a_dst / (1 << state_exp)).astype(np.int64)
+            vth = max(1, int(round(sd_threshold * a_dst / (1 << state_exp))))
+            neuron = SigmaDeltaNeuron(vth=vth, bias=bias, spike_exp=0, state_exp=state_exp,
+                                      act_mode="unit" if p.is_output and not p.relu else "relu")
+            wexp = e
+            unit[p.name] = a_dst / (1 << state_exp)
+            # payloads of this population stay below this bound for activations up to 4x
+            # the calibration scale (documented guarantee for Lava's float32 conv)
+            net.meta["payload_max"][p.name] = int(math.ceil(4 * unit[p.name]))
+        net.add_population(p.name, p.shape, neuron)
+        cw = mant.T if kind == "dense" else mant
+        net.connect(name=f"{p.src}->{p.name}", src=p.src, dst=p.name, kind=kind,
+                    weight=np.ascontiguousarray(cw).astype(np.int64), weight_exp=int(wexp), **geo)
+        if p.is_output:
+            net.output = p.name
+    net.meta["units"] = {k: float(v) for k, v in unit.items()}
+    net.validate()
+    return net

@@ -1,0 +1,366 @@
+"""The lowered IR: neuron populations and connections with integer parameters.
+
+This is what every backend executes, bit for bit the same way.
+
+Timing (Lava's ``LoihiProtocol``, spec §0): at step t = 1..T every population
+first receives what its incoming connections computed at step t-1-delay,
+updates, and emits spikes; each connection then accumulates its source's
+spikes of step t.  The input population emits ``raster[t-1]`` at step t.
+So a connection hop costs one step and an output ``k`` hops from the input
+first responds at step ``k + 1``.
+
+Populations are stored flat, in the channels-last row-major order of their
+logical ``shape`` (``(H, W, C)`` → index ``(h*W + w)*C + c``).
+
+Neuron kinds (arithmetic in ``neurocomp.numerics``):
+
+* ``InputNeuron``: emits the given integer raster (binary spikes, or graded
+  payloads when ``graded``).
+* ``LIFNeuron`` (Lava ``LIF``, fixed_pt)::
+
+      u = wrap24(rtz(u * (4096 - du - 1)) + (a << 6))
+      v = sat24(rtz(v * (4096 - dv)) + u + (bias_mant << bias_exp))
+      s = v > vth << 6;  v[s] = 0  (reset="zero")  or  v[s] -= vth << 6 ("subtract")
+
+* ``SigmaDeltaNeuron`` (Lava ``SigmaDelta``, fixed_pt, ReLU)::
+
+      sigma += a;  act = relu(sigma + bias * 2^(spike_exp+state_exp))
+      delta = act - act_prev + residue
+      s = delta if |delta| >= vth * 2^(spike_exp+state_exp) else 0
+      residue = delta - s;  payload = s >> state_exp
+
+Connection kinds:
+
+* ``dense``: ``weight`` is ``(n_dst, n_src)``; after Lava's weight
+  quantisation (``numerics.quantize_dense_weights``) the message is
+  ``wrap32(shift(W @ s, weight_exp))`` (binary spikes count 1 each).
+* ``conv``: channels-last cross-correlation with ``weight`` in Keras layout
+  ``(kh, kw, C_src/groups, C_dst)``, explicit ``pads``, ``strides``,
+  ``dilation`` and ``groups``; no clip, no exponent; message wrapped to 24 bits.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar, Optional, Union
+
+import numpy as np
+
+from neurocomp.errors import NeurocompError
+from neurocomp import numerics as nm
+
+FORMAT = "neurocomp-lowered"
+VERSION = 1
+
+
+class LoweredError(NeurocompError):
+    """The lowered network is inconsistent or breaks a numeric bound."""
+
+
+# -- neurons -------------------------------------------------------------------
+
+@dataclass
+class InputNeuron:
+    """Source of an integer raster; ``graded`` payloads carry values.
+
+    How float inputs become that raster (``neurocomp.encoding``):
+    ``payload = clip(round((x * pre_scale + pre_offset) * payload_per_unit), 0, payload_max)``
+    emitted every step (``encoding="constant"``, constant current) or only
+    at the first step (``"delta"``, what a sigma-delta network integrates).
+    """
+
+    graded: bool = False
+    encoding: str = "constant"
+    payload_per_unit: float = 1.0
+    payload_max: int = 1
+    pre_scale: Optional[np.ndarray] = None    # e.g. Keras Rescaling, folded in on the host
+    pre_offset: Optional[np.ndarray] = None
+    kind: ClassVar[str] = "input"
+
+
+@dataclass
+class LIFNeuron:
+    """CUBA LIF (Lava ``LIF`` fixed_pt); see the module docstring."""
+
+    vth: int = 1
+    du: int = 4095
+    dv: int = 0
+    bias_mant: Optional[np.ndarray] = None   # per neuron, int16 range
+    bias_exp: Optional[np.ndarray] = None    # per neuron
+    u0: Optional[np.ndarray] = None          # initial state per neuron (int32)
+    v0: Optional[np.ndarray] = None
+    reset: str = "zero"                      # "zero" (Lava LIF) or "subtract"
+    kind: ClassVar[str] = "lif"
+    graded: ClassVar[bool] = False
+
+
+@dataclass
+class SigmaDeltaNeuron:
+    """Sigma-delta ReLU neuron with graded output (Lava ``SigmaDelta``)."""
+
+    vth: int = 1
+    bias: Optional[np.ndarray] = None        # per neuron, in units before 2^(se+st)
+    spike_exp: int = 0
+    state_exp: int = 0
+    cum_error: bool = False
+    act_mode: str = "relu"                   # "relu" or "unit"
+    kind: ClassVar[str] = "sigma_delta"
+    graded: ClassVar[bool] = True
+
+
+Neuron = Union[InputNeuron, LIFNeuron, SigmaDeltaNeuron]
+NEURON_TYPES = {c.kind: c for c in (InputNeuron, LIFNeuron, SigmaDeltaNeuron)}
+
+
+@dataclass
+class Population:
+    name: str
+    shape: tuple
+    neuron: Neuron
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+
+@dataclass
+class Connection:
+    name: str
+    src: str
+    dst: str
+    kind: str                                # "dense" or "conv"
+    weight: np.ndarray = None
+    weight_exp: int = 0
+    num_weight_bits: int = 8
+    sign_mode: Optional[str] = None          # None: Lava decides from the weights
+    delay: int = 0                           # extra steps beyond the one-step hop
+    strides: tuple = (1, 1)
+    pads: tuple = ((0, 0), (0, 0))
+    dilation: tuple = (1, 1)
+    groups: int = 1
+
+    def effective_weight(self) -> np.ndarray:
+        """Weights as the chip applies them (after Lava's quantisation for dense)."""
+        if self.kind == "dense":
+            return nm.quantize_dense_weights(self.weight, self.num_weight_bits, self.sign_mode)
+        return nm.to_int32(self.weight)
+
+
+@dataclass
+class LoweredNet:
+    """Populations (in topological order) and the connections between them."""
+
+    populations: dict[str, Population] = field(default_factory=dict)
+    connections: list[Connection] = field(default_factory=list)
+    input: str = ""
+    output: str = ""
+    meta: dict = field(default_factory=dict)
+
+    # -- structure -------------------------------------------------------------
+    def add_population(self, name, shape, neuron) -> Population:
+        if name in self.populations:
+            raise LoweredError(f"duplicate population '{name}'")
+        p = Population(name, tuple(int(d) for d in shape), neuron)
+        self.populations[name] = p
+        return p
+
+    def connect(self, **kw) -> Connection:
+        c = Connection(**kw)
+        self.connections.append(c)
+        return c
+
+    def incoming(self, pop: str) -> list[Connection]:
+        return [c for c in self.connections if c.dst == pop]
+
+    def outgoing(self, pop: str) -> list[Connection]:
+        return [c for c in self.connections if c.src == pop]
+
+    def depth(self) -> int:
+        """Pipeline depth L: steps before the output population can respond
+        (one per connection hop plus its delays, longest path)."""
+        d = {self.input: 0}
+        for name in self.populations:
+            for c in self.incoming(name):
+                d[name] = max(d.get(name, 0), d[c.src] + 1 + c.delay)
+        return d.get(self.output, 0)
+
+    def conv_out_shape(self, c: Connection) -> tuple:
+        h, w, _ = self.populations[c.src].shape
+        kh, kw, _, co = c.weight.shape
+        outs = []
+        for size, k, s, d, p in ((h, kh, c.strides[0], c.dilation[0], c.pads[0]),
+                                 (w, kw, c.strides[1], c.dilation[1], c.pads[1])):
+            outs.append((size + p[0] + p[1] - (k - 1) * d - 1) // s + 1)
+        return (outs[0], outs[1], co)
+
+    # -- checks ------------------------------------------------------------------
+    def validate(self) -> None:
+        """Structure, shapes, integer ranges and the float32-exactness bound of conv."""
+        pops = self.populations
+        if self.input not in pops or not isinstance(pops[self.input].neuron, InputNeuron):
+            raise LoweredError(f"input population '{self.input}' missing or not an input")
+        if self.output not in pops:
+            raise LoweredError(f"output population '{self.output}' missing")
+        order = list(pops)
+        for c in self.connections:
+            if c.src not in pops or c.dst not in pops:
+                raise LoweredError(f"connection '{c.name}' joins unknown populations {c.src}->{c.dst}")
+            if order.index(c.src) >= order.index(c.dst):
+                raise LoweredError(f"connection '{c.name}' goes backwards ({c.src}->{c.dst}); "
+                                   "populations must be in topological order")
+            if isinstance(pops[c.dst].neuron, InputNeuron):
+                raise LoweredError(f"connection '{c.name}' targets the input population")
+            if not 0 <= c.delay <= 62:
+                raise LoweredError(f"connection '{c.name}' delay {c.delay} outside 0..62")
+            w = np.asarray(c.weight)
+            if w.dtype.kind not in "iu":
+                raise LoweredError(f"connection '{c.name}' weights must be integers, got {w.dtype}")
+            ns, nd = pops[c.src].size, pops[c.dst].size
+            if c.kind == "dense":
+                if w.shape != (nd, ns):
+                    raise LoweredError(f"dense '{c.name}' weight {w.shape} != ({nd}, {ns})")
+            elif c.kind == "conv":
+                if len(pops[c.src].shape) != 3 or w.ndim != 4:
+                    raise LoweredError(f"conv '{c.name}' needs (H,W,C) populations and a 4-D kernel")
+                if pops[c.src].shape[2] != w.shape[2] * c.groups or w.shape[3] % c.groups:
+                    raise LoweredError(f"conv '{c.name}' kernel {w.shape} / groups {c.groups} "
+                                       f"does not fit source {pops[c.src].shape}")
+                if self.conv_out_shape(c) != pops[c.dst].shape:
+                    raise LoweredError(f"conv '{c.name}' produces {self.conv_out_shape(c)}, "
+                                       f"destination is {pops[c.dst].shape}")
+                if c.weight_exp != 0:
+                    raise LoweredError(f"conv '{c.name}' has weight_exp {c.weight_exp}; Lava's Conv "
+                                       "ignores exponents, fold it into the weights")
+                bound = self.max_payload(c.src) * int(np.abs(w.astype(np.int64)).sum(axis=(0, 1, 2)).max())
+                if bound >= nm.FLOAT32_EXACT:
+                    raise LoweredError(
+                        f"conv '{c.name}' partial sums can reach {bound:,} >= 2^24: Lava's float32 "
+                        "convolution would round; lower the weights or the payload bits")
+            else:
+                raise LoweredError(f"connection '{c.name}' has unknown kind '{c.kind}'")
+        for p in pops.values():
+            n = p.neuron
+            if isinstance(n, LIFNeuron):
+                if not 0 <= n.vth < (1 << 17):
+                    raise LoweredError(f"population '{p.name}' vth {n.vth} outside 0..131071")
+                for a in ("bias_mant", "bias_exp", "u0", "v0"):
+                    arr = getattr(n, a)
+                    if arr is not None and np.shape(arr) != (p.size,):
+                        raise LoweredError(f"population '{p.name}' {a} shape {np.shape(arr)} != ({p.size},)")
+                if n.reset not in ("zero", "subtract"):
+                    raise LoweredError(f"population '{p.name}' reset '{n.reset}' unknown")
+            elif isinstance(n, SigmaDeltaNeuron):
+                if n.bias is not None and np.shape(n.bias) != (p.size,):
+                    raise LoweredError(f"population '{p.name}' bias shape {np.shape(n.bias)} != ({p.size},)")
+        if self.output not in self.reachable():
+            raise LoweredError(f"output '{self.output}' is not reachable from input '{self.input}'")
+
+    def reachable(self) -> set:
+        seen, todo = {self.input}, [self.input]
+        while todo:
+            s = todo.pop()
+            for c in self.outgoing(s):
+                if c.dst not in seen:
+                    seen.add(c.dst)
+                    todo.append(c.dst)
+        return seen
+
+    def max_payload(self, pop: str) -> int:
+        """Largest |payload| a population's spikes can carry (1 for binary)."""
+        n = self.populations[pop].neuron
+        if isinstance(n, InputNeuron):
+            return int(n.payload_max) if n.graded else 1
+        if isinstance(n, SigmaDeltaNeuron):
+            # the lowering records the bound it guaranteed; else the 24-bit worst case
+            return int(self.meta.get("payload_max", {}).get(pop, (1 << (nm.UV_BITS - 1)) >> n.state_exp))
+        return 1
+
+    # -- persistence -------------------------------------------------------------
+    def to_dicts(self) -> tuple[dict, dict]:
+        arrays: dict[str, np.ndarray] = {}
+        pops = []
+        for p in self.populations.values():
+            scal = {}
+            for f in dataclasses.fields(p.neuron):
+                v = getattr(p.neuron, f.name)
+                if isinstance(v, np.ndarray):
+                    arrays[f"pop/{p.name}/{f.name}"] = v
+                elif v is not None:
+                    scal[f.name] = v
+            pops.append({"name": p.name, "shape": list(p.shape), "neuron": p.neuron.kind,
+                         "params": scal})
+        conns = []
+        for c in self.connections:
+            d = {}
+            for f in dataclasses.fields(c):
+                v = getattr(c, f.name)
+                if isinstance(v, np.ndarray):
+                    arrays[f"conn/{c.name}/{f.name}"] = v
+                else:
+                    d[f.name] = _jsonable(v)
+            conns.append(d)
+        return {"format": FORMAT, "version": VERSION, "input": self.input, "output": self.output,
+                "meta": _jsonable(self.meta), "populations": pops, "connections": conns}, arrays
+
+    def save(self, stem) -> tuple[Path, Path]:
+        stem = Path(stem)
+        doc, arrays = self.to_dicts()
+        jp, zp = stem.with_suffix(".json"), stem.with_suffix(".npz")
+        jp.write_text(json.dumps(doc, indent=1) + "\n")
+        with open(zp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+        return jp, zp
+
+    @classmethod
+    def from_dicts(cls, doc: dict, arrays: dict) -> "LoweredNet":
+        if doc.get("format") != FORMAT:
+            raise LoweredError("not a neurocomp lowered-network file (missing format tag)")
+        net = cls(input=doc["input"], output=doc["output"], meta=doc.get("meta", {}))
+        for pd in doc["populations"]:
+            ncls = NEURON_TYPES[pd["neuron"]]
+            kw = {k: _tuple(v) for k, v in pd["params"].items()}
+            for f in dataclasses.fields(ncls):
+                key = f"pop/{pd['name']}/{f.name}"
+                if key in arrays:
+                    kw[f.name] = np.asarray(arrays[key])
+            net.add_population(pd["name"], pd["shape"], ncls(**kw))
+        for cd in doc["connections"]:
+            kw = {k: _tuple(v) for k, v in cd.items()}
+            for f in dataclasses.fields(Connection):
+                key = f"conn/{cd['name']}/{f.name}"
+                if key in arrays:
+                    kw[f.name] = np.asarray(arrays[key])
+            net.connect(**kw)
+        return net
+
+    @classmethod
+    def load(cls, stem) -> "LoweredNet":
+        stem = Path(stem)
+        if stem.suffix in (".json", ".npz"):
+            stem = stem.with_suffix("")
+        doc = json.loads(stem.with_suffix(".json").read_text())
+        with np.load(stem.with_suffix(".npz"), allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        net = cls.from_dicts(doc, arrays)
+        net.validate()
+        return net
+
+
+def _jsonable(v):
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (tuple, list)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.floating):
+        return float(v)
+    if isinstance(v, np.bool_):
+        return bool(v)
+    return v
+
+
+def _tuple(v):
+    return tuple(_tuple(x) for x in v) if isinstance(v, list) else v

@@ -1,0 +1,18 @@
+"""Compilation recipes: which passes run, in which order, as data.
+
+``PIPELINES`` maps a stage name to a list of pass names (see
+``neurocomp.passes.PASSES``); the CLI can print them and the compile driver
+runs them with ``run_pipeline``.
+"""
+from __future__ import annotations
+
+PIPELINES: dict[str, list[str]] = {
+    # graph clean-up that changes no output (to 1e-4)
+    "canonicalize": ["fold_batchnorm"],
+}
+
+
+def describe(stage: str) -> list[tuple[str, str]]:
+    """(pass name, one-line summary) for every pass of ``stage``."""
+    from neurocomp.passes import PASSES
+    return [(n, PASSES[n].summary) for n in PIPELINES[stage]]

@@ -1,0 +1,139 @@
+"""Choosing integer formats for one layer: weight mantissas, exponents,
+thresholds and biases, within the target's bit widths (``hw_configs/``) and
+with a guaranteed bound on the per-step synaptic input.
+
+Conventions: a float weight ``W`` (already normalised: threshold = 1.0)
+seen by a neuron whose threshold mantissa is ``vth`` becomes
+``mantissa * 2^weight_exp ≈ W * vth / unit`` where ``unit`` is the payload
+that stands for an activation of 1.0 on the source (1 for binary spikes).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from neurocomp import numerics as nm
+from neurocomp.lowered import LoweredError
+
+
+@dataclass(frozen=True)
+class Formats:
+    """The bit widths quantisation must respect (read from a hardware config)."""
+
+    weight_bits: int = 8            # mantissa magnitude bits (sign separate)
+    weight_exp_min: int = -8
+    weight_exp_max: int = 7
+    vth_bits: int = 17
+    bias_bits: int = 13             # signed mantissa incl. sign
+    bias_exp_min: int = 0
+    bias_exp_max: int = 7
+    accumulator_bits: int = 21      # per-step input, in u units (<< 6), plus sign
+
+    @classmethod
+    def from_hw(cls, hw) -> "Formats":
+        if hw is None:
+            return cls()
+        v = hw.value
+        return cls(weight_bits=int(v("numerics.weight_mantissa_bits")),
+                   weight_exp_min=int(v("numerics.weight_exp_min")),
+                   weight_exp_max=int(v("numerics.weight_exp_max")),
+                   vth_bits=int(v("numerics.threshold_mantissa_bits")),
+                   bias_bits=int(v("numerics.bias_mantissa_bits")),
+                   bias_exp_min=int(v("numerics.bias_exp_min")),
+                   bias_exp_max=int(v("numerics.bias_exp_max")),
+                   accumulator_bits=int(v("numerics.accumulator_bits")))
+
+    @property
+    def max_input(self) -> int:
+        """Largest |synaptic input per step| in weight units (accumulator >> 6)."""
+        return (1 << (self.accumulator_bits - nm.ACT_SHIFT)) - 1
+
+    @property
+    def vth_max(self) -> int:
+        return (1 << self.vth_bits) - 1
+
+
+def round_mantissas(w: np.ndarray, scale: float, limit: int) -> np.ndarray:
+    """``round(w * scale)`` as Lava's Dense will apply it: mixed-sign
+    matrices lose their LSB in Lava, so they are rounded to even values
+    (still 8-bit magnitude); clipped to ``limit``."""
+    x = w * scale
+    mixed = x.size and x.min() < 0 < x.max()
+    q = 2 * np.round(x / 2) if mixed else np.round(x)
+    return np.clip(q, -limit, limit).astype(np.int64)
+
+
+def worst_case_input(mant: np.ndarray, axis, payload_max: int) -> int:
+    """Largest |sum| over the weights of one destination neuron, for sources
+    whose payloads lie in [0, payload_max] (ReLU rates, images)."""
+    pos = np.where(mant > 0, mant, 0).sum(axis=axis)
+    neg = np.where(mant < 0, -mant, 0).sum(axis=axis)
+    return int(max(pos.max(initial=0), neg.max(initial=0))) * payload_max
+
+
+@dataclass
+class LayerFormat:
+    vth: int
+    weight_exp: int
+    mantissas: list           # one integer array per incoming weight tensor
+    scale: float              # mantissa units per (normalised weight * unit)
+    clipped: int = 0
+
+
+def choose_lif_format(weights: list[np.ndarray], units: list[float], payload_max: list[int],
+                      sum_axes: list, fmt: Formats, allow_exp: bool = True) -> LayerFormat:
+    """Pick threshold and exponent for a LIF population fed by ``weights``.
+
+    All inputs share the population's threshold ``vth``; weight ``k``
+    becomes ``round(W_k * vth / (unit_k * 2^e))``.  The exponent ``e`` starts
+    as high as the threshold's width allows and is lowered until the
+    worst-case per-step input fits the accumulator.  Conv weights get
+    ``allow_exp=False`` (Lava's Conv has no exponent): then the mantissa
+    scale itself shrinks.
+    """
+    lim = (1 << fmt.weight_bits) - 2          # even, fits mixed and excitatory
+    # mantissa scale c: largest |W * vth / unit| maps to lim
+    wmax = max(float(np.abs(w).max()) * 1.0 / u for w, u in zip(weights, units)) or 1.0
+    c_full = lim / wmax                      # mantissa units per (W / unit)
+    exps = range(fmt.weight_exp_max, fmt.weight_exp_min - 1, -1) if allow_exp else (0,)
+    for e in exps:
+        c = c_full
+        vth = c * 2.0 ** e
+        if vth > fmt.vth_max:                # threshold too wide: use fewer weight bits
+            c = fmt.vth_max / 2.0 ** e
+        vth = max(int(round(c * 2.0 ** e)), 1)
+        c = vth / 2.0 ** e
+        mants = [round_mantissas(w / u, c, lim) for w, u in zip(weights, units)]
+        worst = sum(worst_case_input(m, ax, p) for m, ax, p in zip(mants, sum_axes, payload_max))
+        if worst * 2.0 ** e <= fmt.max_input:
+            return LayerFormat(vth, e, mants, c)
+    # even the smallest exponent overflows: shrink the mantissa scale
+    e = fmt.weight_exp_min if allow_exp else 0
+    worst_unit = sum(worst_case_input(np.abs(w / u), ax, p)
+                     for w, u, ax, p in zip(weights, units, sum_axes, payload_max)) or 1.0
+    c = min(c_full, fmt.max_input / (worst_unit * 2.0 ** e))
+    vth = int(math.floor(c * 2.0 ** e))
+    if vth < 1:
+        raise LoweredError(f"cannot fit the per-step input in {fmt.accumulator_bits} accumulator bits "
+                           "even with a threshold of 1; reduce the input payload or the fan-in")
+    c = vth / 2.0 ** e
+    mants = [round_mantissas(w / u, c, lim) for w, u in zip(weights, units)]
+    return LayerFormat(vth, e, mants, c)
+
+
+def bias_to_mant_exp(bias_v: np.ndarray, fmt: Formats) -> tuple[np.ndarray, np.ndarray, int]:
+    """Express per-neuron biases (in v units, i.e. already x64) as
+    ``mant << exp`` with a signed ``bias_bits`` mantissa; one exponent per
+    neuron, the smallest that fits.  Returns (mant, exp, clipped count)."""
+    mmax = (1 << (fmt.bias_bits - 1)) - 1
+    bias_v = np.asarray(bias_v, dtype=np.float64)
+    exp = np.full(bias_v.shape, fmt.bias_exp_min, dtype=np.int64)
+    for e in range(fmt.bias_exp_min, fmt.bias_exp_max + 1):
+        need = np.abs(bias_v) / 2.0 ** e > mmax
+        exp = np.where((exp == e) & need, e + 1, exp)
+    clipped = int((exp > fmt.bias_exp_max).sum())
+    exp = np.minimum(exp, fmt.bias_exp_max)
+    mant = np.clip(np.round(bias_v / 2.0 ** exp), -mmax, mmax).astype(np.int64)
+    return mant, exp, clipped
