@@ -10,8 +10,8 @@ spec: ``../shared/specs/lava_loihi_spec.md``) and orders of magnitude faster:
   parallel over the batch.  Integer arithmetic throughout (int64
   accumulators, explicit int32 / 24-bit wraps where Lava wraps), so there is
   no float rounding to bound.
-* A connection whose source emits exactly what it emitted last step (the
-  constant-current input) reuses its last accumulation instead of redoing it.
+* A connection from the input whose raster repeats itself (constant
+  current) keeps its last message instead of recomputing it.
 * Memory: O(batch x neurons) state + O(synapses) weights (+ recordings).
 """
 from __future__ import annotations
@@ -39,14 +39,18 @@ def _wrap32(x):
 
 
 @numba.njit(parallel=True, cache=True)
-def _accumulate_rows(spk, indptr, indices, data, dense_rows, n_dst, graded, out):
-    """out[b] = sum_i payload(spk[b, i]) * row_i.  Rows are dense
-    (``dense_rows`` (n_src, n_dst), indptr empty) or CSR (indptr/indices/data)."""
+def _propagate(spk, indptr, indices, data, dense_rows, n_dst, graded, is_conv, weight_exp, out):
+    """One connection, one step: ``out[b] = finish(sum_i payload(spk[b, i]) * row_i)``.
+
+    Rows are dense (``dense_rows`` (n_src, n_dst), indptr empty) or CSR.
+    ``finish`` is Lava's: dense binary sums are int64, shifted, cast to
+    int32; dense graded sums are int32 dot products shifted in int32; conv
+    sums are cast to int32 and wrapped to 24 bits.
+    """
     batch, n_src = spk.shape
     use_csr = indptr.shape[0] > 0
     for b in numba.prange(batch):
-        acc = out[b]
-        acc[:] = 0
+        acc = np.zeros(n_dst, np.int64)
         for i in range(n_src):
             p = spk[b, i]
             if p == 0:
@@ -64,17 +68,12 @@ def _accumulate_rows(spk, indptr, indices, data, dense_rows, n_dst, graded, out)
                 else:
                     for j in range(n_dst):
                         acc[j] += p * row[j]
-
-
-@numba.njit(parallel=True, cache=True)
-def _finish_dense(acc, weight_exp, graded, out):
-    """Lava Dense: binary sums are int64, shifted, then cast to int32;
-    graded sums are int32 dot products (wrapped) shifted in int32."""
-    batch, n = acc.shape
-    for b in numba.prange(batch):
-        for j in range(n):
-            x = acc[b, j]
-            if graded:
+        for j in range(n_dst):
+            x = acc[j]
+            if is_conv:
+                x = _wrap32(x)
+                x = ((x + (1 << 23)) & 0xFFFFFF) - (1 << 23)
+            elif graded:
                 x = _wrap32(x)
                 if weight_exp > 0:
                     x = _wrap32(x << weight_exp)
@@ -87,16 +86,6 @@ def _finish_dense(acc, weight_exp, graded, out):
                     x = x >> (-weight_exp)
                 x = _wrap32(x)
             out[b, j] = x
-
-
-@numba.njit(parallel=True, cache=True)
-def _finish_conv(acc, out):
-    """Lava Conv: int32 cast, then signed 24-bit wrap."""
-    batch, n = acc.shape
-    for b in numba.prange(batch):
-        for j in range(n):
-            x = _wrap32(acc[b, j])
-            out[b, j] = ((x + (1 << 23)) & 0xFFFFFF) - (1 << 23)
 
 
 @numba.njit(parallel=True, cache=True)
@@ -285,7 +274,6 @@ class EventBackend:
         # per connection: a ring of (delay + 1) pending messages, and a cache
         # of the last accumulation for sources that repeat themselves.
         pending = [np.zeros((k.c.delay + 1, batch, k.n_dst), np.int32) for k in conns]
-        acc = [np.zeros((batch, k.n_dst), np.int64) for k in conns]
         last_src = [None] * len(conns)
         a_in = [np.zeros((batch, p.size), np.int32) for p in pops]
         incoming = [[j for j, k in enumerate(conns) if k.dst == i] for i in range(len(pops))]
@@ -333,16 +321,12 @@ class EventBackend:
                 src = spk[k.src]
                 ring = pending[j]
                 target = ring[t % ring.shape[0]]  # slot just consumed, reused for t + 1 + delay
-                if k.src == inp and last_src[j] is not None and np.array_equal(last_src[j], src):
-                    pass  # constant input: same accumulation as last step
-                else:
-                    _accumulate_rows(src, k.indptr, k.indices, k.data, k.dense_rows, k.n_dst,
-                                     k.graded, acc[j])
-                    if k.src == inp:
-                        last_src[j] = src.copy()
-                if k.c.kind == "dense":
-                    _finish_dense(acc[j], int(k.c.weight_exp), k.graded, target)
-                else:
-                    _finish_conv(acc[j], target)
+                if k.src == inp and ring.shape[0] == 1 and last_src[j] is not None \
+                        and np.array_equal(last_src[j], src):
+                    continue  # constant input: the pending message is already this step's
+                _propagate(src, k.indptr, k.indices, k.data, k.dense_rows, k.n_dst, k.graded,
+                           k.c.kind == "conv", int(k.c.weight_exp), target)
+                if k.src == inp:
+                    last_src[j] = src
         return SimResult(spikes=out_spikes, states=out_states, seconds=time.perf_counter() - t0,
                          steps=steps, samples=batch)
