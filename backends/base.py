@@ -33,7 +33,9 @@ class Backend(Protocol):
             record_states: bool = False) -> SimResult:
         """Simulate ``raster`` (``(batch, steps, n_input)`` int32, the input
         population's emissions per step).  ``record``: population names whose
-        spikes to return (default: the output only; ``"all"``: every one)."""
+        spikes to return (default: the output only; ``"all"``: every one).
+        ``record_states``: True for every population's state variables, or
+        an iterable of population names."""
         ...
 
 
@@ -47,3 +49,17 @@ def record_set(net: LoweredNet, record) -> list[str]:
     if unknown:
         raise KeyError(f"unknown populations {unknown}")
     return names
+
+
+def state_set(net: LoweredNet, record_states) -> set:
+    """Population names whose state variables to record."""
+    if record_states is True or record_states == "all":
+        names = set(net.populations)
+    elif not record_states:
+        names = set()
+    else:
+        names = set(record_states)
+        unknown = names - set(net.populations)
+        if unknown:
+            raise KeyError(f"unknown populations {sorted(unknown)}")
+    return {n for n in names if net.populations[n].neuron.kind in STATE_VARS}

@@ -26,7 +26,7 @@ import numpy as np
 from neurocomp import numerics as nm
 from neurocomp.lowered import Connection, InputNeuron, LIFNeuron, LoweredNet, SigmaDeltaNeuron
 
-from .base import STATE_VARS, SimResult, record_set
+from .base import STATE_VARS, SimResult, record_set, state_set
 
 _I32_MIN, _I32_MAX = -(1 << 31), (1 << 31) - 1
 
@@ -280,12 +280,10 @@ class EventBackend:
         rec_idx = [names.index(r) for r in rec]
         out_spikes = {r: np.zeros((batch, steps, pops[i].size), np.int32) for r, i in zip(rec, rec_idx)}
         out_states = {}
-        if record_states:
-            for p, st in zip(pops, state):
-                kind = p.neuron.kind
-                if kind in STATE_VARS:
-                    out_states[p.name] = {v: np.zeros((batch, steps, p.size), np.int32)
-                                          for v in STATE_VARS[kind]}
+        for p in pops:
+            if p.name in state_set(net, record_states):
+                out_states[p.name] = {v: np.zeros((batch, steps, p.size), np.int32)
+                                      for v in STATE_VARS[p.neuron.kind]}
         inp = names.index(net.input)
         for t in range(steps):
             for i, p in enumerate(pops):

@@ -21,7 +21,7 @@ from neurocomp.ir import ops
 from neurocomp.lowered import (InputNeuron, LIFNeuron, LoweredError, LoweredNet, SigmaDeltaNeuron)
 from neurocomp.quant import Formats, bias_to_mant_exp, choose_lif_format
 
-MODES = ("rate", "sigma-delta")
+MODES = ("rate", "rate-soft", "sigma-delta")
 
 
 @dataclass
@@ -112,12 +112,13 @@ def conversion_plan(g: nx.DiGraph) -> list[PopPlan]:
     return list(plans.values())
 
 
-def act_scale(g: nx.DiGraph, node: str) -> float:
+def act_scale(g: nx.DiGraph, node: str) -> np.ndarray:
+    """Activation scale of a node: a scalar or one value per channel (last axis)."""
     meta = g.nodes[node].get("meta", {})
     if "act_scale" not in meta:
         raise LoweredError(f"node '{node}' has no activation scale: run balance_thresholds "
                            "(it needs calibration data) before lowering")
-    return float(meta["act_scale"])
+    return np.asarray(meta["act_scale"], dtype=np.float64)
 
 
 def _connection_weights(g, p: PopPlan, src_shape) -> tuple[str, np.ndarray, Optional[np.ndarray], dict]:
@@ -128,12 +129,13 @@ def _connection_weights(g, p: PopPlan, src_shape) -> tuple[str, np.ndarray, Opti
     if isinstance(o, ops.Dense):
         return "dense", o.weight, o.bias, {}
     if isinstance(o, ops.Conv2D):
-        return "conv", o.weight, o.bias, dict(strides=o.strides, pads=o.pads, dilation=o.dilation,
-                                              groups=o.groups)
+        return "conv", o.weight, o.bias, dict(strides=tuple(o.strides), pads=tuple(o.pads),
+                                              dilation=tuple(o.dilation), groups=int(o.groups))
     if isinstance(o, ops.AvgPool2D):
         c = src_shape[2]
         k = np.full(tuple(o.pool) + (1, c), 1.0 / (o.pool[0] * o.pool[1]))
-        return "conv", k, None, dict(strides=o.strides, pads=o.pads, dilation=(1, 1), groups=c)
+        return "conv", k, None, dict(strides=tuple(o.strides), pads=tuple(o.pads), dilation=(1, 1),
+                                     groups=c)
     if isinstance(o, ops.GlobalAvgPool2D):
         h, w, c = src_shape
         wd = np.zeros((h * w * c, c))
@@ -142,33 +144,39 @@ def _connection_weights(g, p: PopPlan, src_shape) -> tuple[str, np.ndarray, Opti
     raise AssertionError(p.kind)
 
 
-def lower(g: nx.DiGraph, mode: str = "rate", hw=None, *, input_bits: int = 8,
-          sd_state_scale: int = 1 << 14, sd_threshold: float = 1 / 256,
-          v_init: float = 0.0) -> LoweredNet:
-    """Build the integer network for ``mode`` from a calibrated float graph.
+def normalised_weights(kind, w, b, geo, src_scale, dst_scale, src_shape):
+    """``W * scale(source neuron) / scale(destination channel)``, ``b / scale``."""
+    ls = np.broadcast_to(src_scale, src_shape).reshape(-1) if kind == "dense" else \
+        np.broadcast_to(src_scale, (src_shape[-1],))
+    ld = np.broadcast_to(dst_scale, (w.shape[-1],))
+    if kind == "dense":
+        wn = w * ls[:, None] / ld[None, :]
+    else:
+        kh, kw, cg, co = w.shape
+        og = co // geo["groups"]
+        src_ch = (np.arange(co)[None, :] // og) * cg + np.arange(cg)[:, None]     # (cg, co)
+        wn = w * (ls[src_ch] / ld[None, :])[None, None]
+    return wn, (None if b is None else b / ld)
 
-    ``input_bits``: graded input payload width (``2^bits - 1`` = activation
-    1.0).  ``sd_state_scale``: sigma units per activation 1.0 in sigma-delta
-    mode; ``sd_threshold``: delta threshold as a fraction of 1.0.
-    ``v_init``: initial membrane as a fraction of threshold (rate mode).
-    """
-    if mode not in MODES:
-        raise LoweredError(f"unknown mode '{mode}'; modes: {', '.join(MODES)}")
+
+def lower(g: nx.DiGraph, options=None, hw=None) -> LoweredNet:
+    """Build the integer network from a calibrated float graph (see ``ConvertOptions``)."""
+    from neurocomp.options import ConvertOptions
+
+    opt = options or ConvertOptions()
+    mode = opt.mode
     fmt = Formats.from_hw(hw)
     plans = conversion_plan(g)
-    net = LoweredNet(meta={"mode": mode, "payload_max": {}})
+    net = LoweredNet(meta={"mode": mode, "payload_max": {}, "options": opt.model_dump()})
     by_name = {p.name: p for p in plans}
-    pmax_in = (1 << input_bits) - 1
+    pmax_in = (1 << opt.input_bits) - 1
     unit: dict[str, float] = {}            # payload per activation 1.0, per population
     for p in plans:
         if p.kind == "input":
-            scale = act_scale(g, p.value_node)
-            pre = [g.nodes[n]["op"] for n in p.pre_nodes]
-            pre_scale = np.ones(1)
-            pre_offset = np.zeros(1)
-            for s in pre:                     # compose y = (x*s1+o1)*s2+o2 ...
-                pre_scale = pre_scale * s.scale
-                pre_offset = pre_offset * s.scale + s.offset
+            scale = float(np.max(act_scale(g, p.value_node)))
+            pre_scale, pre_offset = np.ones(1), np.zeros(1)
+            for s in (g.nodes[n]["op"] for n in p.pre_nodes):     # y = (x*s1+o1)*s2+o2 ...
+                pre_scale, pre_offset = pre_scale * s.scale, pre_offset * s.scale + s.offset
             neuron = InputNeuron(graded=True, encoding="delta" if mode == "sigma-delta" else "constant",
                                  payload_per_unit=pmax_in / scale, payload_max=pmax_in,
                                  pre_scale=np.asarray(pre_scale, np.float64),
@@ -180,44 +188,49 @@ def lower(g: nx.DiGraph, mode: str = "rate", hw=None, *, input_bits: int = 8,
         src = by_name[p.src]
         src_pop = net.populations[p.src]
         kind, w, b, geo = _connection_weights(g, p, src_pop.shape)
-        ls, ld = act_scale(g, src.value_node), act_scale(g, p.value_node)
-        w_n = w * (ls / ld)                    # normalised: threshold = 1.0
-        b_n = None if b is None else b / ld
+        src_scale = act_scale(g, src.value_node)
+        if src.kind == "input":
+            src_scale = np.max(src_scale)
+        w_n, b_n = normalised_weights(kind, w, b, geo, src_scale, act_scale(g, p.value_node),
+                                      src_pop.shape)
         sum_axes = 0 if kind == "dense" else (0, 1, 2)
         n = int(np.prod(p.shape))
-        if mode == "rate":
-            lf = choose_lif_format([w_n], [unit[p.name if False else p.src]],
-                                   [net.max_payload(p.src)], [sum_axes], fmt,
-                                   allow_exp=(kind == "dense"))
+        membrane = p.is_output and mode != "sigma-delta" and opt.readout == "membrane"
+        if mode in ("rate", "rate-soft"):
+            cap = (1 << 17) // (4 * opt.max_steps) if membrane else None
+            lf = choose_lif_format([w_n], [unit[p.src]], [net.max_payload(p.src)], [sum_axes], fmt,
+                                   allow_exp=(kind == "dense"), vth_cap=cap)
             mant = lf.mantissas[0]
             bias_v = np.zeros(n) if b_n is None else np.broadcast_to(
                 b_n, p.shape).reshape(-1) * lf.vth * (1 << nm.ACT_SHIFT)
             bm, be, _ = bias_to_mant_exp(bias_v, fmt)
             v0 = None
-            if v_init:
-                v0 = np.full(n, int(v_init * (lf.vth << nm.VTH_SHIFT)), np.int64)
-            neuron = LIFNeuron(vth=lf.vth, du=4095, dv=0, bias_mant=bm, bias_exp=be, v0=v0)
+            if opt.v_init and not membrane:
+                v0 = np.full(n, int(opt.v_init * (lf.vth << nm.VTH_SHIFT)), np.int64)
+            neuron = LIFNeuron(vth=fmt.vth_max if membrane else lf.vth, du=4095, dv=0, bias_mant=bm,
+                               bias_exp=be, v0=v0, reset="subtract" if mode == "rate-soft" else "zero")
             wexp = lf.weight_exp
             unit[p.name] = 1
+            net.meta.setdefault("vth_nominal", {})[p.name] = int(lf.vth)
         else:
             u_src = unit[p.src]
             wmax = float(np.abs(w_n).max()) or 1.0
             lim = (1 << fmt.weight_bits) - 2
             if kind == "dense":
                 # w_int * 2^e = W' * A / u_src, with |w_int| <= lim
-                e = math.ceil(math.log2(wmax * sd_state_scale / u_src / lim))
+                e = math.ceil(math.log2(wmax * opt.sd_state_scale / u_src / lim))
                 e = min(max(e, fmt.weight_exp_min), 0)
-                a_dst = min(sd_state_scale, lim * u_src * 2.0 ** e / wmax)
+                a_dst = min(opt.sd_state_scale, lim * u_src * 2.0 ** e / wmax)
             else:
                 e = 0
-                a_dst = min(sd_state_scale, lim * u_src / wmax)
+                a_dst = min(opt.sd_state_scale, lim * u_src / wmax)
             scale = a_dst / u_src / 2.0 ** e
             mant = (2 * np.round(w_n * scale / 2) if w_n.min() < 0 < w_n.max()
                     else np.round(w_n * scale)).astype(np.int64)
             state_exp = nm.ACT_SHIFT
             bias = None if b_n is None else np.round(
                 np.broadcast_to(b_n, p.shape).reshape(-1) * a_dst / (1 << state_exp)).astype(np.int64)
-            vth = max(1, int(round(sd_threshold * a_dst / (1 << state_exp))))
+            vth = max(1, int(round(opt.sd_threshold * a_dst / (1 << state_exp))))
             neuron = SigmaDeltaNeuron(vth=vth, bias=bias, spike_exp=0, state_exp=state_exp,
                                       act_mode="unit" if p.is_output and not p.relu else "relu")
             wexp = e
@@ -232,5 +245,6 @@ def lower(g: nx.DiGraph, mode: str = "rate", hw=None, *, input_bits: int = 8,
         if p.is_output:
             net.output = p.name
     net.meta["units"] = {k: float(v) for k, v in unit.items()}
+    net.meta["readout"] = "payload-sum" if mode == "sigma-delta" else opt.readout
     net.validate()
     return net

@@ -83,7 +83,8 @@ class LayerFormat:
 
 
 def choose_lif_format(weights: list[np.ndarray], units: list[float], payload_max: list[int],
-                      sum_axes: list, fmt: Formats, allow_exp: bool = True) -> LayerFormat:
+                      sum_axes: list, fmt: Formats, allow_exp: bool = True,
+                      vth_cap: int | None = None) -> LayerFormat:
     """Pick threshold and exponent for a LIF population fed by ``weights``.
 
     All inputs share the population's threshold ``vth``; weight ``k``
@@ -91,18 +92,19 @@ def choose_lif_format(weights: list[np.ndarray], units: list[float], payload_max
     as high as the threshold's width allows and is lowered until the
     worst-case per-step input fits the accumulator.  Conv weights get
     ``allow_exp=False`` (Lava's Conv has no exponent): then the mantissa
-    scale itself shrinks.
+    scale itself shrinks.  ``vth_cap`` bounds the threshold (a membrane
+    read-out must not saturate v over many steps).
     """
+    vth_max = min(fmt.vth_max, vth_cap or fmt.vth_max)
     lim = (1 << fmt.weight_bits) - 2          # even, fits mixed and excitatory
     # mantissa scale c: largest |W * vth / unit| maps to lim
     wmax = max(float(np.abs(w).max()) * 1.0 / u for w, u in zip(weights, units)) or 1.0
     c_full = lim / wmax                      # mantissa units per (W / unit)
     exps = range(fmt.weight_exp_max, fmt.weight_exp_min - 1, -1) if allow_exp else (0,)
     for e in exps:
-        c = c_full
-        vth = c * 2.0 ** e
-        if vth > fmt.vth_max:                # threshold too wide: use fewer weight bits
-            c = fmt.vth_max / 2.0 ** e
+        if allow_exp and c_full * 2.0 ** e > vth_max and e > fmt.weight_exp_min:
+            continue                         # a lower exponent keeps all mantissa bits
+        c = min(c_full, vth_max / 2.0 ** e)  # else: threshold too wide, use fewer weight bits
         vth = max(int(round(c * 2.0 ** e)), 1)
         c = vth / 2.0 ** e
         mants = [round_mantissas(w / u, c, lim) for w, u in zip(weights, units)]

@@ -1,6 +1,8 @@
 """Activation scales from calibration data (threshold balancing)."""
 from __future__ import annotations
 
+import warnings
+
 import networkx as nx
 import numpy as np
 
@@ -9,29 +11,44 @@ from neurocomp.ir import run_float
 from .base import PassContext, graph_pass
 
 
-def _robust_max(a: np.ndarray, percentile: float) -> float:
-    pos = a[a > 0]
-    if pos.size == 0:
-        return 1.0
-    return float(np.percentile(pos, percentile)) if percentile < 100 else float(pos.max())
+def robust_max(a: np.ndarray, percentile: float, axis=None) -> np.ndarray:
+    """Percentile of the positive values (100: the max); 1.0 where none is positive."""
+    a = np.where(a > 0, a, np.nan)
+    with warnings.catch_warnings():        # all-NaN channels (dead neurons) are expected
+        warnings.simplefilter("ignore", RuntimeWarning)
+        s = np.nanmax(a, axis=axis) if percentile >= 100 else np.nanpercentile(a, percentile, axis=axis)
+    s = np.asarray(s, dtype=np.float64)
+    return np.where(np.isfinite(s) & (s > 0), s, 1.0)
 
 
 @graph_pass
 def balance_thresholds(g: nx.DiGraph, ctx: PassContext) -> nx.DiGraph:
-    """Annotates meta.act_scale on every node that becomes a population (robust max of its calibration activations; the input uses its true max). Requires: ctx.calib; canonical graph (fold_batchnorm)."""
+    """Annotates meta.act_scale (per channel or per layer) on every node that becomes a population, from the robust max of its calibration activations. Requires: ctx.calib; canonical graph (fold_batchnorm)."""
     from neurocomp.lower import conversion_plan
 
     if ctx.calib is None:
         raise DataError("threshold balancing needs calibration inputs; pass --calib DATA.npz "
                         "(a few hundred training samples)")
-    percentile = float(ctx.options.get("percentile", 99.9))
+    opt = ctx.options
+    method = opt.get("normalization", "percentile")
+    percentile = 100.0 if method == "max" else float(opt.get("percentile", 99.9))
+    channelwise = bool(opt.get("channelwise", True))
     plans = conversion_plan(g)
     acts = run_float(g, ctx.calib, keep=[p.value_node for p in plans])
     scales = {}
     for p in plans:
         a = acts[p.value_node]
-        s = _robust_max(a, 100.0 if p.kind == "input" else percentile)
-        g.nodes[p.value_node].setdefault("meta", {})["act_scale"] = s
+        if p.kind == "input":
+            s = robust_max(a, 100.0)                 # never clip the input
+        elif p.is_output:
+            s = robust_max(np.abs(a), percentile)    # one scale: argmax must not change
+        elif channelwise:
+            s = robust_max(a.reshape(-1, a.shape[-1]), percentile, axis=0)
+        else:
+            s = robust_max(a, percentile)
+        g.nodes[p.value_node].setdefault("meta", {})["act_scale"] = s.tolist()
         scales[p.name] = s
-    ctx.notes["balance_thresholds"] = {"percentile": percentile, "scales": scales}
+    ctx.notes["balance_thresholds"] = {"method": method, "percentile": percentile,
+                                       "channelwise": channelwise,
+                                       "scales": {k: float(np.mean(v)) for k, v in scales.items()}}
     return g

@@ -1,0 +1,34 @@
+"""Conversion options: one typed, documented object that round-trips to JSON."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Mode = Literal["rate", "rate-soft", "sigma-delta"]
+
+
+class ConvertOptions(BaseModel):
+    """Everything that decides how a float network becomes a spiking one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Mode = Field("rate", description="rate: IF neurons, reset to zero (Lava LIF, NetX CUBA); "
+                       "rate-soft: reset by subtraction (custom Lava process, Loihi 2 microcode); "
+                       "sigma-delta: graded spikes (Lava SigmaDelta, NetX SDNN)")
+    normalization: Literal["max", "percentile", "spike-norm"] = Field(
+        "percentile", description="how activation scales (thresholds) are set from calibration data")
+    percentile: float = Field(99.9, gt=0, le=100, description="robust max for 'percentile'")
+    channelwise: bool = Field(True, description="one scale per output channel instead of per layer")
+    input_bits: int = Field(8, ge=1, le=16, description="graded input payload bits (constant current)")
+    v_init: float = Field(0.5, ge=0, lt=1, description="initial membrane, fraction of threshold "
+                          "(0.5 rounds rates instead of flooring them)")
+    readout: Literal["membrane", "count"] = Field(
+        "membrane", description="rate modes: argmax of the output's integrated input (non-spiking "
+        "output layer) or of its spike counts")
+    max_steps: int = Field(256, ge=1, description="longest run the membrane read-out must not saturate in")
+    sd_state_scale: int = Field(1 << 14, ge=64, le=1 << 20,
+                                description="sigma-delta: state units per activation 1.0")
+    sd_threshold: float = Field(1 / 256, gt=0, le=1,
+                                description="sigma-delta: delta threshold, fraction of activation 1.0")
+    calib_samples: int = Field(500, ge=1, description="calibration samples used")

@@ -1,0 +1,39 @@
+"""From simulation results to class scores and predictions."""
+from __future__ import annotations
+
+import numpy as np
+
+from neurocomp.lowered import LoweredNet
+
+READOUTS = ("membrane", "count", "payload-sum")
+
+
+def needs_states(net: LoweredNet) -> list[str]:
+    """Populations whose state the read-out needs (to pass as ``record_states``)."""
+    return [net.output] if net.meta.get("readout", "count") in ("membrane", "count") \
+        and net.populations[net.output].neuron.kind == "lif" else []
+
+
+def scores(net: LoweredNet, res) -> np.ndarray:
+    """``(batch, n_out)`` scores whose argmax is the prediction.
+
+    * ``membrane``: the output layer never spikes; its final membrane
+      potential is the integrated input (the ANN's logit times the steps).
+    * ``count``: spike counts, ties broken by the final membrane potential.
+    * ``payload-sum``: sigma-delta: the sum of graded payloads, i.e. the
+      decoded output activation.
+    """
+    mode = net.meta.get("readout", "count")
+    spikes = res.spikes[net.output].astype(np.int64)
+    if mode == "payload-sum":
+        return spikes.sum(axis=1).astype(np.float64)
+    v = res.states.get(net.output, {}).get("v")
+    v_last = v[:, -1].astype(np.float64) if v is not None else np.zeros(spikes.shape[::2])
+    if mode == "membrane":
+        return v_last
+    vth64 = float(net.populations[net.output].neuron.vth << 6) or 1.0
+    return spikes.sum(axis=1) + np.clip(v_last / vth64, -0.999, 0.999) * 0.5
+
+
+def predict(net: LoweredNet, res) -> np.ndarray:
+    return scores(net, res).argmax(axis=1)
