@@ -11,7 +11,7 @@ import numpy as np
 from neurocomp.encoding import encode
 from neurocomp.lowered import LoweredNet
 from neurocomp.options import ConvertOptions
-from neurocomp.pipeline import PIPELINES
+from neurocomp.pipeline import passes_for
 
 
 @dataclass
@@ -77,7 +77,7 @@ def compile(model, calib: Optional[np.ndarray] = None, hw="loihi2", options: Opt
     g = model if isinstance(model, nx.DiGraph) else load_keras(model)
     ctx = PassContext(hw=hw_cfg, options=opt.model_dump(),
                       calib=None if calib is None else np.asarray(calib)[:opt.calib_samples])
-    names = PIPELINES["canonicalize"] + PIPELINES["calibrate"]
+    names = passes_for(opt)
     g = run_pipeline(g, names, ctx, on_pass=on_pass)
     t0 = time.perf_counter()
     net = lower(g, opt, hw_cfg)

@@ -14,6 +14,14 @@ PIPELINES: dict[str, list[str]] = {
 }
 
 
+def passes_for(options) -> list[str]:
+    """The float-IR passes a compile runs for ``options`` (a ``ConvertOptions``)."""
+    names = PIPELINES["canonicalize"] + PIPELINES["calibrate"]
+    if options.normalization == "spike-norm":
+        names.append("spike_norm")
+    return names
+
+
 def describe(stage: str) -> list[tuple[str, str]]:
     """(pass name, one-line summary) for every pass of ``stage``."""
     from neurocomp.passes import PASSES

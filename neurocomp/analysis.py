@@ -1,0 +1,136 @@
+"""Where accuracy goes: the quantised ANN and per-layer ANN-vs-SNN diagnostics.
+
+``quantised_ann`` evaluates the *integer* network as an ANN (real-valued
+rates instead of spikes): the same weights, exponents, thresholds and biases,
+and the same clipping of rates at one spike per step.  Comparing three
+accuracies -- float ANN, quantised ANN, SNN -- shows whether a loss comes
+from quantisation or from spiking.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from neurocomp import numerics as nm
+from neurocomp.encoding import input_payloads
+from neurocomp.lowered import InputNeuron, LIFNeuron, LoweredNet, SigmaDeltaNeuron
+
+
+def connection_matrix(net: LoweredNet, c) -> sp.csr_matrix:
+    """(n_src, n_dst) effective integer weights of a connection (exponent not applied)."""
+    if c.kind == "dense":
+        return sp.csr_matrix(c.effective_weight().T.astype(np.float64))
+    from neurocomp.backends.event import conv_stamp_csr
+    indptr, indices, data = conv_stamp_csr(net.populations[c.src].shape, c)
+    n_dst = net.populations[c.dst].size
+    return sp.csr_matrix((data.astype(np.float64), indices, indptr),
+                         shape=(net.populations[c.src].size, n_dst))
+
+
+def quantised_ann(net: LoweredNet, x: np.ndarray) -> dict[str, np.ndarray]:
+    """Per population, the steady-state value the spiking network approximates:
+    rates (spikes per step, clipped to [0, 1]) for LIF populations, the
+    output's per-step input over its threshold for a membrane read-out, and
+    decoded activations (1.0 = the calibration scale) for sigma-delta ones.
+    The input population keeps its integer payloads."""
+    vals: dict[str, np.ndarray] = {}
+    vth_nominal = net.meta.get("vth_nominal", {})
+    for name, p in net.populations.items():
+        n = p.neuron
+        if isinstance(n, InputNeuron):
+            vals[name] = input_payloads(n, x).astype(np.float64)
+            continue
+        z = np.zeros((len(x), p.size))
+        for c in net.incoming(name):
+            z += (vals[c.src] @ connection_matrix(net, c)) * 2.0 ** c.weight_exp
+        if isinstance(n, LIFNeuron):
+            bias = nm.lif_bias(n.bias_mant if n.bias_mant is not None else np.zeros(p.size),
+                               n.bias_exp if n.bias_exp is not None else np.zeros(p.size))
+            z = z + bias / (1 << nm.ACT_SHIFT)
+            vth = vth_nominal.get(name, n.vth) or 1
+            r = z / vth
+            vals[name] = r if name == net.output else np.clip(r, 0.0, 1.0)
+        elif isinstance(n, SigmaDeltaNeuron):
+            scale = 1 << (n.spike_exp + n.state_exp)
+            b = 0 if n.bias is None else np.asarray(n.bias) * scale
+            act = z + b
+            if n.act_mode == "relu":
+                act = np.maximum(act, 0.0)
+            vals[name] = act / (1 << n.state_exp)
+    for name, unit in net.meta.get("units", {}).items():   # activation 1.0 == 1.0
+        if isinstance(net.populations[name].neuron, SigmaDeltaNeuron):
+            vals[name] = vals[name] / unit
+    return vals
+
+
+def pop_depths(net: LoweredNet) -> dict[str, int]:
+    """Steps from the input to each population (the step its input first arrives is depth + 1)."""
+    d = {net.input: 0}
+    for name in net.populations:
+        for c in net.incoming(name):
+            d[name] = max(d.get(name, 0), d[c.src] + 1 + c.delay)
+    return d
+
+
+def snn_values(net: LoweredNet, spikes: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per recorded population, what its spikes encode over the run:
+    rates over the steps after its input arrived (LIF), or the summed
+    payloads (sigma-delta: the decoded activation)."""
+    depth = pop_depths(net)
+    out = {}
+    for name, s in spikes.items():
+        n = net.populations[name].neuron
+        if isinstance(n, SigmaDeltaNeuron):
+            out[name] = s.astype(np.float64).sum(axis=1) / net.meta.get("units", {}).get(name, 1.0)
+        else:
+            steps = max(s.shape[1] - depth[name], 1)
+            out[name] = s.astype(np.float64).sum(axis=1) / steps
+    return out
+
+
+@dataclass
+class LayerDiagnostics:
+    population: str
+    neurons: int
+    correlation: float          # Pearson r between ANN activation and SNN value, all neurons x samples
+    quantised_correlation: float  # same, quantised ANN vs SNN
+    spikes_per_neuron: float    # per sample
+    rate_mean: float
+
+
+def layer_diagnostics(compiled, x: np.ndarray, steps: int, backend: str = "event") -> list[LayerDiagnostics]:
+    """Per population: how well the spiking values track the float ANN's normalised
+    activations and the quantised ANN, and how much it spikes."""
+    from neurocomp.ir import run_float
+    from neurocomp.lower import act_scale, conversion_plan
+
+    net = compiled.net
+    plans = {p.name: p for p in conversion_plan(compiled.graph)}
+    ann = run_float(compiled.graph, x, keep=[p.value_node for p in plans.values()])
+    qann = quantised_ann(net, x)
+    out = compiled.simulate(x, steps, backend, record="all")
+    snn = snn_values(net, out.result.spikes)
+    rows = []
+    for name, s in out.result.spikes.items():
+        if name == net.input:
+            continue
+        p = plans[name]
+        a = ann[p.value_node].reshape(len(x), -1) / np.broadcast_to(
+            act_scale(compiled.graph, p.value_node), ann[p.value_node].shape[1:]).reshape(-1)
+        q = qann[name]
+        v = snn[name]
+        if name == net.output and net.meta.get("readout") == "membrane":
+            v = out.scores      # the output integrates instead of spiking
+        nonzero_spikes = float((s != 0).sum()) / len(x) / s.shape[2]
+        rows.append(LayerDiagnostics(name, int(s.shape[2]), _corr(a, v), _corr(q, v), nonzero_spikes,
+                                     float(v.mean())))
+    return rows
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.reshape(-1), b.reshape(-1)
+    if a.std() == 0 or b.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
