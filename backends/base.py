@@ -21,6 +21,9 @@ class SimResult:
 
     spikes: dict[str, np.ndarray] = field(default_factory=dict)
     states: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    # spikes (non-zero payloads) per sample and step, summed over each population's
+    # neurons: (batch, steps) for every non-input population, recorded or not
+    spike_counts: dict[str, np.ndarray] = field(default_factory=dict)
     seconds: float = 0.0          # wall time of the simulation proper
     steps: int = 0
     samples: int = 0

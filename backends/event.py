@@ -6,6 +6,10 @@ spec: ``../shared/specs/lava_loihi_spec.md``) and orders of magnitude faster:
 * Work is proportional to spikes: every connection is stored source-major,
   so a spike of source neuron ``i`` adds one contiguous row of weights
   (dense: ``W.T[i]``; conv: the CSR row of the kernel stamp ``i`` touches).
+  When a step's spikes are dense (>= 5 % of the source), one float32 GEMM
+  (im2col for conv) is faster than row adds; it is used only where it is
+  provably exact: every partial sum is bounded by
+  ``max_payload * max_j sum_i |w_ij| < 2^24``.
 * All samples of a batch run together; the kernels are numba-compiled and
   parallel over the batch.  Integer arithmetic throughout (int64
   accumulators, explicit int32 / 24-bit wraps where Lava wraps), so there is
@@ -22,6 +26,7 @@ from typing import Optional
 
 import numba
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from neurocomp import numerics as nm
 from neurocomp.lowered import Connection, InputNeuron, LIFNeuron, LoweredNet, SigmaDeltaNeuron
@@ -70,6 +75,31 @@ def _propagate(spk, indptr, indices, data, dense_rows, n_dst, graded, is_conv, w
                         acc[j] += p * row[j]
         for j in range(n_dst):
             x = acc[j]
+            if is_conv:
+                x = _wrap32(x)
+                x = ((x + (1 << 23)) & 0xFFFFFF) - (1 << 23)
+            elif graded:
+                x = _wrap32(x)
+                if weight_exp > 0:
+                    x = _wrap32(x << weight_exp)
+                elif weight_exp < 0:
+                    x = x >> (-weight_exp)
+            else:
+                if weight_exp > 0:
+                    x = x << weight_exp
+                elif weight_exp < 0:
+                    x = x >> (-weight_exp)
+                x = _wrap32(x)
+            out[b, j] = x
+
+
+@numba.njit(parallel=True, cache=True)
+def _finish(acc, is_conv, graded, weight_exp, out):
+    """Lava's finishing of an exact integer sum (see ``_propagate``)."""
+    batch, n = acc.shape
+    for b in numba.prange(batch):
+        for j in range(n):
+            x = np.int64(acc[b, j])
             if is_conv:
                 x = _wrap32(x)
                 x = ((x + (1 << 23)) & 0xFFFFFF) - (1 << 23)
@@ -194,6 +224,40 @@ class _Conn:
     indptr: np.ndarray
     indices: np.ndarray
     data: np.ndarray
+    blas: Optional[np.ndarray] = None    # float32 weights for the exact BLAS path, if provably exact
+    synapses: int = 0
+
+    def propagate_blas(self, src: np.ndarray, src_shape, out: np.ndarray) -> None:
+        """The same message as ``_propagate``, computed as one float32 GEMM.
+
+        Exact: every product and partial sum is an integer of magnitude
+        ``<= max_payload * max_j sum_i |w_ij| < 2^24`` (checked in
+        ``_prepare``), and float32 represents all such integers, in any
+        summation order.
+        """
+        x = src.astype(np.float32) if self.graded else (src != 0).astype(np.float32)
+        c = self.c
+        if c.kind == "dense":
+            acc = x @ self.blas
+        else:
+            h, w, cin = src_shape
+            kh, kw, cg, co = c.weight.shape
+            x = x.reshape(-1, h, w, cin)
+            (pt, pb), (pl, pr) = c.pads
+            if pt or pb or pl or pr:
+                x = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+            eh, ew = (kh - 1) * c.dilation[0] + 1, (kw - 1) * c.dilation[1] + 1
+            win = sliding_window_view(x, (eh, ew), axis=(1, 2))[
+                :, ::c.strides[0], ::c.strides[1], :, ::c.dilation[0], ::c.dilation[1]]
+            b, ho, wo = win.shape[:3]
+            g = c.groups
+            win = win.reshape(b, ho, wo, g, cg, kh, kw)
+            acc = np.einsum("nhwgcab,gcabo->nhwgo", win, self.blas, optimize=True)
+            acc = acc.reshape(b, ho * wo * co)
+        _finish(acc, c.kind == "conv", self.graded, int(c.weight_exp), out)
+
+
+BLAS_MIN_DENSITY = 0.05   # spikes per source neuron above which one GEMM beats row adds
 
 
 def _prepare(net: LoweredNet) -> list[_Conn]:
@@ -205,12 +269,26 @@ def _prepare(net: LoweredNet) -> list[_Conn]:
         graded = bool(sp.neuron.graded)
         if c.kind == "dense":
             rows = np.ascontiguousarray(c.effective_weight().T.astype(np.int64))
-            out.append(_Conn(c, names.index(c.src), names.index(c.dst), dp.size, graded, rows,
-                             empty_i, np.zeros(0, np.int32), empty_i))
+            k = _Conn(c, names.index(c.src), names.index(c.dst), dp.size, graded, rows,
+                      empty_i, np.zeros(0, np.int32), empty_i, synapses=int(np.count_nonzero(rows)))
+            col_sums = np.abs(rows).sum(axis=0)
+            w32 = rows.astype(np.float32)
         else:
             indptr, indices, data = conv_stamp_csr(sp.shape, c)
-            out.append(_Conn(c, names.index(c.src), names.index(c.dst), dp.size, graded,
-                             np.zeros((0, 0), np.int64), indptr, indices, data))
+            k = _Conn(c, names.index(c.src), names.index(c.dst), dp.size, graded,
+                      np.zeros((0, 0), np.int64), indptr, indices, data, synapses=int(data.size))
+            wt = nm.to_int32(c.weight).astype(np.int64)
+            col_sums = np.abs(wt).sum(axis=(0, 1, 2))
+            kh, kw, cg, co = wt.shape
+            # (g, cg, kh, kw, co/g): one kernel block per group
+            w32 = wt.reshape(kh, kw, cg, c.groups, co // c.groups).transpose(3, 2, 0, 1, 4)
+            w32 = np.ascontiguousarray(w32.astype(np.float32))
+        payload = net.max_payload(c.src) if graded else 1
+        if graded and isinstance(sp.neuron, SigmaDeltaNeuron):
+            payload = 1 << 31          # sigma-delta payloads are not bounded a priori
+        if payload * int(col_sums.max(initial=0)) < nm.FLOAT32_EXACT:
+            k.blas = w32
+        out.append(k)
     return out
 
 
@@ -219,8 +297,9 @@ class EventBackend:
 
     name = "event"
 
-    def __init__(self, chunk: int = 4096):
+    def __init__(self, chunk: int = 2048, use_blas: bool = True):
         self.chunk = chunk
+        self.use_blas = use_blas
 
     def run(self, net: LoweredNet, raster: np.ndarray, *, record=None,
             record_states: bool = False) -> SimResult:
@@ -237,6 +316,8 @@ class EventBackend:
         res.spikes = {k: np.concatenate([p.spikes[k] for p in parts]) for k in parts[0].spikes}
         res.states = {k: {v: np.concatenate([p.states[k][v] for p in parts]) for v in parts[0].states[k]}
                       for k in parts[0].states}
+        res.spike_counts = {k: np.concatenate([p.spike_counts[k] for p in parts])
+                            for k in parts[0].spike_counts}
         return res
 
     def _run_chunk(self, net, conns, raster, rec, record_states) -> SimResult:
@@ -285,6 +366,7 @@ class EventBackend:
                 out_states[p.name] = {v: np.zeros((batch, steps, p.size), np.int32)
                                       for v in STATE_VARS[p.neuron.kind]}
         inp = names.index(net.input)
+        counts = {p.name: np.zeros((batch, steps), np.int32) for i, p in enumerate(pops) if i != inp}
         for t in range(steps):
             for i, p in enumerate(pops):
                 n = p.neuron
@@ -308,6 +390,9 @@ class EventBackend:
                     st = state[i]
                     _sigma_delta_step(a, st["sigma"], st["act"], st["residue"], st["error"], vth,
                                       bias, sexp, relu, cum, spk[i])
+            for i, p in enumerate(pops):
+                if i != inp:
+                    counts[p.name][:, t] = np.count_nonzero(spk[i], axis=1)
             for r, i in zip(rec, rec_idx):
                 out_spikes[r][:, t] = spk[i]
             for name, vars_ in out_states.items():
@@ -322,9 +407,13 @@ class EventBackend:
                 if k.src == inp and ring.shape[0] == 1 and last_src[j] is not None \
                         and np.array_equal(last_src[j], src):
                     continue  # constant input: the pending message is already this step's
-                _propagate(src, k.indptr, k.indices, k.data, k.dense_rows, k.n_dst, k.graded,
-                           k.c.kind == "conv", int(k.c.weight_exp), target)
+                if k.blas is not None and self.use_blas and \
+                        np.count_nonzero(src) >= BLAS_MIN_DENSITY * src.size:
+                    k.propagate_blas(src, pops[k.src].shape, target)
+                else:
+                    _propagate(src, k.indptr, k.indices, k.data, k.dense_rows, k.n_dst, k.graded,
+                               k.c.kind == "conv", int(k.c.weight_exp), target)
                 if k.src == inp:
                     last_src[j] = src
-        return SimResult(spikes=out_spikes, states=out_states, seconds=time.perf_counter() - t0,
-                         steps=steps, samples=batch)
+        return SimResult(spikes=out_spikes, states=out_states, spike_counts=counts,
+                         seconds=time.perf_counter() - t0, steps=steps, samples=batch)

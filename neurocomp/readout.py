@@ -14,8 +14,9 @@ def needs_states(net: LoweredNet) -> list[str]:
         and net.populations[net.output].neuron.kind == "lif" else []
 
 
-def scores(net: LoweredNet, res) -> np.ndarray:
-    """``(batch, n_out)`` scores whose argmax is the prediction.
+def scores(net: LoweredNet, res, steps: int | None = None) -> np.ndarray:
+    """``(batch, n_out)`` scores whose argmax is the prediction, after the
+    first ``steps`` steps of the run (default: all of them).
 
     * ``membrane``: the output layer never spikes; its final membrane
       potential is the integrated input (the ANN's logit times the steps).
@@ -24,11 +25,12 @@ def scores(net: LoweredNet, res) -> np.ndarray:
       decoded output activation.
     """
     mode = net.meta.get("readout", "count")
-    spikes = res.spikes[net.output].astype(np.int64)
+    steps = steps or res.spikes[net.output].shape[1]
+    spikes = res.spikes[net.output][:, :steps].astype(np.int64)
     if mode == "payload-sum":
         return spikes.sum(axis=1).astype(np.float64)
     v = res.states.get(net.output, {}).get("v")
-    v_last = v[:, -1].astype(np.float64) if v is not None else np.zeros(spikes.shape[::2])
+    v_last = v[:, steps - 1].astype(np.float64) if v is not None else np.zeros(spikes.shape[::2])
     if mode == "membrane":
         return v_last
     vth64 = float(net.populations[net.output].neuron.vth << 6) or 1.0
