@@ -117,13 +117,13 @@ def test_blas_path_is_bit_identical_to_row_adds():
     net.add_population("in", (9, 9, 3), InputNeuron(graded=True, payload_max=255))
     net.add_population("c1", (7, 7, 8), LIFNeuron(vth=500, du=4095, dv=0, bias_mant=rng.integers(-99, 99, 392),
                                                   bias_exp=np.full(392, 6)))
-    net.add_population("c2", (4, 5, 8), LIFNeuron(vth=100, du=4000, dv=10, bias_mant=rng.integers(-99, 99, 160),
-                                                  bias_exp=np.full(160, 2)))
+    net.add_population("c2", (4, 4, 8), LIFNeuron(vth=100, du=4000, dv=10, bias_mant=rng.integers(-99, 99, 128),
+                                                  bias_exp=np.full(128, 2)))
     net.add_population("d", (10,), LIFNeuron(vth=300, du=4095, dv=0, reset="subtract"))
     net.connect(name="a", src="in", dst="c1", kind="conv", weight=rng.integers(-30, 30, (3, 3, 3, 8)))
     net.connect(name="b", src="c1", dst="c2", kind="conv", weight=rng.integers(-99, 99, (3, 3, 4, 8)),
                 strides=(2, 2), pads=((1, 1), (1, 2)), groups=2)
-    net.connect(name="e", src="c2", dst="d", kind="dense", weight=2 * rng.integers(-60, 60, (10, 160)),
+    net.connect(name="e", src="c2", dst="d", kind="dense", weight=2 * rng.integers(-60, 60, (10, 128)),
                 weight_exp=-2)
     net.validate()
     raster = np.repeat((rng.random((64, 1, 243)) * 255).astype(np.int32), 15, axis=1)
