@@ -1,0 +1,571 @@
+"""Run a ``LoweredNet`` on Intel's Lava framework (lava-nc 0.10.0).
+
+``LavaBackend(tag="fixed_pt")`` runs Lava's CPU process models
+(``Loihi2SimCfg(select_tag="fixed_pt")``), which are bit-exact with the
+arithmetic in ``neurocomp.numerics`` (spec: ``shared/specs/lava_loihi_spec.md``).
+``tag="floating_pt"`` selects Lava's float models instead (supported, not
+bit-exact: no quantisation, no wraps; parameters are converted to the float
+models' units and recorded values converted back, see ``_FloatMap``).
+``hardware=True`` runs on a Loihi 2 chip through ``Loihi2HwCfg``; that needs
+the non-public ``lava-loihi`` package (``lava.utils.loihi.is_installed()``),
+otherwise ``run`` raises ``BackendUnavailableError``.
+
+Mapping of the lowered IR onto Lava processes
+---------------------------------------------
+
+* input population  -> ``lava.proc.io.source.RingBuffer`` holding the rasters
+  of all samples of a chunk back to back (``(*lava_shape, samples*steps)``);
+  the RingBuffer sends ``data[..., (t-1) % len]`` at step t, so sample k of
+  the chunk occupies steps ``k*steps+1 .. (k+1)*steps``.
+* ``LIFNeuron`` (reset "zero") -> ``lava.proc.lif.process.LIF`` (scalars as
+  Python ints: float ``vth``/``du``/``dv`` crash fixed_pt).  ``reset="subtract"``
+  -> ``lava_procs.LIFSoftReset`` (Lava's bit-accurate LIF with a subtractive
+  reset; needs Loihi 2 microcode on a chip).
+* ``SigmaDeltaNeuron`` -> ``lava.proc.sdn.process.SigmaDelta`` (the constructor
+  scales ``vth`` and ``bias`` by ``2**(spike_exp+state_exp)`` itself).
+* ``dense`` -> ``lava.proc.dense.process.Dense`` (``DelayDense`` with a constant
+  delays matrix when ``delay > 0``: a spike at t arrives at t+1+delay) with
+  ``weight_exp``, ``num_weight_bits``, ``sign_mode`` (only when given) and
+  ``num_message_bits=24`` for graded sources (0 for binary ones).
+* ``conv`` -> ``lava.proc.conv.process.Conv`` when expressible: symmetric pads
+  per axis (top == bottom, left == right), no delay, and stride / padding /
+  dilation / groups <= 127 (Lava stores them as int8).  The Keras kernel
+  ``K (kh, kw, Cin/g, Cout)`` becomes ``K[::-1, ::-1].transpose(3, 1, 0, 2)``
+  = ``(Cout, kw, kh, Cin/g)``: the spatial flip cancels the flip of Lava's
+  true convolution, so the overall operation is Keras' cross-correlation
+  (the same as NetX's ``W[:, :, ::-1, ::-1].transpose(0, 3, 2, 1)`` from
+  torch ``(O, I, kH, kW)``).  Stride, padding and dilation are given in
+  Lava's ``(x, y) = (W, H)`` order.
+  Otherwise (asymmetric pads, e.g. Keras 'same' with stride 2 on even sizes,
+  a delay, or int8 overflow) the convolution is written out as the explicit
+  ``(n_dst, n_src)`` matrix in canonical order and run with
+  ``lava.proc.sparse.process.Sparse`` (``DelayDense`` when delayed).  That is
+  exact only when Dense/Sparse's weight quantisation (8-bit clip, LSB drop of
+  mixed-sign matrices) leaves the matrix unchanged,
+  ``numerics.quantize_dense_weights(M) == M``, and when no message can reach
+  2**23 (Conv wraps its output to 24 bits, Sparse to 32); otherwise
+  ``LavaMappingError`` is raised.
+* several connections into one population: every ``a_out`` is connected to
+  the one ``a_in`` (Lava sums them).
+
+Layout
+------
+A population of logical shape ``(H, W, C)`` lives in Lava as ``(W, H, C)``
+(Lava's (x, y, c) convention for Conv ports): canonical flat index
+``(h*W + w)*C + c`` <-> Lava array index ``[w, h, c]``.  Every other shape is
+a flat ``(n,)`` process in canonical order.  Dense/Sparse connections see the
+canonical flat order through virtual ports: a ``(W, H, C)`` source is
+connected as ``s_out.transpose([1, 0, 2]).flatten()`` and a ``(W, H, C)``
+destination as ``a_out.reshape((H, W, C)).transpose([1, 0, 2])``.  Recorded
+arrays are converted back with ``np.swapaxes(x, -3, -2).reshape(..., n)``.
+
+Samples and state
+-----------------
+Lava cannot batch.  One process graph is built (and compiled) per chunk of
+samples and reused: between samples every stateful Var (LIF ``u``/``v`` to
+``u0``/``v0``; SigmaDelta ``sigma``/``act``/``residue``/``error``; the
+connections' ``a_buff``/``a_buf`` holding the in-flight step) is set back to
+its initial value with ``Var.set``, which makes each sample start exactly as
+a freshly built network (the tests check batches against per-sample
+references).  Lava transfers ``Var.set``/``Var.get`` one element per message
+(~20 us each), so recording does not use ``Monitor.get_data``: spikes are
+streamed per step to the host with ``lava.proc.io.extractor.Extractor``
+(connected to ``s_out``: zero delay, same step) and states with
+``lava.proc.io.extractor.VarWire`` (a RefPort read in the post-management
+phase of each step, i.e. after spike and reset: exactly what a ``Monitor`` Var
+probe records).
+
+``SimResult.seconds`` is the wall time spent inside Lava's ``run()`` calls only
+(compilation, process start-up, resets and the draining of recordings are
+excluded).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Iterable, Optional
+
+import numpy as np
+
+from neurocomp import numerics as nm
+from neurocomp.errors import BackendUnavailableError, NeurocompError
+from neurocomp.lowered import (Connection, InputNeuron, LIFNeuron, LoweredNet, Population,
+                               SigmaDeltaNeuron)
+
+from .base import STATE_VARS, SimResult, record_set, state_set
+
+TAGS = ("fixed_pt", "floating_pt")
+GRADED_MESSAGE_BITS = 24          # Loihi 2 graded spikes are 24-bit signed
+_INT8_MAX = 127                   # Conv stores stride/padding/dilation/groups as int8
+_RASTER_BUDGET = 1 << 24          # input elements per built graph (chunking)
+_STREAM_BUDGET = 1 << 22          # float64 elements per extractor buffer
+_MAX_EXPLICIT = 1 << 26           # elements of an explicit dense conv matrix
+
+_HW_HINT = ("Loihi hardware needs Intel's non-public lava-loihi package (INRC members only; "
+            "lava.utils.loihi.is_installed() is false here); use --backend lava (CPU "
+            "simulation of the same arithmetic) or --backend event")
+
+
+def _allow_lava_start_method() -> None:
+    """Lava's runtime calls ``multiprocessing.set_start_method('fork')`` when it
+    is first imported and fails if a start method is already fixed -- which
+    numba's parallel layer does (to 'fork') the first time the event simulator
+    runs.  Same method, so un-fix it before Lava's import (Python 3.10's
+    ``DefaultContext``)."""
+    import multiprocessing as mp
+    import sys
+    if "lava.magma.runtime.message_infrastructure.multiprocessing" in sys.modules:
+        return
+    ctx = mp.context._default_context
+    if getattr(ctx, "_actual_context", None) is not None and ctx.get_start_method() == "fork":
+        ctx._actual_context = None
+
+
+_allow_lava_start_method()
+
+
+class LavaMappingError(NeurocompError):
+    """A connection cannot be expressed exactly with Lava's processes."""
+
+
+# -- layout -------------------------------------------------------------------
+
+def lava_shape(shape) -> tuple:
+    """Shape of a population's Lava process: (H,W,C) -> (W,H,C), else (n,)."""
+    shape = tuple(int(d) for d in shape)
+    if len(shape) == 3:
+        return (shape[1], shape[0], shape[2])
+    return (int(np.prod(shape)),)
+
+
+def to_lava(flat: np.ndarray, shape) -> np.ndarray:
+    """``(..., n)`` canonical channels-last flat -> ``(..., *lava_shape)``."""
+    flat = np.asarray(flat)
+    if len(shape) == 3:
+        h, w, c = shape
+        return np.swapaxes(flat.reshape(flat.shape[:-1] + (h, w, c)), -3, -2)
+    return flat.reshape(flat.shape[:-1] + (int(np.prod(shape)),))
+
+
+def from_lava(arr: np.ndarray, shape) -> np.ndarray:
+    """``(..., *lava_shape)`` -> ``(..., n)`` canonical flat order."""
+    arr = np.asarray(arr)
+    if len(shape) == 3:
+        a = np.swapaxes(arr, -3, -2)
+        return a.reshape(a.shape[:-3] + (-1,))
+    k = len(lava_shape(shape))
+    return arr.reshape(arr.shape[:arr.ndim - k] + (-1,))
+
+
+def _flat_out(port, shape):
+    """An OutPort in Lava layout seen in canonical flat order."""
+    if len(shape) == 3:
+        return port.transpose([1, 0, 2]).flatten()
+    return port
+
+
+def _shaped_out(port, shape):
+    """A flat (canonical) OutPort reshaped to a destination's Lava layout."""
+    if len(shape) == 3:
+        h, w, c = shape
+        return port.reshape((h, w, c)).transpose([1, 0, 2])
+    return port
+
+
+def keras_to_lava_kernel(k: np.ndarray) -> np.ndarray:
+    """Keras ``(kh, kw, Cin/g, Cout)`` cross-correlation kernel -> Lava Conv
+    ``(Cout, kw, kh, Cin/g)`` with the flip that cancels Lava's convolution flip."""
+    return np.ascontiguousarray(np.asarray(k)[::-1, ::-1].transpose(3, 1, 0, 2))
+
+
+def conv_matrix(net: LoweredNet, c: Connection) -> np.ndarray:
+    """The conv connection as an explicit ``(n_dst, n_src)`` int64 matrix in
+    canonical order (channels-last cross-correlation, explicit pads)."""
+    h, w, cin = net.populations[c.src].shape
+    ho, wo, cout = net.populations[c.dst].shape
+    k = np.asarray(c.weight).astype(np.int64)
+    kh, kw, cig, _ = k.shape
+    g = int(c.groups)
+    cog = cout // g
+    (pt, _), (pl, _) = c.pads
+    sh, sw = c.strides
+    dh, dw = c.dilation
+    m = np.zeros((ho * wo * cout, h * w * cin), np.int64)
+    co = np.arange(cout)
+    for oy in range(ho):
+        for ox in range(wo):
+            rows = (oy * wo + ox) * cout + co
+            for i in range(kh):
+                y = oy * sh + i * dh - pt
+                if not 0 <= y < h:
+                    continue
+                for j in range(kw):
+                    x = ox * sw + j * dw - pl
+                    if not 0 <= x < w:
+                        continue
+                    for ci in range(cig):
+                        cols = (y * w + x) * cin + (co // cog) * cig + ci
+                        m[rows, cols] += k[i, j, ci, co]
+    return m
+
+
+def _sign_mode(name: Optional[str]):
+    from lava.utils.weightutils import SignMode
+    return {"mixed": SignMode.MIXED, "excitatory": SignMode.EXCITATORY,
+            "inhibitory": SignMode.INHIBITORY}[name]
+
+
+# -- the backend ------------------------------------------------------------------
+
+class LavaBackend:
+    """Lava (lava-nc) backend; see the module docstring."""
+
+    name = "lava"
+
+    def __init__(self, tag: str = "fixed_pt", hardware: bool = False):
+        if tag not in TAGS:
+            raise ValueError(f"unknown Lava model tag '{tag}'; use one of {TAGS}")
+        self.tag = tag
+        self.hardware = bool(hardware)
+
+    # -- public ------------------------------------------------------------------
+    def run(self, net: LoweredNet, raster: np.ndarray, *, record: Optional[Iterable[str]] = None,
+            record_states=False) -> SimResult:
+        if self.hardware:
+            _require_hardware()
+            if record_states:
+                raise NeurocompError("record_states is not available on Loihi hardware "
+                                     "(state probes run on the CPU simulation only); "
+                                     "drop --record-states or use --backend lava")
+        _quiet_lava()
+        net.validate()
+        _check_supported(net)
+        raster = np.asarray(raster)
+        inp = net.populations[net.input]
+        if raster.ndim != 3 or raster.shape[2] != inp.size:
+            raise ValueError(f"raster must be (batch, steps, {inp.size}), got {raster.shape}")
+        batch, steps, n_in = raster.shape
+        names = record_set(net, record)
+        wanted = state_set(net, record_states)
+        state_pops = [p for p in net.populations if p in wanted]
+        res = SimResult(steps=steps, samples=batch)
+        for nme in names:
+            res.spikes[nme] = np.zeros((batch, steps, net.populations[nme].size), np.int32)
+        for nme in state_pops:
+            kind = net.populations[nme].neuron.kind
+            res.states[nme] = {v: np.zeros((batch, steps, net.populations[nme].size), np.int32)
+                               for v in STATE_VARS[kind]}
+        if net.input in res.spikes:                 # the input emits the raster as given
+            res.spikes[net.input][...] = raster
+        if batch == 0 or steps == 0:
+            return res
+        chunk = max(1, min(batch, _RASTER_BUDGET // max(1, n_in * steps)))
+        for b0 in range(0, batch, chunk):
+            b1 = min(batch, b0 + chunk)
+            res.seconds += self._run_chunk(net, raster[b0:b1], b0, names, state_pops, res)
+        res.spike_counts = {k: np.count_nonzero(v, axis=2).astype(np.int32)
+                            for k, v in res.spikes.items() if k != net.input}
+        return res
+
+    # -- one built graph ----------------------------------------------------------
+    def _run_chunk(self, net, raster, b0, names, state_pops, res) -> float:
+        _allow_lava_start_method()
+        from lava.magma.core.run_conditions import RunSteps
+        nb, steps, _ = raster.shape
+        g = _Graph(net, self.tag, self.hardware)
+        seconds = 0.0
+        try:
+            g.build(raster, [n for n in names if n != net.input], state_pops)
+            max_n = max([net.populations[n].size for n in list(g.spike_taps) + state_pops] + [1])
+            seg = max(1, min(steps, _STREAM_BUDGET // max_n))
+            g.add_taps(seg)
+            g.compile()
+            for k in range(nb):
+                if k:
+                    g.reset()
+                t = 0
+                while t < steps:
+                    n = min(seg, steps - t)
+                    t0 = time.perf_counter()
+                    g.anchor.run(condition=RunSteps(num_steps=n))
+                    seconds += time.perf_counter() - t0
+                    for nme, ex in g.spike_taps.items():
+                        data = np.array([ex.receive() for _ in range(n)])
+                        res.spikes[nme][b0 + k, t:t + n] = g.spikes_out(nme, data)
+                    for (nme, var), vw in g.state_taps.items():
+                        data = np.array([vw.receive() for _ in range(n)])
+                        res.states[nme][var][b0 + k, t:t + n] = g.state_out(nme, var, data)
+                    t += n
+        finally:
+            g.close()
+        return seconds
+
+
+def _quiet_lava() -> None:
+    for nme in ("lava", "lava.magma", "lava.lib"):
+        lg = logging.getLogger(nme)
+        if lg.level == logging.NOTSET or lg.level < logging.ERROR:
+            lg.setLevel(logging.ERROR)
+
+
+def _require_hardware() -> None:
+    try:
+        from lava.utils import loihi
+        ok = loihi.is_installed()
+    except Exception:                                   # pragma: no cover
+        ok = False
+    if not ok:
+        raise BackendUnavailableError(_HW_HINT)
+
+
+def _check_supported(net: LoweredNet) -> None:
+    for p in net.populations.values():
+        if isinstance(p.neuron, LIFNeuron) and p.neuron.reset not in ("zero", "subtract"):
+            raise LavaMappingError(f"population '{p.name}': LIF reset '{p.neuron.reset}' has no "
+                                   "Lava process (known: zero, subtract)")
+
+
+class _Graph:
+    """The Lava processes of one network, built for one chunk of samples."""
+
+    def __init__(self, net: LoweredNet, tag: str, hardware: bool):
+        self.net, self.tag, self.hw = net, tag, hardware
+        self.float = tag == "floating_pt"
+        self.procs: dict = {}          # population -> Lava neuron process (RingBuffer for input)
+        self.conn_procs: dict = {}     # connection -> Lava connection process
+        self.out_ports: dict = {}      # population -> OutPort the connections read from
+        self.resets: list = []         # (Var, initial value) restored between samples
+        self.spike_taps: dict = {}     # population -> Extractor
+        self.state_taps: dict = {}     # (population, var) -> VarWire
+        self.varwires: list = []
+        self.anchor = None
+        self.runtime_made = False
+        self._rec_names: list = []
+        self._state_pops: list = []
+
+    # -- build ---------------------------------------------------------------------
+    def build(self, raster: np.ndarray, rec_names: list, state_pops: list) -> None:
+        from lava.proc.io.source import RingBuffer
+        net = self.net
+        self._rec_names, self._state_pops = rec_names, state_pops
+        nb, steps, n_in = raster.shape
+        inp = net.populations[net.input]
+        data = to_lava(raster.reshape(nb * steps, n_in), inp.shape)
+        data = np.ascontiguousarray(np.moveaxis(data, 0, -1)).astype(
+            np.float64 if self.float else np.int32)
+        src = RingBuffer(data=data)
+        self.procs[net.input] = src
+        self.anchor = src
+        port = src.s_out
+        if self.hw:
+            from lava.proc import embedded_io as eio      # lava-loihi only
+            ad = eio.spike.PyToNxAdapter(shape=lava_shape(inp.shape),
+                                         num_message_bits=self._msg_bits(net.input))
+            src.s_out.connect(ad.inp)
+            port = ad.out
+        self.out_ports[net.input] = port
+        for p in net.populations.values():
+            if p.name == net.input:
+                continue
+            proc = self._neuron(p)
+            self.procs[p.name] = proc
+            self.out_ports[p.name] = proc.s_out
+        for c in net.connections:
+            self._connection(c)
+
+    def _msg_bits(self, pop: str) -> int:
+        n = self.net.populations[pop].neuron
+        return GRADED_MESSAGE_BITS if getattr(n, "graded", False) else 0
+
+    def _neuron(self, p: Population):
+        n = p.neuron
+        shp = lava_shape(p.shape)
+
+        def arr(a, default=0):
+            if a is None:
+                return np.full(shp, default, np.int64)
+            return to_lava(np.asarray(a).astype(np.int64), p.shape)
+
+        if isinstance(n, LIFNeuron):
+            if n.reset == "subtract":   # custom process: Loihi 2 microcode on a chip
+                from .lava_procs import LIFSoftReset as LIF
+            else:
+                from lava.proc.lif.process import LIF
+            u0, v0 = arr(n.u0), arr(n.v0)
+            if self.float:
+                bias = nm.lif_bias(arr(n.bias_mant), arr(n.bias_exp)) / 64.0
+                proc = LIF(shape=shp, vth=float(n.vth), du=(int(n.du) + 1) / 4096.0,
+                           dv=int(n.dv) / 4096.0, bias_mant=bias, bias_exp=0,
+                           u=u0 / 64.0, v=v0 / 64.0)
+                self.resets += [(proc.u, u0 / 64.0), (proc.v, v0 / 64.0)]
+            else:
+                proc = LIF(shape=shp, vth=int(n.vth), du=int(n.du), dv=int(n.dv),
+                           bias_mant=arr(n.bias_mant), bias_exp=arr(n.bias_exp), u=u0, v=v0)
+                self.resets += [(proc.u, u0), (proc.v, v0)]
+            return proc
+        if isinstance(n, SigmaDeltaNeuron):
+            from lava.proc.sdn.process import ActivationMode, SigmaDelta
+            modes = {"relu": ActivationMode.RELU, "unit": ActivationMode.UNIT}
+            if n.act_mode not in modes:
+                raise LavaMappingError(f"population '{p.name}': sigma-delta act_mode "
+                                       f"'{n.act_mode}' unknown (relu or unit)")
+            bias = 0 if n.bias is None else arr(n.bias)
+            proc = SigmaDelta(shape=shp, vth=int(n.vth), bias=bias, act_mode=modes[n.act_mode],
+                              cum_error=bool(n.cum_error), spike_exp=int(n.spike_exp),
+                              state_exp=int(n.state_exp))
+            zero = np.zeros(shp)
+            self.resets += [(getattr(proc, v), zero) for v in ("sigma", "act", "residue", "error")]
+            return proc
+        raise LavaMappingError(f"population '{p.name}': neuron kind '{n.kind}' has no Lava mapping")
+
+    def _connection(self, c: Connection) -> None:
+        net = self.net
+        sp, dp = net.populations[c.src], net.populations[c.dst]
+        nmb = self._msg_bits(c.src)
+        scale = 1.0
+        if self.float and isinstance(sp.neuron, SigmaDeltaNeuron):
+            # float SigmaDelta sends the unshifted delta; fixed sends delta >> state_exp
+            scale = 2.0 ** -int(sp.neuron.state_exp)
+        if c.kind == "dense":
+            self._dense(c, np.asarray(c.weight), c.weight_exp, c.num_weight_bits, c.sign_mode,
+                        nmb, scale)
+            return
+        if c.kind != "conv":
+            raise LavaMappingError(f"connection '{c.name}': unknown kind '{c.kind}'")
+        (pt, pb), (pl, pr) = c.pads
+        params = [pt, pl, *c.strides, *c.dilation, c.groups]
+        if pt == pb and pl == pr and c.delay == 0 and max(params) <= _INT8_MAX:
+            from lava.proc.conv.process import Conv
+            w = keras_to_lava_kernel(c.weight)
+            w = w.astype(np.float64) * scale if self.float else w.astype(np.int64)
+            conv = Conv(weight=w, input_shape=lava_shape(sp.shape), padding=(int(pl), int(pt)),
+                        stride=(int(c.strides[1]), int(c.strides[0])),
+                        dilation=(int(c.dilation[1]), int(c.dilation[0])),
+                        groups=int(c.groups), num_message_bits=nmb)
+            if tuple(conv.a_out.shape) != lava_shape(dp.shape):
+                raise LavaMappingError(f"conv '{c.name}': Lava output shape {conv.a_out.shape} "
+                                       f"!= destination {lava_shape(dp.shape)} (W,H,C)")
+            self.conn_procs[c.name] = conv
+            self.out_ports[c.src].connect(conv.s_in)
+            conv.a_out.connect(self.procs[c.dst].a_in)
+            self.resets.append((conv.a_buf, np.zeros(conv.a_out.shape)))
+            return
+        # explicit-matrix fallback
+        if sp.size * dp.size > _MAX_EXPLICIT and c.delay > 0:
+            raise LavaMappingError(f"conv '{c.name}': a delayed conv needs an explicit "
+                                   f"{dp.size}x{sp.size} matrix, too large")
+        m = conv_matrix(net, c)
+        if not np.array_equal(nm.quantize_dense_weights(m), m):
+            raise LavaMappingError(
+                f"conv '{c.name}' (pads {c.pads}, delay {c.delay}) cannot use Lava's Conv and its "
+                "weights are not invariant under Sparse/Dense weight quantisation (8-bit clip, "
+                "LSB drop of mixed-sign matrices); use symmetric pads or weights in "
+                "[-256, 254] (even when mixed) / [0, 255] / [-255, 0]")
+        bound = net.max_payload(c.src) * int(np.abs(m).sum(axis=1).max(initial=0))
+        if bound >= (1 << (nm.CONV_WRAP_BITS - 1)):
+            raise LavaMappingError(
+                f"conv '{c.name}': messages can reach {bound:,} >= 2^23, where Lava's Conv "
+                "wraps to 24 bits but the Sparse fallback does not; lower weights or payloads")
+        self._dense(c, m, 0, 8, nm.sign_mode_of(m), nmb, scale, sparse=c.delay == 0)
+
+    def _dense(self, c, w, weight_exp, nwb, sign_mode, nmb, scale, sparse=False) -> None:
+        net = self.net
+        sp, dp = net.populations[c.src], net.populations[c.dst]
+        if self.float:
+            w = nm.quantize_dense_weights(w, nwb, sign_mode).astype(np.float64) \
+                * 2.0 ** int(weight_exp) * scale
+            kw = {}
+        else:
+            w = np.asarray(w).astype(np.int64)
+            kw = dict(weight_exp=int(weight_exp), num_weight_bits=int(nwb))
+            if sign_mode is not None:
+                kw["sign_mode"] = _sign_mode(sign_mode)
+        if c.delay > 0:
+            from lava.proc.dense.process import DelayDense
+            proc = DelayDense(weights=w, delays=np.full(w.shape, int(c.delay), dtype=int),
+                              num_message_bits=nmb, **kw)
+            self.resets.append((proc.a_buff, np.zeros((w.shape[0], int(c.delay) + 1))))
+        elif sparse:
+            from scipy.sparse import csr_matrix
+            from lava.proc.sparse.process import Sparse
+            proc = Sparse(weights=csr_matrix(w), num_message_bits=nmb, **kw)
+            self.resets.append((proc.a_buff, np.zeros(w.shape[0])))
+        else:
+            from lava.proc.dense.process import Dense
+            proc = Dense(weights=w, num_message_bits=nmb, **kw)
+            self.resets.append((proc.a_buff, np.zeros(w.shape[0])))
+        self.conn_procs[c.name] = proc
+        _flat_out(self.out_ports[c.src], sp.shape).connect(proc.s_in)
+        _shaped_out(proc.a_out, dp.shape).connect(self.procs[c.dst].a_in)
+
+    def add_taps(self, seg: int) -> None:
+        from lava.proc.io.extractor import Extractor, VarWire
+        for nme in self._rec_names:
+            p = self.net.populations[nme]
+            port = self.out_ports[nme]
+            if self.hw:
+                from lava.proc import embedded_io as eio      # lava-loihi only
+                ad = eio.spike.NxToPyAdapter(shape=lava_shape(p.shape),
+                                             num_message_bits=self._msg_bits(nme))
+                port.connect(ad.inp)
+                port = ad.out
+            ex = Extractor(shape=lava_shape(p.shape), buffer_size=int(seg))
+            port.connect(ex.in_port)
+            self.spike_taps[nme] = ex
+        for nme in self._state_pops:
+            proc = self.procs[nme]
+            for var in STATE_VARS[self.net.populations[nme].neuron.kind]:
+                vw = VarWire(buffer_size=int(seg))
+                self.varwires.append(vw)
+                vw.connect_var(getattr(proc, var))
+                self.state_taps[(nme, var)] = vw
+
+    def compile(self) -> None:
+        from lava.proc.io.extractor import Extractor, PyLoihiExtractorModel
+        pm_map = {Extractor: PyLoihiExtractorModel}
+        if self.hw:
+            from lava.magma.core.run_configs import Loihi2HwCfg
+            cfg = Loihi2HwCfg(select_tag=self.tag, exception_proc_model_map=pm_map,
+                              loglevel=logging.ERROR)
+        else:
+            from lava.magma.core.run_configs import Loihi2SimCfg
+            cfg = Loihi2SimCfg(select_tag=self.tag, exception_proc_model_map=pm_map,
+                               loglevel=logging.ERROR)
+        self.runtime_made = True
+        self.anchor.create_runtime(run_cfg=cfg)
+
+    # -- between samples and after ------------------------------------------------------
+    def reset(self) -> None:
+        for var, value in self.resets:
+            var.set(np.asarray(value, dtype=np.float64))
+
+    def spikes_out(self, nme: str, data: np.ndarray) -> np.ndarray:
+        p = self.net.populations[nme]
+        flat = from_lava(data, p.shape)
+        if self.float and isinstance(p.neuron, SigmaDeltaNeuron):
+            return np.floor(flat / 2.0 ** int(p.neuron.state_exp)).astype(np.int32)
+        out = np.rint(flat).astype(np.int64)
+        if self.hw and getattr(p.neuron, "graded", False):
+            out = (out.astype(np.int32) << 8) >> 8            # 24-bit sign extension
+        return out.astype(np.int32)
+
+    def state_out(self, nme: str, var: str, data: np.ndarray) -> np.ndarray:
+        p = self.net.populations[nme]
+        flat = from_lava(data, p.shape)
+        if self.float and isinstance(p.neuron, LIFNeuron):
+            flat = flat * 64.0
+        return np.rint(flat).astype(np.int64).astype(np.int32)
+
+    def close(self) -> None:
+        try:
+            if self.runtime_made and self.anchor is not None:
+                self.anchor.stop()
+        finally:
+            for vw in self.varwires:
+                try:
+                    if vw._multi_processing is not None:
+                        vw._multi_processing.stop()
+                    if vw._pm_to_p_dst_port is not None:
+                        vw._pm_to_p_dst_port.join()
+                except Exception:                       # pragma: no cover - best effort
+                    pass

@@ -1,0 +1,162 @@
+#!/usr/bin/env python
+"""Conversion accuracy on the full MNIST test set (event simulator, constant-current input).
+
+Trains an MLP (784-256-256-10, with bias) and a CNN (conv-BN-relu-avgpool x2,
+dense, with bias) on MNIST (../shared/datasets/mnist.npz), compiles each in
+every mode and normalisation, and prints ANN, quantised-ANN and SNN accuracy
+at T = L+1 ... L+64 (L = pipeline depth), with mean spikes per inference.
+
+Targets (issue 4): sigma-delta within 0.1 pt of the ANN by T = L+4; rate
+modes within 0.5 pt by L+8 and 0.15 pt by L+32.
+
+    .venv/bin/python benchmarks/accuracy.py [--limit N] [--models mlp,cnn] [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+MNIST = ROOT.parent / "shared" / "datasets" / "mnist.npz"
+CACHE = ROOT / "benchmarks" / ".cache"
+OFFSETS = (1, 2, 4, 8, 16, 32, 64)
+CONFIGS = [  # (mode, normalization, channelwise)
+    ("sigma-delta", "percentile", True),
+    ("sigma-delta", "max", True),
+    ("rate-soft", "percentile", True),
+    ("rate-soft", "percentile", False),
+    ("rate-soft", "max", True),
+    ("rate-soft", "spike-norm", True),
+    ("rate", "percentile", True),
+    ("rate", "percentile", False),
+    ("rate", "max", True),
+    ("rate", "spike-norm", True),
+]
+
+
+def load_mnist():
+    with np.load(MNIST) as d:
+        f = lambda a: (a.astype(np.float32) / 255.0)[..., None]  # noqa: E731
+        return f(d["x_train"]), d["y_train"].astype(np.int64), f(d["x_test"]), d["y_test"].astype(np.int64)
+
+
+def build(name: str):
+    import keras
+    L = keras.layers
+    if name == "mlp":
+        return keras.Sequential([L.Input((28, 28, 1)), L.Flatten(), L.Dense(256, activation="relu"),
+                                 L.Dense(256, activation="relu"), L.Dense(10)], name="mnist_mlp")
+    return keras.Sequential([
+        L.Input((28, 28, 1)),
+        L.Conv2D(16, 5), L.BatchNormalization(), L.ReLU(), L.AveragePooling2D(2),
+        L.Conv2D(32, 5), L.BatchNormalization(), L.ReLU(), L.AveragePooling2D(2),
+        L.Flatten(), L.Dense(10)], name="mnist_cnn")
+
+
+def trained(name: str, data, epochs: int, retrain: bool):
+    import keras
+    path = CACHE / f"{name}.keras"
+    if path.exists() and not retrain:
+        return keras.models.load_model(path, compile=False)
+    keras.utils.set_random_seed(0)
+    x_tr, y_tr, _, _ = data
+    m = build(name)
+    m.compile(optimizer=keras.optimizers.Adam(1e-3),
+              loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    t0 = time.time()
+    m.fit(x_tr, y_tr, epochs=epochs, batch_size=128, verbose=0)
+    print(f"trained {name} in {time.time() - t0:.0f} s", flush=True)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    m.save(path)
+    return m
+
+
+def evaluate(model, data, limit, calib_n=500):
+    import neurocomp
+    from neurocomp.analysis import quantised_ann
+    from neurocomp.ir import predict
+    from neurocomp.readout import scores
+
+    x_tr, _, x_te, y_te = data
+    x_te, y_te = x_te[:limit], y_te[:limit]
+    calib = x_tr[np.random.default_rng(0).choice(len(x_tr), calib_n, replace=False)]
+    rows = []
+    ann_acc = None
+    for mode, norm, cw in CONFIGS:
+        t0 = time.time()
+        c = neurocomp.compile(model, calib=calib, mode=mode, normalization=norm, channelwise=cw,
+                              max_steps=256)
+        if ann_acc is None:
+            ann_acc = float((predict(c.graph, x_te).argmax(1) == y_te).mean())
+        q_acc = float((quantised_ann(c.net, x_te)[c.net.output].argmax(1) == y_te).mean())
+        L = c.latency_steps
+        out = c.simulate(x_te, L + max(OFFSETS))
+        counts = sum(out.result.spike_counts.values())           # (batch, steps)
+        accs, spikes = [], []
+        for k in OFFSETS:
+            accs.append(float((scores(c.net, out.result, L + k).argmax(1) == y_te).mean()))
+            spikes.append(float(counts[:, :L + k].sum(axis=1).mean()))
+        rows.append(dict(mode=mode, normalization=norm, channelwise=cw, L=L, ann=ann_acc, qann=q_acc,
+                         snn=accs, spikes=spikes, seconds=time.time() - t0, sim_seconds=out.result.seconds))
+        print(f"  {mode:11s} {norm:10s} {'ch' if cw else 'layer':5s} L={L} "
+              + " ".join(f"{a:.4f}" for a in accs) + f"  ({time.time() - t0:.0f} s)", flush=True)
+    return rows
+
+
+def table(name, rows, n):
+    head = f"| model | mode | normalisation | L | ANN | quantised ANN | " + " | ".join(
+        f"T=L+{k}" for k in OFFSETS) + " | spikes/inf @L+8 | spikes/inf @L+32 | targets |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        ann = r["ann"]
+        gap = {k: (ann - a) * 100 for k, a in zip(OFFSETS, r["snn"])}
+        if r["mode"] == "sigma-delta":
+            ok = "ok" if gap[4] <= 0.1 else f"MISS: -{gap[4]:.2f} pt @L+4 (target 0.1)"
+        else:
+            miss = []
+            if gap[8] > 0.5:
+                miss.append(f"-{gap[8]:.2f} pt @L+8 (0.5)")
+            if gap[32] > 0.15:
+                miss.append(f"-{gap[32]:.2f} pt @L+32 (0.15)")
+            ok = "ok" if not miss else "MISS: " + ", ".join(miss)
+        lines.append(f"| {name} | {r['mode']} | {r['normalization']}{' ch' if r['channelwise'] else ' layer'} "
+                     f"| {r['L']} | {ann:.4f} | {r['qann']:.4f} | "
+                     + " | ".join(f"{a:.4f}" for a in r["snn"])
+                     + f" | {r['spikes'][3]:,.0f} | {r['spikes'][5]:,.0f} | {ok} |")
+    return "\n".join(lines) + f"\n\n({n} test images)\n"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--limit", type=int, default=10000, help="test images (default: all 10,000)")
+    ap.add_argument("--models", default="mlp,cnn")
+    ap.add_argument("--epochs-mlp", type=int, default=8)
+    ap.add_argument("--epochs-cnn", type=int, default=4)
+    ap.add_argument("--retrain", action="store_true")
+    ap.add_argument("--json", type=Path, help="also write the results as JSON")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from neurocomp.frontends.keras import import_keras
+    import_keras()
+    data = load_mnist()
+    results, out = {}, []
+    for name in args.models.split(","):
+        model = trained(name, data, args.epochs_mlp if name == "mlp" else args.epochs_cnn, args.retrain)
+        print(f"{name}:", flush=True)
+        results[name] = evaluate(model, data, args.limit)
+        out.append(table(name, results[name], min(args.limit, 10000)))
+    print()
+    print("\n".join(out))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
