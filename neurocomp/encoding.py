@@ -13,7 +13,7 @@ def input_payloads(neuron: InputNeuron, x: np.ndarray) -> np.ndarray:
     if neuron.pre_scale is not None:
         x = (x * neuron.pre_scale + neuron.pre_offset).reshape(len(x), -1)
     p = np.rint(x * neuron.payload_per_unit)
-    return np.clip(p, 0, neuron.payload_max).astype(np.int32)
+    return np.clip(p, -neuron.payload_max if neuron.signed else 0, neuron.payload_max).astype(np.int32)
 
 
 def encode(net: LoweredNet, x: np.ndarray, steps: int) -> np.ndarray:

@@ -180,7 +180,8 @@ def lower(g: nx.DiGraph, options=None, hw=None) -> LoweredNet:
             neuron = InputNeuron(graded=True, encoding="delta" if mode == "sigma-delta" else "constant",
                                  payload_per_unit=pmax_in / scale, payload_max=pmax_in,
                                  pre_scale=np.asarray(pre_scale, np.float64),
-                                 pre_offset=np.asarray(pre_offset, np.float64))
+                                 pre_offset=np.asarray(pre_offset, np.float64),
+                                 signed=bool(g.nodes[p.value_node].get("meta", {}).get("signed", False)))
             net.add_population(p.name, p.shape, neuron)
             net.input = p.name
             unit[p.name] = pmax_in
@@ -198,15 +199,16 @@ def lower(g: nx.DiGraph, options=None, hw=None) -> LoweredNet:
         membrane = p.is_output and mode != "sigma-delta" and opt.readout == "membrane"
         if mode in ("rate", "rate-soft"):
             cap = (1 << 17) // (4 * opt.max_steps) if membrane else None
+            src_signed = bool(getattr(src_pop.neuron, "signed", False))
             lf = choose_lif_format([w_n], [unit[p.src]], [net.max_payload(p.src)], [sum_axes], fmt,
-                                   allow_exp=(kind == "dense"), vth_cap=cap)
+                                   allow_exp=(kind == "dense"), vth_cap=cap, signed=[src_signed])
             mant = lf.mantissas[0]
             bias_v = np.zeros(n) if b_n is None else np.broadcast_to(
                 b_n, p.shape).reshape(-1) * lf.vth * (1 << nm.ACT_SHIFT)
             bm, be, _ = bias_to_mant_exp(bias_v, fmt)
             v0 = None
-            if opt.v_init and not membrane:
-                v0 = np.full(n, int(opt.v_init * (lf.vth << nm.VTH_SHIFT)), np.int64)
+            if opt.initial_membrane and not membrane:
+                v0 = np.full(n, int(opt.initial_membrane * (lf.vth << nm.VTH_SHIFT)), np.int64)
             neuron = LIFNeuron(vth=fmt.vth_max if membrane else lf.vth, du=4095, dv=0, bias_mant=bm,
                                bias_exp=be, v0=v0, reset="subtract" if mode == "rate-soft" else "zero")
             wexp = lf.weight_exp

@@ -66,7 +66,8 @@ class InputNeuron:
     """Source of an integer raster; ``graded`` payloads carry values.
 
     How float inputs become that raster (``neurocomp.encoding``):
-    ``payload = clip(round((x * pre_scale + pre_offset) * payload_per_unit), 0, payload_max)``
+    ``payload = clip(round((x * pre_scale + pre_offset) * payload_per_unit), lo, payload_max)``
+    with ``lo = -payload_max`` if ``signed`` else 0,
     emitted every step (``encoding="constant"``, constant current) or only
     at the first step (``"delta"``, what a sigma-delta network integrates).
     """
@@ -77,6 +78,7 @@ class InputNeuron:
     payload_max: int = 1
     pre_scale: Optional[np.ndarray] = None    # e.g. Keras Rescaling, folded in on the host
     pre_offset: Optional[np.ndarray] = None
+    signed: bool = False                      # payloads may be negative (e.g. after an offset)
     kind: ClassVar[str] = "input"
 
 

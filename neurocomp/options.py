@@ -1,7 +1,7 @@
 """Conversion options: one typed, documented object that round-trips to JSON."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,10 +19,12 @@ class ConvertOptions(BaseModel):
     normalization: Literal["max", "percentile", "spike-norm"] = Field(
         "percentile", description="how activation scales (thresholds) are set from calibration data")
     percentile: float = Field(99.9, gt=0, le=100, description="robust max for 'percentile'")
-    channelwise: bool = Field(True, description="one scale per output channel instead of per layer")
+    channelwise: bool = Field(False, description="one scale per output channel instead of per layer "
+                              "(finer rates, but a wider weight range for the per-layer exponent)")
     input_bits: int = Field(8, ge=1, le=16, description="graded input payload bits (constant current)")
-    v_init: float = Field(0.5, ge=0, lt=1, description="initial membrane, fraction of threshold "
-                          "(0.5 rounds rates instead of flooring them)")
+    v_init: Optional[float] = Field(None, ge=0, lt=1, description="initial membrane, fraction of "
+                                    "threshold (0.5 rounds rates instead of flooring them); default: 0.5 "
+                                    "for rate-soft, 0 for rate (NetX files cannot set an initial state)")
     readout: Literal["membrane", "count"] = Field(
         "membrane", description="rate modes: argmax of the output's integrated input (non-spiking "
         "output layer) or of its spike counts")
@@ -32,3 +34,9 @@ class ConvertOptions(BaseModel):
     sd_threshold: float = Field(1 / 256, gt=0, le=1,
                                 description="sigma-delta: delta threshold, fraction of activation 1.0")
     calib_samples: int = Field(500, ge=1, description="calibration samples used")
+
+    @property
+    def initial_membrane(self) -> float:
+        if self.v_init is not None:
+            return self.v_init
+        return 0.5 if self.mode == "rate-soft" else 0.0

@@ -65,9 +65,12 @@ def round_mantissas(w: np.ndarray, scale: float, limit: int) -> np.ndarray:
     return np.clip(q, -limit, limit).astype(np.int64)
 
 
-def worst_case_input(mant: np.ndarray, axis, payload_max: int) -> int:
+def worst_case_input(mant: np.ndarray, axis, payload_max: int, signed: bool = False) -> int:
     """Largest |sum| over the weights of one destination neuron, for sources
-    whose payloads lie in [0, payload_max] (ReLU rates, images)."""
+    whose payloads lie in [0, payload_max] (ReLU rates, images), or in
+    [-payload_max, payload_max] when ``signed``."""
+    if signed:
+        return int(np.abs(mant).sum(axis=axis).max(initial=0)) * payload_max
     pos = np.where(mant > 0, mant, 0).sum(axis=axis)
     neg = np.where(mant < 0, -mant, 0).sum(axis=axis)
     return int(max(pos.max(initial=0), neg.max(initial=0))) * payload_max
@@ -84,7 +87,7 @@ class LayerFormat:
 
 def choose_lif_format(weights: list[np.ndarray], units: list[float], payload_max: list[int],
                       sum_axes: list, fmt: Formats, allow_exp: bool = True,
-                      vth_cap: int | None = None) -> LayerFormat:
+                      vth_cap: int | None = None, signed: list | None = None) -> LayerFormat:
     """Pick threshold and exponent for a LIF population fed by ``weights``.
 
     All inputs share the population's threshold ``vth``; weight ``k``
@@ -96,6 +99,7 @@ def choose_lif_format(weights: list[np.ndarray], units: list[float], payload_max
     read-out must not saturate v over many steps).
     """
     vth_max = min(fmt.vth_max, vth_cap or fmt.vth_max)
+    signed = signed or [False] * len(weights)
     lim = (1 << fmt.weight_bits) - 2          # even, fits mixed and excitatory
     # mantissa scale c: largest |W * vth / unit| maps to lim
     wmax = max(float(np.abs(w).max()) * 1.0 / u for w, u in zip(weights, units)) or 1.0
@@ -108,13 +112,14 @@ def choose_lif_format(weights: list[np.ndarray], units: list[float], payload_max
         vth = max(int(round(c * 2.0 ** e)), 1)
         c = vth / 2.0 ** e
         mants = [round_mantissas(w / u, c, lim) for w, u in zip(weights, units)]
-        worst = sum(worst_case_input(m, ax, p) for m, ax, p in zip(mants, sum_axes, payload_max))
+        worst = sum(worst_case_input(m, ax, p, sg)
+                    for m, ax, p, sg in zip(mants, sum_axes, payload_max, signed))
         if worst * 2.0 ** e <= fmt.max_input:
             return LayerFormat(vth, e, mants, c)
     # even the smallest exponent overflows: shrink the mantissa scale
     e = fmt.weight_exp_min if allow_exp else 0
     worst_unit = sum(worst_case_input(np.abs(w / u), ax, p)
-                     for w, u, ax, p in zip(weights, units, sum_axes, payload_max)) or 1.0
+                     for w, u, ax, p in zip(weights, units, sum_axes, payload_max)) or 1.0  # abs: signed-safe
     c = min(c_full, fmt.max_input / (worst_unit * 2.0 ** e))
     vth = int(math.floor(c * 2.0 ** e))
     if vth < 1:

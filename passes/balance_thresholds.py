@@ -29,17 +29,20 @@ def balance_thresholds(g: nx.DiGraph, ctx: PassContext) -> nx.DiGraph:
     if ctx.calib is None:
         raise DataError("threshold balancing needs calibration inputs; pass --calib DATA.npz "
                         "(a few hundred training samples)")
-    opt = ctx.options
-    method = opt.get("normalization", "percentile")
-    percentile = 100.0 if method == "max" else float(opt.get("percentile", 99.9))
-    channelwise = bool(opt.get("channelwise", True))
+    from neurocomp.options import ConvertOptions
+
+    opt = ConvertOptions(**ctx.options)
+    method = opt.normalization
+    percentile = 100.0 if method == "max" else opt.percentile
+    channelwise = opt.channelwise
     plans = conversion_plan(g)
     acts = run_float(g, ctx.calib, keep=[p.value_node for p in plans])
     scales = {}
     for p in plans:
         a = acts[p.value_node]
         if p.kind == "input":
-            s = robust_max(a, 100.0)                 # never clip the input
+            s = robust_max(np.abs(a), 100.0)         # never clip the input
+            g.nodes[p.value_node].setdefault("meta", {})["signed"] = bool(a.min() < 0)
         elif p.is_output:
             s = robust_max(np.abs(a), percentile)    # one scale: argmax must not change
         elif channelwise:

@@ -1,0 +1,169 @@
+"""Conversion of real (sklearn digits) models: each pass changes what it
+claims, accuracy is kept where it must be, and the converted networks run
+identically on the event simulator and on Lava."""
+import numpy as np
+import pytest
+
+import neurocomp
+from neurocomp import ir
+from neurocomp.analysis import layer_diagnostics, quantised_ann
+from neurocomp.errors import DataError, UnsupportedLayerError
+from neurocomp.lower import conversion_plan
+from neurocomp.lowered import LIFNeuron, SigmaDeltaNeuron
+from neurocomp.passes import PassContext, run_pipeline
+from neurocomp.quant import Formats, bias_to_mant_exp, choose_lif_format, worst_case_input
+from keras_zoo import load_digits_data
+
+MODES = ("rate", "rate-soft", "sigma-delta")
+
+
+@pytest.fixture(scope="module")
+def calib():
+    return load_digits_data()[0][:300]
+
+
+@pytest.fixture(scope="module")
+def models(zoo_cache):
+    from keras_zoo import load_or_build, labels_for
+    return {name: (*load_or_build(name, zoo_cache), labels_for(name))
+            for name in ("mlp_digits", "lenet", "cnn_bn_relu", "mlp_rescale_bn_dropout")}
+
+
+def calib_for(name, calib):
+    # mlp_rescale_bn_dropout takes raw 0..16 pixels (its Rescaling layer divides by 16)
+    return calib * 16.0 if name == "mlp_rescale_bn_dropout" else calib
+
+
+def ann_accuracy(c, x, y):
+    return float((ir.predict(c.graph, x).argmax(1) == y).mean())
+
+
+# -- passes ------------------------------------------------------------------------
+
+def test_balance_thresholds_annotates_every_population(models, calib):
+    model, x, _ = models["lenet"]
+    g = neurocomp.frontends.keras.load_keras(model)
+    before = ir.copy_graph(g)
+    ctx = PassContext(calib=calib, options={"percentile": 99.0})
+    h = run_pipeline(g, ["fold_batchnorm", "balance_thresholds"], ctx)
+    for p in conversion_plan(h):
+        s = np.asarray(h.nodes[p.value_node]["meta"]["act_scale"])
+        assert np.all(s > 0) and s.size == 1
+    assert ir.graphs_equal(g, before)                       # input untouched
+    np.testing.assert_allclose(ir.predict(h, x), ir.predict(g, x), atol=1e-9)  # analysis only
+    # channel-wise: one scale per channel, never above the layer's max
+    ctx_cw = PassContext(calib=calib, options={"channelwise": True, "normalization": "max"})
+    h_cw = run_pipeline(g, ["fold_batchnorm", "balance_thresholds"], ctx_cw)
+    conv = [p for p in conversion_plan(h_cw) if p.name == "conv1"][0]
+    s_cw = np.asarray(h_cw.nodes[conv.value_node]["meta"]["act_scale"])
+    acts = ir.run_float(h_cw, calib, keep=[conv.value_node])[conv.value_node]
+    assert s_cw.shape == (6,)
+    np.testing.assert_allclose(s_cw.max(), acts.max())
+
+
+def test_percentile_is_below_max_and_needs_calibration(models, calib):
+    model, _, _ = models["mlp_digits"]
+    g = neurocomp.frontends.keras.load_keras(model)
+    scales = {}
+    for norm in ("max", "percentile"):
+        ctx = PassContext(calib=calib, options={"normalization": norm, "percentile": 99.0})
+        h = run_pipeline(g, ["balance_thresholds"], ctx)
+        scales[norm] = h.nodes["hidden_act"]["meta"]["act_scale"]
+    assert 0 < scales["percentile"] < scales["max"]
+    with pytest.raises(DataError, match="calib"):
+        run_pipeline(g, ["balance_thresholds"], PassContext())
+
+
+def test_spike_norm_rescales_from_the_spiking_network(models, calib):
+    model, x, y = models["mlp_digits"]
+    a = neurocomp.compile(model, calib=calib, mode="rate-soft", normalization="percentile")
+    b = neurocomp.compile(model, calib=calib, mode="rate-soft", normalization="spike-norm")
+    assert "spike_norm" in b.notes and b.notes["spike_norm"]["factors"]
+    sa = a.graph.nodes["hidden_act"]["meta"]["act_scale"]
+    sb = b.graph.nodes["hidden_act"]["meta"]["act_scale"]
+    assert sa != sb
+    assert b.simulate(x, b.latency_steps + 32).accuracy(y) >= ann_accuracy(b, x, y) - 0.05
+
+
+def test_unconvertible_layers_are_named(zoo_cache):
+    from keras_zoo import load_or_build
+    model, _ = load_or_build("maxpool_cnn", zoo_cache)
+    with pytest.raises(UnsupportedLayerError, match="max_pool2d"):
+        neurocomp.compile(model, calib=load_digits_data()[0][:50])
+
+
+# -- quantisation ------------------------------------------------------------------
+
+def test_lif_format_respects_every_bound():
+    rng = np.random.default_rng(0)
+    fmt = Formats()
+    for fan_in, payload in ((784, 255), (64, 1), (2000, 1), (9, 4095)):
+        w = rng.normal(0, 0.1, (fan_in, 32))
+        lf = choose_lif_format([w], [payload], [payload], [0], fmt)
+        m = lf.mantissas[0]
+        assert 1 <= lf.vth <= fmt.vth_max
+        assert fmt.weight_exp_min <= lf.weight_exp <= fmt.weight_exp_max
+        assert np.abs(m).max() <= 254 and np.all(m % 2 == 0)          # mixed sign: even (Lava drops the LSB)
+        assert worst_case_input(m, 0, payload) * 2.0 ** lf.weight_exp <= fmt.max_input
+        # the ratio weight/threshold is preserved to mantissa precision
+        ratio = m * 2.0 ** lf.weight_exp / lf.vth * payload
+        big = np.abs(w) > 0.5 * np.abs(w).max()
+        np.testing.assert_allclose(ratio[big], w[big], rtol=0.02)
+
+
+def test_bias_mantissa_and_exponent():
+    fmt = Formats()
+    mant, exp, clipped = bias_to_mant_exp(np.array([0.0, 64.0, -4095.0, 4096.0 * 64, 1e9]), fmt)
+    assert clipped == 1
+    assert np.all(np.abs(mant) <= 4095) and np.all((exp >= 0) & (exp <= 7))
+    np.testing.assert_array_equal((mant << exp)[:4], [0, 64, -4095, 4096 * 64])
+
+
+# -- accuracy and agreement -----------------------------------------------------------
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("name", ["mlp_digits", "lenet", "cnn_bn_relu", "mlp_rescale_bn_dropout"])
+def test_converted_accuracy(models, calib, name, mode):
+    model, x, y = models[name]
+    c = neurocomp.compile(model, calib=calib_for(name, calib), mode=mode)
+    ann = ann_accuracy(c, x, y)
+    qann = float((quantised_ann(c.net, x)[c.net.output].argmax(1) == y).mean())
+    snn = c.simulate(x, c.latency_steps + 64).accuracy(y)
+    assert qann >= ann - 0.025, (qann, ann)
+    tolerance = {"sigma-delta": 0.025, "rate-soft": 0.03, "rate": 0.06}[mode]
+    assert snn >= ann - tolerance, (name, mode, snn, ann)
+
+
+@pytest.mark.xdist_group("lava")
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("name", ["mlp_digits", "lenet", "mlp_rescale_bn_dropout"])
+def test_converted_models_agree_on_event_and_lava(models, calib, name, mode):
+    from neurocomp.backends.event import EventBackend
+    from neurocomp.backends.lava import LavaBackend
+    from neurocomp.encoding import encode
+
+    model, x, _ = models[name]
+    c = neurocomp.compile(model, calib=calib_for(name, calib), mode=mode)
+    raster = encode(c.net, x[:3], c.latency_steps + 8)
+    ev = EventBackend().run(c.net, raster, record="all", record_states=True)
+    lv = LavaBackend().run(c.net, raster, record="all", record_states=True)
+    spiking = 0
+    for pop in ev.spikes:
+        np.testing.assert_array_equal(ev.spikes[pop], lv.spikes[pop], err_msg=pop)
+        for var in ev.states.get(pop, {}):
+            np.testing.assert_array_equal(ev.states[pop][var], lv.states[pop][var], err_msg=f"{pop}.{var}")
+        spiking += int(np.count_nonzero(ev.spikes[pop]))
+    assert spiking > 0
+    kinds = {type(p.neuron) for p in c.net.populations.values()}
+    assert (SigmaDeltaNeuron in kinds) == (mode == "sigma-delta") and (LIFNeuron in kinds) != (mode == "sigma-delta")
+
+
+def test_diagnostics_separate_quantisation_from_spiking(models, calib):
+    model, x, y = models["lenet"]
+    c = neurocomp.compile(model, calib=calib, mode="rate-soft")
+    rows = layer_diagnostics(c, x[:100], c.latency_steps + 32)
+    assert [r.population for r in rows] == [p for p in c.net.populations if p != c.net.input]
+    for r in rows:
+        assert r.correlation > 0.8 and r.quantised_correlation > 0.8, r
+    hidden = [r for r in rows if r.population != c.net.output]
+    assert all(r.spikes_per_neuron > 0 for r in hidden)
