@@ -24,6 +24,7 @@ class SimResult:
     # spikes (non-zero payloads) per sample and step, summed over each population's
     # neurons: (batch, steps) for every non-input population, recorded or not
     spike_counts: dict[str, np.ndarray] = field(default_factory=dict)
+    synaptic_events: int = 0      # spikes x synapses they reach, summed over the run (0: not counted)
     seconds: float = 0.0          # wall time of the simulation proper
     steps: int = 0
     samples: int = 0

@@ -6,8 +6,8 @@ spec: ``../shared/specs/lava_loihi_spec.md``) and orders of magnitude faster:
 * Work is proportional to spikes: every connection is stored source-major,
   so a spike of source neuron ``i`` adds one contiguous row of weights
   (dense: ``W.T[i]``; conv: the CSR row of the kernel stamp ``i`` touches).
-  When a step's spikes are dense (>= 5 % of the source), one float32 GEMM
-  (im2col for conv) is faster than row adds; it is used only where it is
+  When a step's spikes are dense enough, one float32 GEMM (dense) or torch
+  convolution (conv) is faster than row adds; it is used only where it is
   provably exact: every partial sum is bounded by
   ``max_payload * max_j sum_i |w_ij| < 2^24``.
 * All samples of a batch run together; the kernels are numba-compiled and
@@ -26,7 +26,6 @@ from typing import Optional
 
 import numba
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from neurocomp import numerics as nm
 from neurocomp.lowered import Connection, InputNeuron, LIFNeuron, LoweredNet, SigmaDeltaNeuron
@@ -116,6 +115,24 @@ def _finish(acc, is_conv, graded, weight_exp, out):
                     x = x >> (-weight_exp)
                 x = _wrap32(x)
             out[b, j] = x
+
+
+@numba.njit(parallel=True, cache=True)
+def _spike_stats(spk, fan_out, row_counts):
+    """Non-zero payloads per sample (into ``row_counts``); returns (their
+    total, the synaptic events they cause = sum of the spiking neurons' fan-out)."""
+    batch, n = spk.shape
+    events = np.zeros(batch, np.float64)
+    for b in numba.prange(batch):
+        c = 0
+        e = 0.0
+        for i in range(n):
+            if spk[b, i] != 0:
+                c += 1
+                e += fan_out[i]
+        row_counts[b] = c
+        events[b] = e
+    return row_counts.sum(), int(events.sum())
 
 
 @numba.njit(parallel=True, cache=True)
@@ -213,6 +230,15 @@ def conv_stamp_csr(src_shape, c: Connection) -> tuple[np.ndarray, np.ndarray, np
     return np.cumsum(indptr), dst.astype(np.int32), val.astype(np.int64)
 
 
+def _single_threaded_torch() -> None:
+    """torch's OpenMP workers spin after every call and starve the numba
+    kernels that run next on the same cores; one torch thread is faster here
+    (switching per call costs more than the convolutions).  Process-wide."""
+    import torch
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+
+
 @dataclass
 class _Conn:
     c: Connection
@@ -224,11 +250,17 @@ class _Conn:
     indptr: np.ndarray
     indices: np.ndarray
     data: np.ndarray
-    blas: Optional[np.ndarray] = None    # float32 weights for the exact BLAS path, if provably exact
+    blas: Optional[object] = None        # float32 weights for the exact BLAS path, if provably exact
     synapses: int = 0
+    fan_out: Optional[np.ndarray] = None  # synapses per source neuron (events per spike)
+
+    @property
+    def mean_fan_out(self) -> float:
+        return float(self.fan_out.mean()) if self.fan_out is not None and self.fan_out.size else 0.0
 
     def propagate_blas(self, src: np.ndarray, src_shape, out: np.ndarray) -> None:
-        """The same message as ``_propagate``, computed as one float32 GEMM.
+        """The same message as ``_propagate``, computed as one float32 GEMM
+        (dense) or one float32 torch convolution (conv, as Lava's own Conv does).
 
         Exact: every product and partial sum is an integer of magnitude
         ``<= max_payload * max_j sum_i |w_ij| < 2^24`` (checked in
@@ -240,24 +272,26 @@ class _Conn:
         if c.kind == "dense":
             acc = x @ self.blas
         else:
+            import torch
+            import torch.nn.functional as F
             h, w, cin = src_shape
-            kh, kw, cg, co = c.weight.shape
-            x = x.reshape(-1, h, w, cin)
+            xt = torch.from_numpy(x.reshape(-1, h, w, cin)).permute(0, 3, 1, 2)   # NCHW view
             (pt, pb), (pl, pr) = c.pads
-            if pt or pb or pl or pr:
-                x = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
-            eh, ew = (kh - 1) * c.dilation[0] + 1, (kw - 1) * c.dilation[1] + 1
-            win = sliding_window_view(x, (eh, ew), axis=(1, 2))[
-                :, ::c.strides[0], ::c.strides[1], :, ::c.dilation[0], ::c.dilation[1]]
-            b, ho, wo = win.shape[:3]
-            g = c.groups
-            win = win.reshape(b, ho, wo, g, cg, kh, kw)
-            acc = np.einsum("nhwgcab,gcabo->nhwgo", win, self.blas, optimize=True)
-            acc = acc.reshape(b, ho * wo * co)
+            if pt != pb or pl != pr:
+                xt, pad = F.pad(xt, (pl, pr, pt, pb)), (0, 0)
+            else:
+                pad = (pt, pl)
+            _single_threaded_torch()
+            with torch.no_grad():
+                y = F.conv2d(xt, self.blas, stride=tuple(c.strides), padding=pad,
+                             dilation=tuple(c.dilation), groups=c.groups)
+            acc = y.permute(0, 2, 3, 1).reshape(y.shape[0], -1).numpy()
         _finish(acc, c.kind == "conv", self.graded, int(c.weight_exp), out)
 
 
-BLAS_MIN_DENSITY = 0.05   # spikes per source neuron above which one GEMM beats row adds
+# how many GEMM / torch-conv multiply-adds cost as much as one scattered row add (measured on
+# 2 x86 cores): the break-even spike density is 1 / speedup
+BLAS_SPEEDUP = {"dense": 16.0, "conv": 48.0}
 
 
 def _prepare(net: LoweredNet) -> list[_Conn]:
@@ -270,19 +304,20 @@ def _prepare(net: LoweredNet) -> list[_Conn]:
         if c.kind == "dense":
             rows = np.ascontiguousarray(c.effective_weight().T.astype(np.int64))
             k = _Conn(c, names.index(c.src), names.index(c.dst), dp.size, graded, rows,
-                      empty_i, np.zeros(0, np.int32), empty_i, synapses=int(np.count_nonzero(rows)))
+                      empty_i, np.zeros(0, np.int32), empty_i, synapses=int(np.count_nonzero(rows)),
+                      fan_out=np.count_nonzero(rows, axis=1).astype(np.float64))
             col_sums = np.abs(rows).sum(axis=0)
             w32 = rows.astype(np.float32)
         else:
             indptr, indices, data = conv_stamp_csr(sp.shape, c)
             k = _Conn(c, names.index(c.src), names.index(c.dst), dp.size, graded,
-                      np.zeros((0, 0), np.int64), indptr, indices, data, synapses=int(data.size))
+                      np.zeros((0, 0), np.int64), indptr, indices, data, synapses=int(data.size),
+                      fan_out=np.diff(indptr).astype(np.float64))
             wt = nm.to_int32(c.weight).astype(np.int64)
             col_sums = np.abs(wt).sum(axis=(0, 1, 2))
-            kh, kw, cg, co = wt.shape
-            # (g, cg, kh, kw, co/g): one kernel block per group
-            w32 = wt.reshape(kh, kw, cg, c.groups, co // c.groups).transpose(3, 2, 0, 1, 4)
-            w32 = np.ascontiguousarray(w32.astype(np.float32))
+            import torch
+            # torch layout (C_out, C_in / groups, kh, kw); torch's conv2d is a cross-correlation
+            w32 = torch.from_numpy(np.ascontiguousarray(wt.transpose(3, 2, 0, 1).astype(np.float32)))
         payload = net.max_payload(c.src) if graded else 1
         if graded and isinstance(sp.neuron, SigmaDeltaNeuron):
             payload = 1 << 31          # sigma-delta payloads are not bounded a priori
@@ -312,7 +347,8 @@ class EventBackend:
         parts = [self._run_chunk(net, conns, raster[i:i + self.chunk], rec, record_states)
                  for i in range(0, raster.shape[0], self.chunk)]
         res = SimResult(steps=raster.shape[1], samples=raster.shape[0],
-                        seconds=sum(p.seconds for p in parts))
+                        seconds=sum(p.seconds for p in parts),
+                        synaptic_events=sum(p.synaptic_events for p in parts))
         res.spikes = {k: np.concatenate([p.spikes[k] for p in parts]) for k in parts[0].spikes}
         res.states = {k: {v: np.concatenate([p.states[k][v] for p in parts]) for v in parts[0].states[k]}
                       for k in parts[0].states}
@@ -355,7 +391,10 @@ class EventBackend:
         # per connection: a ring of (delay + 1) pending messages, and a cache
         # of the last accumulation for sources that repeat themselves.
         pending = [np.zeros((k.c.delay + 1, batch, k.n_dst), np.int32) for k in conns]
-        last_src = [None] * len(conns)
+        # steps whose input raster equals the previous step's (constant current)
+        input_repeats = np.zeros(steps, bool)
+        if steps > 1:
+            input_repeats[1:] = (raster[:, 1:] == raster[:, :-1]).all(axis=(0, 2))
         a_in = [np.zeros((batch, p.size), np.int32) for p in pops]
         incoming = [[j for j, k in enumerate(conns) if k.dst == i] for i in range(len(pops))]
         rec_idx = [names.index(r) for r in rec]
@@ -367,6 +406,12 @@ class EventBackend:
                                       for v in STATE_VARS[p.neuron.kind]}
         inp = names.index(net.input)
         counts = {p.name: np.zeros((batch, steps), np.int32) for i, p in enumerate(pops) if i != inp}
+        counts_t = [np.zeros(batch, np.int64) for _ in pops]
+        fan_total = []                      # synapses each neuron's spike reaches, all connections
+        for i, p in enumerate(pops):
+            outs = [k.fan_out for k in conns if k.src == i]
+            fan_total.append(np.sum(outs, axis=0) if outs else np.zeros(0))
+        events = 0
         for t in range(steps):
             for i, p in enumerate(pops):
                 n = p.neuron
@@ -391,7 +436,7 @@ class EventBackend:
                     _sigma_delta_step(a, st["sigma"], st["act"], st["residue"], st["error"], vth,
                                       bias, sexp, relu, cum, spk[i])
             for i, p in enumerate(pops):
-                if i != inp:
+                if i != inp and not fan_total[i].size:     # populations nothing reads
                     counts[p.name][:, t] = np.count_nonzero(spk[i], axis=1)
             for r, i in zip(rec, rec_idx):
                 out_spikes[r][:, t] = spk[i]
@@ -400,20 +445,25 @@ class EventBackend:
                 for v, arr in vars_.items():
                     arr[:, t] = st[v]
             # connections accumulate this step's spikes; delivered t + 1 + delay
+            nnz = {}
+            for i, p in enumerate(pops):
+                if i == inp or fan_total[i].size:
+                    nnz[i], ev = _spike_stats(spk[i], fan_total[i], counts_t[i])
+                    events += ev
+                    if i != inp:
+                        counts[p.name][:, t] = counts_t[i]
             for j, k in enumerate(conns):
                 src = spk[k.src]
                 ring = pending[j]
                 target = ring[t % ring.shape[0]]  # slot just consumed, reused for t + 1 + delay
-                if k.src == inp and ring.shape[0] == 1 and last_src[j] is not None \
-                        and np.array_equal(last_src[j], src):
+                if k.src == inp and ring.shape[0] == 1 and t > 0 and input_repeats[t]:
                     continue  # constant input: the pending message is already this step's
                 if k.blas is not None and self.use_blas and \
-                        np.count_nonzero(src) >= BLAS_MIN_DENSITY * src.size:
+                        nnz[k.src] * k.mean_fan_out * BLAS_SPEEDUP[k.c.kind] >= batch * k.synapses:
                     k.propagate_blas(src, pops[k.src].shape, target)
                 else:
                     _propagate(src, k.indptr, k.indices, k.data, k.dense_rows, k.n_dst, k.graded,
                                k.c.kind == "conv", int(k.c.weight_exp), target)
-                if k.src == inp:
-                    last_src[j] = src
         return SimResult(spikes=out_spikes, states=out_states, spike_counts=counts,
-                         seconds=time.perf_counter() - t0, steps=steps, samples=batch)
+                         synaptic_events=events, seconds=time.perf_counter() - t0, steps=steps,
+                         samples=batch)
