@@ -128,6 +128,10 @@ class LavaMappingError(NeurocompError):
     """A connection cannot be expressed exactly with Lava's processes."""
 
 
+class LavaRunError(RuntimeError):
+    """A Lava process model died during ``run()`` (its traceback is on stderr)."""
+
+
 # -- layout -------------------------------------------------------------------
 
 def lava_shape(shape) -> tuple:
@@ -270,7 +274,6 @@ class LavaBackend:
     # -- one built graph ----------------------------------------------------------
     def _run_chunk(self, net, raster, b0, names, state_pops, res) -> float:
         _allow_lava_start_method()
-        from lava.magma.core.run_conditions import RunSteps
         nb, steps, _ = raster.shape
         g = _Graph(net, self.tag, self.hardware)
         seconds = 0.0
@@ -286,9 +289,7 @@ class LavaBackend:
                 t = 0
                 while t < steps:
                     n = min(seg, steps - t)
-                    t0 = time.perf_counter()
-                    g.anchor.run(condition=RunSteps(num_steps=n))
-                    seconds += time.perf_counter() - t0
+                    seconds += g.run_steps(n)
                     for nme, ex in g.spike_taps.items():
                         data = np.array([ex.receive() for _ in range(n)])
                         res.spikes[nme][b0 + k, t:t + n] = g.spikes_out(nme, data)
@@ -340,6 +341,7 @@ class _Graph:
         self.varwires: list = []
         self.anchor = None
         self.runtime_made = False
+        self.failed = False
         self._rec_names: list = []
         self._state_pops: list = []
 
@@ -534,6 +536,46 @@ class _Graph:
         self.runtime_made = True
         self.anchor.create_runtime(run_cfg=cfg)
 
+    # -- running -----------------------------------------------------------------------
+    def run_steps(self, n: int) -> float:
+        """Run ``n`` steps; returns the seconds spent until Lava reported them done.
+
+        Lava's blocking ``run()`` hangs for ever when a process model raises
+        while a downstream model waits for its output (the runtime service
+        waits for every model's phase response in turn), and its ``stop()``
+        hangs after a reported model error.  So the run is started
+        non-blocking and the responses are polled while watching the actor
+        processes; a dead actor marks the graph failed and ``close()`` then
+        terminates the remaining actors instead of calling ``stop()``.
+        """
+        from lava.magma.core.run_conditions import RunSteps
+        rt = self.anchor.runtime
+        ports = list(rt.service_to_runtime)
+        actors = list(rt._messaging_infrastructure.actors)
+        t0 = time.perf_counter()
+        try:
+            self.anchor.run(condition=RunSteps(num_steps=int(n), blocking=False))
+            nap = 2e-5
+            while not all(p.probe() for p in ports):
+                dead = [a for a in actors if a.exitcode is not None]
+                if dead:
+                    time.sleep(0.05)                  # let an ERROR response arrive
+                    if not all(p.probe() for p in ports):
+                        raise LavaRunError(
+                            f"{len(dead)} Lava process(es) exited during run() (a process model "
+                            "raised; see its traceback on stderr)")
+                time.sleep(nap)
+                nap = min(nap * 2, 1e-3)
+            from lava.magma.runtime.mgmt_token_enums import MGMT_RESPONSE, enum_equal
+            if any(enum_equal(p.peek(), MGMT_RESPONSE.ERROR) for p in ports):
+                raise LavaRunError("a Lava process model raised during run() (see its "
+                                   "traceback on stderr)")
+            rt.wait()                                 # collects the DONE responses
+        except BaseException:
+            self.failed = True
+            raise
+        return time.perf_counter() - t0
+
     # -- between samples and after ------------------------------------------------------
     def reset(self) -> None:
         for var, value in self.resets:
@@ -559,6 +601,9 @@ class _Graph:
     def close(self) -> None:
         try:
             if self.runtime_made and self.anchor is not None:
+                rt = self.anchor.runtime
+                if self.failed and rt is not None:
+                    _abort_runtime(rt)
                 self.anchor.stop()
         finally:
             for vw in self.varwires:
@@ -569,3 +614,26 @@ class _Graph:
                         vw._pm_to_p_dst_port.join()
                 except Exception:                       # pragma: no cover - best effort
                     pass
+
+
+def _abort_runtime(rt) -> None:
+    """Terminate the actors of a failed Lava runtime (only processes Lava
+    started for this graph) and mark it stopped, so that ``stop()`` merely
+    releases the shared memory instead of waiting for dead services."""
+    try:
+        actors = list(rt._messaging_infrastructure.actors)
+    except AttributeError:                                # pragma: no cover
+        actors = []
+    for a in actors:
+        try:
+            if a.exitcode is None:
+                a.terminate()
+        except Exception:                                 # pragma: no cover
+            pass
+    for a in actors:
+        try:
+            a.join()
+        except Exception:                                 # pragma: no cover
+            pass
+    rt._is_running = False
+    rt._is_started = False

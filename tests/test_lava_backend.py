@@ -472,3 +472,24 @@ def test_unsupported_inputs():
     net.populations["o"].neuron.reset = "zero"
     with pytest.raises(ValueError):
         LavaBackend().run(net, binary(rng, (1, 5, 23)))
+
+
+def test_model_crash_raises_and_leaves_no_processes(monkeypatch):
+    """A process model that raises mid-run (here a float ``du``, which crashes
+    fixed_pt) must not hang Lava's runtime nor leak its processes."""
+    import multiprocessing as mp
+    rng = np.random.default_rng(19)
+    net = dense_chain(rng)
+    orig = lb._Graph._neuron
+
+    def bad(self, p):
+        proc = orig(self, p)
+        if p.name == "h":
+            from lava.proc.lif.process import LIF
+            proc = LIF(shape=(p.size,), vth=10, du=0.5, dv=3)
+        return proc
+
+    monkeypatch.setattr(lb._Graph, "_neuron", bad)
+    with pytest.raises(lb.LavaRunError):
+        LavaBackend().run(net, binary(rng, (2, 10, 24)), record="all", record_states=True)
+    assert mp.active_children() == []
