@@ -15,7 +15,7 @@ import scipy.sparse as sp
 
 from neurocomp import numerics as nm
 from neurocomp.encoding import input_payloads
-from neurocomp.lowered import InputNeuron, LIFNeuron, LoweredNet, SigmaDeltaNeuron
+from neurocomp.lowered import InputNeuron, LIFNeuron, LoweredNet, SigmaDeltaNeuron, SigmaNeuron
 
 
 def connection_matrix(net: LoweredNet, c) -> sp.csr_matrix:
@@ -52,6 +52,8 @@ def quantised_ann(net: LoweredNet, x: np.ndarray) -> dict[str, np.ndarray]:
             vth = vth_nominal.get(name, n.vth) or 1
             r = z / vth
             vals[name] = r if name == net.output else np.clip(r, 0.0, 1.0)
+        elif isinstance(n, SigmaNeuron):
+            vals[name] = z + (0 if n.bias is None else np.asarray(n.bias))
         elif isinstance(n, SigmaDeltaNeuron):
             scale = 1 << (n.spike_exp + n.state_exp)
             b = 0 if n.bias is None else np.asarray(n.bias) * scale
@@ -60,7 +62,7 @@ def quantised_ann(net: LoweredNet, x: np.ndarray) -> dict[str, np.ndarray]:
                 act = np.maximum(act, 0.0)
             vals[name] = act / (1 << n.state_exp)
     for name, unit in net.meta.get("units", {}).items():   # activation 1.0 == 1.0
-        if isinstance(net.populations[name].neuron, SigmaDeltaNeuron):
+        if isinstance(net.populations[name].neuron, (SigmaDeltaNeuron, SigmaNeuron)):
             vals[name] = vals[name] / unit
     return vals
 
@@ -84,6 +86,8 @@ def snn_values(net: LoweredNet, spikes: dict[str, np.ndarray]) -> dict[str, np.n
         n = net.populations[name].neuron
         if isinstance(n, SigmaDeltaNeuron):
             out[name] = s.astype(np.float64).sum(axis=1) / net.meta.get("units", {}).get(name, 1.0)
+        elif isinstance(n, SigmaNeuron):
+            out[name] = s[:, -1].astype(np.float64) / net.meta.get("units", {}).get(name, 1.0)
         else:
             steps = max(s.shape[1] - depth[name], 1)
             out[name] = s.astype(np.float64).sum(axis=1) / steps

@@ -18,7 +18,8 @@ from neurocomp import numerics as nm
 from neurocomp.errors import UnsupportedLayerError
 from neurocomp.ir import inputs_of, topo_order
 from neurocomp.ir import ops
-from neurocomp.lowered import (InputNeuron, LIFNeuron, LoweredError, LoweredNet, SigmaDeltaNeuron)
+from neurocomp.lowered import (InputNeuron, LIFNeuron, LoweredError, LoweredNet, SigmaDeltaNeuron,
+                               SigmaNeuron)
 from neurocomp.quant import Formats, bias_to_mant_exp, choose_lif_format
 
 MODES = ("rate", "rate-soft", "sigma-delta")
@@ -201,11 +202,13 @@ def lower(g: nx.DiGraph, options=None, hw=None) -> LoweredNet:
             cap = (1 << 17) // (4 * opt.max_steps) if membrane else None
             src_signed = bool(getattr(src_pop.neuron, "signed", False))
             lf = choose_lif_format([w_n], [unit[p.src]], [net.max_payload(p.src)], [sum_axes], fmt,
-                                   allow_exp=(kind == "dense"), vth_cap=cap, signed=[src_signed])
+                                   allow_exp=(kind == "dense" and not opt.netx_weights), vth_cap=cap,
+                                   signed=[src_signed])
             mant = lf.mantissas[0]
-            bias_v = np.zeros(n) if b_n is None else np.broadcast_to(
-                b_n, p.shape).reshape(-1) * lf.vth * (1 << nm.ACT_SHIFT)
-            bm, be, _ = bias_to_mant_exp(bias_v, fmt)
+            # biases in whole weight units (x64 in v): what NetX's CUBA bias can hold
+            bias_w = np.zeros(n) if b_n is None else np.round(np.broadcast_to(
+                b_n, p.shape).reshape(-1) * lf.vth)
+            bm, be, _ = bias_to_mant_exp(bias_w * (1 << nm.ACT_SHIFT), fmt, exp_min=nm.ACT_SHIFT)
             v0 = None
             if opt.initial_membrane and not membrane:
                 v0 = np.full(n, int(opt.initial_membrane * (lf.vth << nm.VTH_SHIFT)), np.int64)
@@ -218,25 +221,37 @@ def lower(g: nx.DiGraph, options=None, hw=None) -> LoweredNet:
             u_src = unit[p.src]
             wmax = float(np.abs(w_n).max()) or 1.0
             lim = (1 << fmt.weight_bits) - 2
-            if kind == "dense":
+            # activation 1.0 == a_dst sigma units.  Bounded by: the 24-bit sigma (activations
+            # up to 4x the calibration scale), the weight mantissa range, and exactness of
+            # the sums of the payloads this population receives (float32 conv in Lava: 2^24,
+            # int32 dot products: 2^31) for activations up to 4x: 4 * a_dst * colsum(W') < bound
+            colsum = float(np.abs(w_n).sum(axis=sum_axes).max()) or 1.0
+            exact = nm.FLOAT32_EXACT if kind == "conv" else 1 << 31
+            cap = min(opt.sd_state_scale, (1 << (nm.UV_BITS - 1)) / 4, exact / (4 * colsum))
+            if kind == "dense" and not opt.netx_weights:
                 # w_int * 2^e = W' * A / u_src, with |w_int| <= lim
-                e = math.ceil(math.log2(wmax * opt.sd_state_scale / u_src / lim))
+                e = math.ceil(math.log2(wmax * cap / u_src / lim))
                 e = min(max(e, fmt.weight_exp_min), 0)
-                a_dst = min(opt.sd_state_scale, lim * u_src * 2.0 ** e / wmax)
+                a_dst = min(cap, lim * u_src * 2.0 ** e / wmax)
             else:
                 e = 0
-                a_dst = min(opt.sd_state_scale, lim * u_src / wmax)
+                a_dst = min(cap, lim * u_src / wmax)
             scale = a_dst / u_src / 2.0 ** e
             mant = (2 * np.round(w_n * scale / 2) if w_n.min() < 0 < w_n.max()
                     else np.round(w_n * scale)).astype(np.int64)
             state_exp = nm.ACT_SHIFT
-            bias = None if b_n is None else np.round(
-                np.broadcast_to(b_n, p.shape).reshape(-1) * a_dst / (1 << state_exp)).astype(np.int64)
-            vth = max(1, int(round(opt.sd_threshold * a_dst / (1 << state_exp))))
-            neuron = SigmaDeltaNeuron(vth=vth, bias=bias, spike_exp=0, state_exp=state_exp,
-                                      act_mode="unit" if p.is_output and not p.relu else "relu")
+            b_full = None if b_n is None else np.broadcast_to(b_n, p.shape).reshape(-1) * a_dst
+            if p.is_output and not p.relu:
+                # a Sigma decoder (NetX sigma_output): the host adds the bias when reading out
+                neuron = SigmaNeuron(bias=None if b_full is None else np.round(b_full).astype(np.int64))
+                unit[p.name] = a_dst
+            else:
+                bias = None if b_full is None else np.round(b_full / (1 << state_exp)).astype(np.int64)
+                vth = max(1, int(round(opt.sd_threshold * a_dst / (1 << state_exp))))
+                neuron = SigmaDeltaNeuron(vth=vth, bias=bias, spike_exp=0, state_exp=state_exp,
+                                          act_mode="relu" if p.relu else "unit")
+                unit[p.name] = a_dst / (1 << state_exp)
             wexp = e
-            unit[p.name] = a_dst / (1 << state_exp)
             # payloads of this population stay below this bound for activations up to 4x
             # the calibration scale (documented guarantee for Lava's float32 conv)
             net.meta["payload_max"][p.name] = int(math.ceil(4 * unit[p.name]))
@@ -247,6 +262,6 @@ def lower(g: nx.DiGraph, options=None, hw=None) -> LoweredNet:
         if p.is_output:
             net.output = p.name
     net.meta["units"] = {k: float(v) for k, v in unit.items()}
-    net.meta["readout"] = "payload-sum" if mode == "sigma-delta" else opt.readout
+    net.meta["readout"] = "sigma" if mode == "sigma-delta" else opt.readout
     net.validate()
     return net

@@ -33,7 +33,9 @@ Connection kinds:
 
 * ``dense``: ``weight`` is ``(n_dst, n_src)``; after Lava's weight
   quantisation (``numerics.quantize_dense_weights``) the message is
-  ``wrap32(shift(W @ s, weight_exp))`` (binary spikes count 1 each).
+  ``wrap32(shift(W @ s, weight_exp))`` for binary spikes (each counts 1) and
+  ``shift32(wrap32(W @ s), weight_exp)`` for graded payloads (Lava's int32
+  dot product wraps before the exponent is applied).
 * ``conv``: channels-last cross-correlation with ``weight`` in Keras layout
   ``(kh, kw, C_src/groups, C_dst)``, explicit ``pads``, ``strides``,
   ``dilation`` and ``groups``; no clip, no exponent; message wrapped to 24 bits.
@@ -112,8 +114,20 @@ class SigmaDeltaNeuron:
     graded: ClassVar[bool] = True
 
 
-Neuron = Union[InputNeuron, LIFNeuron, SigmaDeltaNeuron]
-NEURON_TYPES = {c.kind: c for c in (InputNeuron, LIFNeuron, SigmaDeltaNeuron)}
+@dataclass
+class SigmaNeuron:
+    """Sigma decoder (Lava ``Sigma``, NetX ``sigma_output``): ``sigma += a``;
+    emits ``sigma`` every step.  Used as the output of sigma-delta networks.
+    ``bias`` is added by the host read-out, not by the neuron (Lava's Sigma
+    has none); it is in sigma units."""
+
+    bias: Optional[np.ndarray] = None
+    kind: ClassVar[str] = "sigma"
+    graded: ClassVar[bool] = True
+
+
+Neuron = Union[InputNeuron, LIFNeuron, SigmaDeltaNeuron, SigmaNeuron]
+NEURON_TYPES = {c.kind: c for c in (InputNeuron, LIFNeuron, SigmaDeltaNeuron, SigmaNeuron)}
 
 
 @dataclass
@@ -277,6 +291,8 @@ class LoweredNet:
         if isinstance(n, SigmaDeltaNeuron):
             # the lowering records the bound it guaranteed; else the 24-bit worst case
             return int(self.meta.get("payload_max", {}).get(pop, (1 << (nm.UV_BITS - 1)) >> n.state_exp))
+        if isinstance(n, SigmaNeuron):
+            return int(self.meta.get("payload_max", {}).get(pop, 1 << 31))
         return 1
 
     # -- persistence -------------------------------------------------------------

@@ -29,10 +29,15 @@ class ConvertOptions(BaseModel):
         "membrane", description="rate modes: argmax of the output's integrated input (non-spiking "
         "output layer) or of its spike counts")
     max_steps: int = Field(256, ge=1, description="longest run the membrane read-out must not saturate in")
-    sd_state_scale: int = Field(1 << 14, ge=64, le=1 << 20,
-                                description="sigma-delta: state units per activation 1.0")
+    sd_state_scale: int = Field(1 << 20, ge=64, le=1 << 21,
+                                description="sigma-delta: at most this many state units per activation "
+                                "1.0 (less where weight range or exactness bounds require)")
     sd_threshold: float = Field(1 / 256, gt=0, le=1,
                                 description="sigma-delta: delta threshold, fraction of activation 1.0")
+    netx: Optional[bool] = Field(None, description="keep the network expressible as a lava-dl NetX "
+                                 "file: integer weights without exponents (NetX has none), at some cost in "
+                                 "weight precision; default: on for rate, off for sigma-delta (rate-soft "
+                                 "is never NetX-expressible)")
     calib_samples: int = Field(500, ge=1, description="calibration samples used")
 
     @property
@@ -40,3 +45,10 @@ class ConvertOptions(BaseModel):
         if self.v_init is not None:
             return self.v_init
         return 0.5 if self.mode == "rate-soft" else 0.0
+
+    @property
+    def netx_weights(self) -> bool:
+        """Whether weights are kept exponent-free for NetX."""
+        if self.mode == "rate-soft":
+            return False
+        return self.netx if self.netx is not None else self.mode == "rate"

@@ -130,14 +130,17 @@ def choose_lif_format(weights: list[np.ndarray], units: list[float], payload_max
     return LayerFormat(vth, e, mants, c)
 
 
-def bias_to_mant_exp(bias_v: np.ndarray, fmt: Formats) -> tuple[np.ndarray, np.ndarray, int]:
+def bias_to_mant_exp(bias_v: np.ndarray, fmt: Formats, exp_min: int | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, int]:
     """Express per-neuron biases (in v units, i.e. already x64) as
     ``mant << exp`` with a signed ``bias_bits`` mantissa; one exponent per
-    neuron, the smallest that fits.  Returns (mant, exp, clipped count)."""
+    neuron, the smallest (at least ``exp_min``) that fits.  Returns (mant, exp,
+    clipped count)."""
     mmax = (1 << (fmt.bias_bits - 1)) - 1
     bias_v = np.asarray(bias_v, dtype=np.float64)
-    exp = np.full(bias_v.shape, fmt.bias_exp_min, dtype=np.int64)
-    for e in range(fmt.bias_exp_min, fmt.bias_exp_max + 1):
+    lo = fmt.bias_exp_min if exp_min is None else max(exp_min, fmt.bias_exp_min)
+    exp = np.full(bias_v.shape, lo, dtype=np.int64)
+    for e in range(lo, fmt.bias_exp_max + 1):
         need = np.abs(bias_v) / 2.0 ** e > mmax
         exp = np.where((exp == e) & need, e + 1, exp)
     clipped = int((exp > fmt.bias_exp_max).sum())

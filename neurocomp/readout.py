@@ -5,7 +5,7 @@ import numpy as np
 
 from neurocomp.lowered import LoweredNet
 
-READOUTS = ("membrane", "count", "payload-sum")
+READOUTS = ("membrane", "count", "sigma")
 
 
 def needs_states(net: LoweredNet) -> list[str]:
@@ -21,14 +21,15 @@ def scores(net: LoweredNet, res, steps: int | None = None) -> np.ndarray:
     * ``membrane``: the output layer never spikes; its final membrane
       potential is the integrated input (the ANN's logit times the steps).
     * ``count``: spike counts, ties broken by the final membrane potential.
-    * ``payload-sum``: sigma-delta: the sum of graded payloads, i.e. the
-      decoded output activation.
+    * ``sigma``: sigma-delta: the output Sigma decoder's value at the last
+      step (the decoded logit) plus its bias.
     """
     mode = net.meta.get("readout", "count")
     steps = steps or res.spikes[net.output].shape[1]
     spikes = res.spikes[net.output][:, :steps].astype(np.int64)
-    if mode == "payload-sum":
-        return spikes.sum(axis=1).astype(np.float64)
+    if mode == "sigma":
+        bias = net.populations[net.output].neuron.bias
+        return spikes[:, steps - 1].astype(np.float64) + (0.0 if bias is None else bias)
     v = res.states.get(net.output, {}).get("v")
     v_last = v[:, steps - 1].astype(np.float64) if v is not None else np.zeros(spikes.shape[::2])
     if mode == "membrane":

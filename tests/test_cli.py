@@ -17,12 +17,15 @@ def run(*args, cwd=None):
 
 
 def assert_one_line_error(r, *needles):
+    """Exit 2, no traceback, and exactly one error line -- the last thing on stderr
+    (progress lines may precede it)."""
     assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, r.stderr
-    assert lines[0].startswith("error: ") and "Traceback" not in r.stderr
+    errors = [ln for ln in lines if ln.startswith("error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], r.stderr
+    assert "Traceback" not in r.stderr and "Traceback" not in r.stdout
     for n in needles:
-        assert n.lower() in lines[0].lower(), (n, lines[0])
+        assert n.lower() in errors[0].lower(), (n, errors[0])
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +90,122 @@ def test_hw_show_unknown_and_corrupt(tmp_path):
 def test_usage_errors_are_one_line():
     assert_one_line_error(run("no-such-command"), "no-such-command")
     assert_one_line_error(run("inspect"), "MODEL")
+
+
+# -- compile / simulate -----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def digits_files(tmp_path_factory):
+    import keras
+    from neurocomp.demo import digits_data
+    keras.utils.set_random_seed(0)
+    d = tmp_path_factory.mktemp("bundle")
+    x_tr, x_te, y_tr, y_te = digits_data()
+    m = keras.Sequential([keras.layers.Input((8, 8, 1)), keras.layers.Conv2D(6, 3, activation="relu", name="conv"),
+                          keras.layers.AveragePooling2D(2, name="pool"), keras.layers.Flatten(),
+                          keras.layers.Dense(24, activation="relu", name="fc"),
+                          keras.layers.Dense(10, name="logits")], name="cli_cnn")
+    m.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    m.fit(x_tr, y_tr, epochs=20, verbose=0)
+    m.save(d / "cnn.keras")
+    np.savez(d / "calib.npz", x_train=x_tr[:300], y_train=y_tr[:300])
+    np.savez(d / "test.npz", x_test=x_te[:60, :, :, 0], y_test=y_te[:60])   # no channel axis: added
+    return d
+
+
+def compile_bundle(d, out, *extra):
+    return run("compile", d / "cnn.keras", "-o", out, "--calib", d / "calib.npz", *extra)
+
+
+def test_compile_writes_a_complete_bundle(digits_files, tmp_path):
+    import json
+    out = tmp_path / "b"
+    r = compile_bundle(digits_files, out, "--mode", "sigma-delta", "--steps", "20")
+    assert r.returncode == 0, r.stderr
+    for f in ("lowered.json", "lowered.npz", "model.json", "model.npz", "summary.json", "report.md"):
+        assert (out / f).exists(), f
+    s = json.loads((out / "summary.json").read_text())
+    for key in ("hw", "mode", "latency_steps", "cores", "chips", "layers"):
+        assert key in s
+    assert s["hw"] == "loihi2" and s["mode"] == "sigma-delta" and s["steps"] == 20
+    assert s["latency_steps"] == 5 and s["cores"] >= len(s["layers"]) - 1
+    assert not list(tmp_path.glob(".b.tmp-*"))                      # no leftovers
+
+
+def test_simulate_json_contract(digits_files, tmp_path):
+    import json
+    out = tmp_path / "b"
+    assert compile_bundle(digits_files, out).returncode == 0
+    r = run("simulate", out, "--data", digits_files / "test.npz", "--json", "--limit", "40",
+            "--record", tmp_path / "rec.npz")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    for key in ("accuracy", "samples", "steps", "latency_steps", "backend", "seconds", "predictions",
+                "spikes_per_sample"):
+        assert key in res
+    assert res["samples"] == 40 and len(res["predictions"]) == 40 and res["backend"] == "event"
+    assert res["accuracy"] > 0.8 and res["spikes_per_sample"] > 0
+    rec = np.load(tmp_path / "rec.npz")
+    assert set(rec.files) == {"conv", "pool", "fc", "logits"}
+    assert rec["conv"].dtype == bool and rec["conv"].shape == (40, res["steps"], 6 * 6 * 6)
+
+
+@pytest.mark.xdist_group("lava")
+def test_event_and_lava_recordings_are_identical(digits_files, tmp_path):
+    import json
+    out = tmp_path / "b"
+    assert compile_bundle(digits_files, out, "--mode", "rate-soft", "--steps", "12").returncode == 0
+    results = {}
+    for backend in ("event", "lava"):
+        r = run("simulate", out, "--data", digits_files / "test.npz", "--json", "--limit", "3",
+                "--backend", backend, "--record", tmp_path / f"{backend}.npz")
+        assert r.returncode == 0, r.stderr
+        results[backend] = json.loads(r.stdout)
+    assert results["event"]["predictions"] == results["lava"]["predictions"]
+    assert results["event"]["spikes_per_sample"] == results["lava"]["spikes_per_sample"]
+    a, b = np.load(tmp_path / "event.npz"), np.load(tmp_path / "lava.npz")
+    assert sorted(a.files) == sorted(b.files)
+    for k in a.files:
+        np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_compile_errors(digits_files, tmp_path):
+    d = digits_files
+    # no calibration data
+    r = run("compile", d / "cnn.keras", "-o", tmp_path / "x")
+    assert_one_line_error(r, "--calib")
+    assert not (tmp_path / "x").exists()
+    # OUT is a file
+    (tmp_path / "file").write_text("x")
+    assert_one_line_error(compile_bundle(d, tmp_path / "file"), "file")
+    # calibration data of the wrong shape
+    np.savez(tmp_path / "bad.npz", x=np.zeros((5, 7, 7)))
+    r = run("compile", d / "cnn.keras", "-o", tmp_path / "y", "--calib", tmp_path / "bad.npz")
+    assert_one_line_error(r, "shape")
+    assert not (tmp_path / "y").exists()
+    assert_one_line_error(compile_bundle(d, tmp_path / "z", "--hw", "loihi9"), "loihi9")
+
+
+def test_failed_compile_leaves_existing_bundle_untouched(digits_files, tmp_path):
+    out = tmp_path / "b"
+    assert compile_bundle(digits_files, out).returncode == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    np.savez(tmp_path / "nan.npz", x=np.full((5, 8, 8, 1), np.nan))
+    r = run("compile", digits_files / "cnn.keras", "-o", out, "--calib", tmp_path / "nan.npz")
+    assert_one_line_error(r, "NaN")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_simulate_errors(digits_files, tmp_path):
+    out = tmp_path / "b"
+    assert compile_bundle(digits_files, out).returncode == 0
+    np.savez(tmp_path / "labels.npz", x=np.zeros((4, 8, 8, 1)), y=np.array([0, 1, 2, 99]))
+    assert_one_line_error(run("simulate", out, "--data", tmp_path / "labels.npz"), "99")
+    np.savez(tmp_path / "shape.npz", x=np.zeros((4, 9, 9, 1)))
+    assert_one_line_error(run("simulate", out, "--data", tmp_path / "shape.npz"), "(9, 9, 1)")
+    (tmp_path / "junk.npz").write_text("not a zip")
+    assert_one_line_error(run("simulate", out, "--data", tmp_path / "junk.npz"), "junk.npz")
+    assert_one_line_error(run("simulate", tmp_path / "nope", "--data", tmp_path / "shape.npz"), "nope")
+    assert_one_line_error(run("simulate", out, "--data", digits_files / "test.npz", "--backend", "loihi2"),
+                          "lava-loihi")
+    assert_one_line_error(run("simulate", out, "--data", digits_files / "test.npz", "--backend", "tpu"), "tpu")
