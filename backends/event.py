@@ -28,7 +28,8 @@ import numba
 import numpy as np
 
 from neurocomp import numerics as nm
-from neurocomp.lowered import Connection, InputNeuron, LIFNeuron, LoweredNet, SigmaDeltaNeuron
+from neurocomp.lowered import (Connection, InputNeuron, LIFNeuron, LoweredNet, SigmaDeltaNeuron,
+                               SigmaNeuron)
 
 from .base import STATE_VARS, SimResult, record_set, state_set
 
@@ -165,6 +166,16 @@ def _lif_step(a, u, v, du, dv, vth, bias, subtract, spk):
             else:
                 spk[b, j] = 0
             v[b, j] = nv
+
+
+@numba.njit(parallel=True, cache=True)
+def _sigma_step(a, sigma, spk):
+    batch, n = sigma.shape
+    for b in numba.prange(batch):
+        for j in range(n):
+            x = _wrap32(np.int64(sigma[b, j]) + a[b, j])
+            sigma[b, j] = x
+            spk[b, j] = x
 
 
 @numba.njit(inline="always")
@@ -319,7 +330,7 @@ def _prepare(net: LoweredNet) -> list[_Conn]:
             # torch layout (C_out, C_in / groups, kh, kw); torch's conv2d is a cross-correlation
             w32 = torch.from_numpy(np.ascontiguousarray(wt.transpose(3, 2, 0, 1).astype(np.float32)))
         payload = net.max_payload(c.src) if graded else 1
-        if graded and isinstance(sp.neuron, SigmaDeltaNeuron):
+        if graded and isinstance(sp.neuron, (SigmaDeltaNeuron, SigmaNeuron)):
             payload = 1 << 31          # sigma-delta payloads are not bounded a priori
         if payload * int(col_sums.max(initial=0)) < nm.FLOAT32_EXACT:
             k.blas = w32
@@ -384,6 +395,9 @@ class EventBackend:
                     nm.to_int32(np.asarray(n.bias, np.int64) * scale).astype(np.int64)
                 vth = int(nm.to_int32(np.int64(n.vth) * scale))
                 params.append((vth, bias, int(n.state_exp), n.act_mode == "relu", bool(n.cum_error)))
+            elif isinstance(n, SigmaNeuron):
+                st = {"sigma": np.zeros((batch, p.size), np.int32)}
+                params.append(None)
             else:
                 st = {}
                 params.append(None)
@@ -430,6 +444,8 @@ class EventBackend:
                 if isinstance(n, LIFNeuron):
                     du, dv, vth, bias, sub = params[i]
                     _lif_step(a, state[i]["u"], state[i]["v"], du, dv, vth, bias, sub, spk[i])
+                elif isinstance(n, SigmaNeuron):
+                    _sigma_step(a, state[i]["sigma"], spk[i])
                 else:
                     vth, bias, sexp, relu, cum = params[i]
                     st = state[i]

@@ -90,7 +90,7 @@ import numpy as np
 from neurocomp import numerics as nm
 from neurocomp.errors import BackendUnavailableError, NeurocompError
 from neurocomp.lowered import (Connection, InputNeuron, LIFNeuron, LoweredNet, Population,
-                               SigmaDeltaNeuron)
+                               SigmaDeltaNeuron, SigmaNeuron)
 
 from .base import STATE_VARS, SimResult, record_set, state_set
 
@@ -417,6 +417,11 @@ class _Graph:
                               state_exp=int(n.state_exp))
             zero = np.zeros(shp)
             self.resets += [(getattr(proc, v), zero) for v in ("sigma", "act", "residue", "error")]
+            return proc
+        if isinstance(n, SigmaNeuron):
+            from lava.proc.sdn.process import Sigma
+            proc = Sigma(shape=shp)
+            self.resets += [(proc.sigma, np.zeros(shp))]
             return proc
         raise LavaMappingError(f"population '{p.name}': neuron kind '{n.kind}' has no Lava mapping")
 
