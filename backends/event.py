@@ -26,6 +26,7 @@ from typing import Optional
 
 import numba
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from neurocomp import numerics as nm
 from neurocomp.lowered import (Connection, InputNeuron, LIFNeuron, LoweredNet, SigmaDeltaNeuron,
@@ -136,36 +137,49 @@ def _spike_stats(spk, fan_out, row_counts):
     return row_counts.sum(), int(events.sum())
 
 
-@numba.njit(parallel=True, cache=True)
-def _lif_step(a, u, v, du, dv, vth, bias, subtract, spk):
+@numba.njit(inline="always")
+def _rtz_decay(x, keep):
+    """sign(x*keep) * (|x*keep| >> 12), branch-free."""
+    p = np.int64(x) * keep
+    q = np.abs(p) >> 12
+    return q - 2 * q * (p < 0)
+
+
+@numba.njit(parallel=True, fastmath=True, cache=True)
+def _lif_step(a, u, v, du, dv, vth, bias, subtract, spk, fan_out, row_counts, store_u):
+    """One LIF step for a batch (Lava's PyLifModelBitAcc, see neurocomp.numerics);
+    also counts spikes per sample and returns the synaptic events they cause.
+    Written branch-free so LLVM vectorises it.  With no current decay ``u`` is
+    this step's input alone, so it is only written when recorded (``store_u``)."""
     batch, n = u.shape
     ku = 4096 - (du + 1)
     kv = 4096 - dv
-    evth = vth << 6
+    evth = np.int64(vth) << 6
+    no_decay = ku == 0 and kv == 4096        # du=4095, dv=0: the conversion default
+    has_fan = fan_out.shape[0] > 0
+    events = np.zeros(batch, np.float64)
     for b in numba.prange(batch):
+        cnt = 0
+        ev = 0.0
         for j in range(n):
-            p = np.int64(u[b, j]) * ku
-            d = (p >> 12) if p >= 0 else -((-p) >> 12)
-            d = _wrap32(_wrap32(d) + _wrap32(np.int64(a[b, j]) << 6))
-            if d > (1 << 23):
-                d -= 1 << 24
-            elif d <= -(1 << 23):
-                d += 1 << 24
-            uu = _wrap32(d)
-            u[b, j] = uu
-            q = np.int64(v[b, j]) * kv
-            dd = (q >> 12) if q >= 0 else -((-q) >> 12)
-            nv = _wrap32(_wrap32(_wrap32(dd) + uu) + bias[j])
-            if nv > (1 << 23) - 1:
-                nv = (1 << 23) - 1
-            elif nv < -(1 << 23) + 1:
-                nv = -(1 << 23) + 1
-            if nv > evth:
-                spk[b, j] = 1
-                nv = nv - evth if subtract else 0
-            else:
-                spk[b, j] = 0
-            v[b, j] = nv
+            d = _wrap32(np.int64(a[b, j]) << 6)
+            if not no_decay:
+                d = _wrap32(_wrap32(_rtz_decay(u[b, j], ku)) + d)
+            d = d - (d > (1 << 23)) * (1 << 24) + (d <= -(1 << 23)) * (1 << 24)   # one conditional wrap
+            if store_u or not no_decay:
+                u[b, j] = d
+            vv = np.int64(v[b, j]) if no_decay else _rtz_decay(v[b, j], kv)
+            nv = _wrap32(vv + d + bias[j])
+            nv = min(max(nv, -(1 << 23) + 1), (1 << 23) - 1)
+            s = nv > evth
+            spk[b, j] = s
+            cnt += s
+            if has_fan:
+                ev += s * fan_out[j]
+            v[b, j] = nv - s * (evth if subtract else nv)
+        row_counts[b] = cnt
+        events[b] = ev
+    return row_counts.sum(), int(events.sum())
 
 
 @numba.njit(parallel=True, cache=True)
@@ -266,6 +280,12 @@ class _Conn:
     fan_out: Optional[np.ndarray] = None  # synapses per source neuron (events per spike)
 
     @property
+    def blas_speedup(self) -> float:
+        if self.c.kind == "conv" and self.c.weight.shape[2] == 1:
+            return BLAS_SPEEDUP["depthwise"]          # torch's grouped convolutions are slow
+        return BLAS_SPEEDUP[self.c.kind]
+
+    @property
     def mean_fan_out(self) -> float:
         return float(self.fan_out.mean()) if self.fan_out is not None and self.fan_out.size else 0.0
 
@@ -302,7 +322,7 @@ class _Conn:
 
 # how many GEMM / torch-conv multiply-adds cost as much as one scattered row add (measured on
 # 2 x86 cores): the break-even spike density is 1 / speedup
-BLAS_SPEEDUP = {"dense": 16.0, "conv": 48.0}
+BLAS_SPEEDUP = {"dense": 16.0, "conv": 48.0, "depthwise": 2.0}
 
 
 def _prepare(net: LoweredNet) -> list[_Conn]:
@@ -355,8 +375,11 @@ class EventBackend:
                              f"got {raster.shape}")
         rec = record_set(net, record)
         conns = _prepare(net)
-        parts = [self._run_chunk(net, conns, raster[i:i + self.chunk], rec, record_states)
-                 for i in range(0, raster.shape[0], self.chunk)]
+        # numba's parallel kernels own the cores; BLAS worker threads that spin between
+        # calls would starve them, so the float32 GEMMs run single-threaded here
+        with threadpool_limits(limits=1, user_api="blas"):
+            parts = [self._run_chunk(net, conns, raster[i:i + self.chunk], rec, record_states)
+                     for i in range(0, raster.shape[0], self.chunk)]
         res = SimResult(steps=raster.shape[1], samples=raster.shape[0],
                         seconds=sum(p.seconds for p in parts),
                         synaptic_events=sum(p.synaptic_events for p in parts))
@@ -373,7 +396,9 @@ class EventBackend:
         pops = list(net.populations.values())
         names = [p.name for p in pops]
         raster = np.ascontiguousarray(raster.astype(np.int32))
-        spk = [np.zeros((batch, p.size), np.int32) for p in pops]
+        # binary spikes as int8 (LIF), graded payloads as int32: less memory traffic per step
+        spk = [np.zeros((batch, p.size), np.int8 if isinstance(p.neuron, LIFNeuron) else np.int32)
+               for p in pops]
         state: list[dict] = []
         params: list[tuple] = []
         for p in pops:
@@ -426,7 +451,9 @@ class EventBackend:
             outs = [k.fan_out for k in conns if k.src == i]
             fan_total.append(np.sum(outs, axis=0) if outs else np.zeros(0))
         events = 0
+        last_input_stats = (0, 0)
         for t in range(steps):
+            nnz = {}
             for i, p in enumerate(pops):
                 n = p.neuron
                 if isinstance(n, InputNeuron):
@@ -443,7 +470,10 @@ class EventBackend:
                         np.add(a, pending[j][t % pending[j].shape[0]], out=a)  # int32 wrap like Lava
                 if isinstance(n, LIFNeuron):
                     du, dv, vth, bias, sub = params[i]
-                    _lif_step(a, state[i]["u"], state[i]["v"], du, dv, vth, bias, sub, spk[i])
+                    nnz[i], ev = _lif_step(a, state[i]["u"], state[i]["v"], du, dv, vth, bias, sub,
+                                           spk[i], fan_total[i], counts_t[i], p.name in out_states)
+                    events += ev
+                    counts[p.name][:, t] = counts_t[i]
                 elif isinstance(n, SigmaNeuron):
                     _sigma_step(a, state[i]["sigma"], spk[i])
                 else:
@@ -452,8 +482,8 @@ class EventBackend:
                     _sigma_delta_step(a, st["sigma"], st["act"], st["residue"], st["error"], vth,
                                       bias, sexp, relu, cum, spk[i])
             for i, p in enumerate(pops):
-                if i != inp and not fan_total[i].size:     # populations nothing reads
-                    counts[p.name][:, t] = np.count_nonzero(spk[i], axis=1)
+                if i != inp and not fan_total[i].size and not isinstance(p.neuron, LIFNeuron):
+                    counts[p.name][:, t] = np.count_nonzero(spk[i], axis=1)   # nothing reads these
             for r, i in zip(rec, rec_idx):
                 out_spikes[r][:, t] = spk[i]
             for name, vars_ in out_states.items():
@@ -461,11 +491,17 @@ class EventBackend:
                 for v, arr in vars_.items():
                     arr[:, t] = st[v]
             # connections accumulate this step's spikes; delivered t + 1 + delay
-            nnz = {}
             for i, p in enumerate(pops):
-                if i == inp or fan_total[i].size:
+                if isinstance(p.neuron, LIFNeuron):
+                    continue                                # counted by the LIF kernel
+                if i == inp and t > 0 and input_repeats[t]:
+                    nnz[i], ev = last_input_stats          # constant input: same statistics
+                    events += ev
+                elif i == inp or fan_total[i].size:
                     nnz[i], ev = _spike_stats(spk[i], fan_total[i], counts_t[i])
                     events += ev
+                    if i == inp:
+                        last_input_stats = (nnz[i], ev)
                     if i != inp:
                         counts[p.name][:, t] = counts_t[i]
             for j, k in enumerate(conns):
@@ -475,7 +511,7 @@ class EventBackend:
                 if k.src == inp and ring.shape[0] == 1 and t > 0 and input_repeats[t]:
                     continue  # constant input: the pending message is already this step's
                 if k.blas is not None and self.use_blas and \
-                        nnz[k.src] * k.mean_fan_out * BLAS_SPEEDUP[k.c.kind] >= batch * k.synapses:
+                        nnz[k.src] * k.mean_fan_out * k.blas_speedup >= batch * k.synapses:
                     k.propagate_blas(src, pops[k.src].shape, target)
                 else:
                     _propagate(src, k.indptr, k.indices, k.data, k.dense_rows, k.n_dst, k.graded,
