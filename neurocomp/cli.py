@@ -19,7 +19,8 @@ from rich.table import Table
 from neurocomp.errors import NeurocompError
 
 
-out = Console(highlight=False)
+# piped output (CI logs, files) gets wide tables instead of rich's 80-column default
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 _state = {"verbose": False, "quiet": False}
 

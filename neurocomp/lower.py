@@ -236,9 +236,14 @@ def lower(g: nx.DiGraph, options=None, hw=None) -> LoweredNet:
             else:
                 e = 0
                 a_dst = min(cap, lim * u_src / wmax)
-            scale = a_dst / u_src / 2.0 ** e
-            mant = (2 * np.round(w_n * scale / 2) if w_n.min() < 0 < w_n.max()
-                    else np.round(w_n * scale)).astype(np.int64)
+            while True:      # rounding can push the exact-sum bound over: shrink until it holds
+                scale = a_dst / u_src / 2.0 ** e
+                mant = (2 * np.round(w_n * scale / 2) if w_n.min() < 0 < w_n.max()
+                        else np.round(w_n * scale)).astype(np.int64)
+                worst = net.max_payload(p.src) * float(np.abs(mant).sum(axis=sum_axes).max())
+                if worst < exact or a_dst < 1:
+                    break
+                a_dst *= 0.97 * exact / worst
             state_exp = nm.ACT_SHIFT
             b_full = None if b_n is None else np.broadcast_to(b_n, p.shape).reshape(-1) * a_dst
             if p.is_output and not p.relu:
