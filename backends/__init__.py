@@ -10,6 +10,7 @@ _REGISTRY = {
     "event": ("event", "EventBackend", {}),
     "lava": ("lava", "LavaBackend", {"tag": "fixed_pt"}),
     "lava-float": ("lava", "LavaBackend", {"tag": "floating_pt"}),
+    "netx": ("netx", "NetxBackend", {}),
     "loihi2": ("lava", "LavaBackend", {"hardware": True}),
 }
 

@@ -45,7 +45,7 @@ def _wrap32(x):
 
 
 @numba.njit(parallel=True, cache=True)
-def _propagate(spk, indptr, indices, data, dense_rows, n_dst, graded, is_conv, weight_exp, out):
+def _propagate(spk, indptr, indices, data, dense_rows, n_dst, graded, is_conv, weight_exp, scratch, out):
     """One connection, one step: ``out[b] = finish(sum_i payload(spk[b, i]) * row_i)``.
 
     Rows are dense (``dense_rows`` (n_src, n_dst), indptr empty) or CSR.
@@ -56,7 +56,8 @@ def _propagate(spk, indptr, indices, data, dense_rows, n_dst, graded, is_conv, w
     batch, n_src = spk.shape
     use_csr = indptr.shape[0] > 0
     for b in numba.prange(batch):
-        acc = np.zeros(n_dst, np.int64)
+        acc = scratch[b]
+        acc[:] = 0
         for i in range(n_src):
             p = spk[b, i]
             if p == 0:
@@ -430,6 +431,7 @@ class EventBackend:
         # per connection: a ring of (delay + 1) pending messages, and a cache
         # of the last accumulation for sources that repeat themselves.
         pending = [np.zeros((k.c.delay + 1, batch, k.n_dst), np.int32) for k in conns]
+        scratch = [np.empty((batch, k.n_dst), np.int64) for k in conns]   # per-sample accumulators
         # steps whose input raster equals the previous step's (constant current)
         input_repeats = np.zeros(steps, bool)
         if steps > 1:
@@ -515,7 +517,7 @@ class EventBackend:
                     k.propagate_blas(src, pops[k.src].shape, target)
                 else:
                     _propagate(src, k.indptr, k.indices, k.data, k.dense_rows, k.n_dst, k.graded,
-                               k.c.kind == "conv", int(k.c.weight_exp), target)
+                               k.c.kind == "conv", int(k.c.weight_exp), scratch[j], target)
         return SimResult(spikes=out_spikes, states=out_states, spike_counts=counts,
                          synaptic_events=events, seconds=time.perf_counter() - t0, steps=steps,
                          samples=batch)
