@@ -32,6 +32,7 @@ from neurocomp import numerics as nm
 from neurocomp.lowered import (Connection, InputNeuron, LIFNeuron, LoweredNet, SigmaDeltaNeuron,
                                SigmaNeuron)
 
+from ._mp import allow_lava_start_method
 from .base import STATE_VARS, SimResult, record_set, state_set
 
 _I32_MIN, _I32_MAX = -(1 << 31), (1 << 31) - 1
@@ -381,6 +382,7 @@ class EventBackend:
         with threadpool_limits(limits=1, user_api="blas"):
             parts = [self._run_chunk(net, conns, raster[i:i + self.chunk], rec, record_states)
                      for i in range(0, raster.shape[0], self.chunk)]
+        allow_lava_start_method()   # numba's thread launch fixed it; Lava must still be importable
         res = SimResult(steps=raster.shape[1], samples=raster.shape[0],
                         seconds=sum(p.seconds for p in parts),
                         synaptic_events=sum(p.synaptic_events for p in parts))

@@ -160,6 +160,29 @@ def normalised_weights(kind, w, b, geo, src_scale, dst_scale, src_shape):
     return wn, (None if b is None else b / ld)
 
 
+def _input_layer_format(net, inp: str, w_n, sum_axes, fmt, cap, signed, unit):
+    """Choose the input payload width jointly with the first layer's weights (no
+    exponent): the worst-case input bound couples them."""
+    neuron = net.populations[inp].neuron
+    scale_per_unit = neuron.payload_per_unit / neuron.payload_max       # 1 / calibration max
+    # the widest input whose first layer keeps 7-bit weight mantissas; else 4-bit input
+    # (weight rounding errors hit every sample the same way, input rounding averages out)
+    best = None
+    for bits in range(int(np.log2(neuron.payload_max + 1)), 3, -1):
+        pmax = (1 << bits) - 1
+        lf = choose_lif_format([w_n], [pmax], [pmax], [sum_axes], fmt, allow_exp=False, vth_cap=cap,
+                               signed=[signed])
+        best = (0, bits, lf)
+        if int(np.abs(lf.mantissas[0]).max()) >= 128:
+            break
+    _, bits, lf = best
+    pmax = (1 << bits) - 1
+    neuron.payload_max = pmax
+    neuron.payload_per_unit = pmax * scale_per_unit
+    unit[inp] = pmax
+    return lf
+
+
 def lower(g: nx.DiGraph, options=None, hw=None) -> LoweredNet:
     """Build the integer network from a calibrated float graph (see ``ConvertOptions``)."""
     from neurocomp.options import ConvertOptions
@@ -199,11 +222,21 @@ def lower(g: nx.DiGraph, options=None, hw=None) -> LoweredNet:
         n = int(np.prod(p.shape))
         membrane = p.is_output and mode != "sigma-delta" and opt.readout == "membrane"
         if mode in ("rate", "rate-soft"):
-            cap = (1 << 17) // (4 * opt.max_steps) if membrane else None
+            # membrane read-out: v integrates ~|logit| * vth * 64 per step and must stay below 2^23
+            cap = (1 << 17) // (2 * opt.max_steps) if membrane else fmt.vth_max
+            if b_n is not None and np.abs(b_n).max() > 0:
+                # biases are b' * vth weight units and must fit the bias mantissa/exponent
+                cap = min(cap, int(fmt.max_bias_weight_units / float(np.abs(b_n).max())))
+            cap = max(cap, 1)
             src_signed = bool(getattr(src_pop.neuron, "signed", False))
-            lf = choose_lif_format([w_n], [unit[p.src]], [net.max_payload(p.src)], [sum_axes], fmt,
-                                   allow_exp=(kind == "dense" and not opt.netx_weights), vth_cap=cap,
-                                   signed=[src_signed])
+            allow_exp = kind == "dense" and not opt.netx_weights
+            if src.kind == "input" and not allow_exp:
+                # without an exponent the worst-case input bound can starve the weights of bits:
+                # trade input bits for weight bits where that lowers the larger of the two errors
+                lf = _input_layer_format(net, p.src, w_n, sum_axes, fmt, cap, src_signed, unit)
+            else:
+                lf = choose_lif_format([w_n], [unit[p.src]], [net.max_payload(p.src)], [sum_axes], fmt,
+                                       allow_exp=allow_exp, vth_cap=cap, signed=[src_signed])
             mant = lf.mantissas[0]
             # biases in whole weight units (x64 in v): what NetX's CUBA bias can hold
             bias_w = np.zeros(n) if b_n is None else np.round(np.broadcast_to(

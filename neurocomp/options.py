@@ -28,7 +28,8 @@ class ConvertOptions(BaseModel):
     readout: Literal["membrane", "count"] = Field(
         "membrane", description="rate modes: argmax of the output's integrated input (non-spiking "
         "output layer) or of its spike counts")
-    max_steps: int = Field(256, ge=1, description="longest run the membrane read-out must not saturate in")
+    max_steps: int = Field(128, ge=1, description="longest run the membrane read-out must not saturate "
+                           "in (for logits up to twice the calibration scale)")
     sd_state_scale: int = Field(1 << 20, ge=64, le=1 << 21,
                                 description="sigma-delta: at most this many state units per activation "
                                 "1.0 (less where weight range or exactness bounds require)")

@@ -51,6 +51,11 @@ class Formats:
         return (1 << (self.accumulator_bits - nm.ACT_SHIFT)) - 1
 
     @property
+    def max_bias_weight_units(self) -> float:
+        """Largest |bias| in weight units: signed mantissa << largest exponent, over 64."""
+        return ((1 << (self.bias_bits - 1)) - 1) * 2.0 ** self.bias_exp_max / (1 << nm.ACT_SHIFT)
+
+    @property
     def vth_max(self) -> int:
         return (1 << self.vth_bits) - 1
 
@@ -120,7 +125,7 @@ def choose_lif_format(weights: list[np.ndarray], units: list[float], payload_max
     e = fmt.weight_exp_min if allow_exp else 0
     worst_unit = sum(worst_case_input(np.abs(w / u), ax, p)
                      for w, u, ax, p in zip(weights, units, sum_axes, payload_max)) or 1.0  # abs: signed-safe
-    c = min(c_full, fmt.max_input / (worst_unit * 2.0 ** e))
+    c = min(c_full, vth_max / 2.0 ** e, fmt.max_input / (worst_unit * 2.0 ** e))
     vth = int(math.floor(c * 2.0 ** e))
     if vth < 1:
         raise LoweredError(f"cannot fit the per-step input in {fmt.accumulator_bits} accumulator bits "

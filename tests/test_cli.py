@@ -151,22 +151,35 @@ def test_simulate_json_contract(digits_files, tmp_path):
 
 
 @pytest.mark.xdist_group("lava")
-def test_event_and_lava_recordings_are_identical(digits_files, tmp_path):
+@pytest.mark.parametrize("mode", ["rate", "sigma-delta"])
+def test_event_lava_and_netx_recordings_are_identical(digits_files, tmp_path, mode):
     import json
     out = tmp_path / "b"
-    assert compile_bundle(digits_files, out, "--mode", "rate-soft", "--steps", "12").returncode == 0
+    assert compile_bundle(digits_files, out, "--mode", mode, "--steps", "12", "--netx").returncode == 0
+    assert (out / "network.net").exists()
     results = {}
-    for backend in ("event", "lava"):
+    for backend in ("event", "lava", "netx"):
         r = run("simulate", out, "--data", digits_files / "test.npz", "--json", "--limit", "3",
                 "--backend", backend, "--record", tmp_path / f"{backend}.npz")
         assert r.returncode == 0, r.stderr
         results[backend] = json.loads(r.stdout)
-    assert results["event"]["predictions"] == results["lava"]["predictions"]
-    assert results["event"]["spikes_per_sample"] == results["lava"]["spikes_per_sample"]
-    a, b = np.load(tmp_path / "event.npz"), np.load(tmp_path / "lava.npz")
-    assert sorted(a.files) == sorted(b.files)
-    for k in a.files:
-        np.testing.assert_array_equal(a[k], b[k])
+    a = np.load(tmp_path / "event.npz")
+    assert any(a[k].any() for k in a.files)
+    for other in ("lava", "netx"):
+        assert results["event"]["predictions"] == results[other]["predictions"]
+        assert results["event"]["spikes_per_sample"] == results[other]["spikes_per_sample"]
+        b = np.load(tmp_path / f"{other}.npz")
+        assert sorted(a.files) == sorted(b.files)
+        for k in a.files:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=f"{other}: {k}")
+
+
+def test_netx_backend_needs_a_netx_file(digits_files, tmp_path):
+    out = tmp_path / "b"
+    assert compile_bundle(digits_files, out, "--mode", "rate-soft").returncode == 0
+    assert not (out / "network.net").exists()
+    r = run("simulate", out, "--data", digits_files / "test.npz", "--backend", "netx")
+    assert_one_line_error(r, "network.net", "subtract")
 
 
 def test_compile_errors(digits_files, tmp_path):

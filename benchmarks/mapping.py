@@ -1,0 +1,157 @@
+"""Cores used vs the lower bound, and partition time, for four network shapes
+on Loihi 1 and Loihi 2.
+
+    .venv/bin/python benchmarks/mapping.py [--place] [--check]
+
+Targets (issue 6): cores <= 1.05 x lower bound; VGG-16 partitioned in < 5 s.
+The networks are built by hand as LoweredNets with random integer weights
+(only their structure matters).  ``--check`` also runs the independent
+checker (slow and memory-hungry for VGG-16: it expands every conv synapse).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+from neurocomp.errors import HardwareLimitError
+from neurocomp.hw import load_hw
+from neurocomp.lowered import InputNeuron, LIFNeuron, LoweredNet
+from neurocomp.mapping import check_mapping
+from neurocomp.passes.partition_cores import partition_cores
+
+RNG = np.random.default_rng(0)
+
+
+class _B:
+    def __init__(self, shape):
+        self.net = LoweredNet()
+        self.net.add_population("in", shape, InputNeuron())
+        self.net.input = self.last = "in"
+        self.n = 0
+
+    def _w(self, shape):
+        w = RNG.integers(-8, 9, shape)
+        w[w == 0] = 1
+        return w
+
+    def conv(self, cout, k, stride=1, pad=0, groups=1, weight=None):
+        h, w, c = self.net.populations[self.last].shape
+        ho = (h + 2 * pad - k) // stride + 1
+        wo = (w + 2 * pad - k) // stride + 1
+        self.n += 1
+        name = f"L{self.n}"
+        self.net.add_population(name, (ho, wo, cout), LIFNeuron(vth=64))
+        wt = weight if weight is not None else self._w((k, k, c // groups, cout))
+        self.net.connect(name=f"{name}_w", src=self.last, dst=name, kind="conv", weight=wt,
+                         strides=(stride, stride), pads=((pad, pad), (pad, pad)), groups=groups)
+        self.last = name
+        return self
+
+    def pool(self):
+        c = self.net.populations[self.last].shape[2]
+        return self.conv(c, 2, stride=2, groups=c, weight=np.full((2, 2, 1, c), 16))
+
+    def dense(self, n):
+        m = self.net.populations[self.last].size
+        self.n += 1
+        name = f"L{self.n}"
+        self.net.add_population(name, (n,), LIFNeuron(vth=64))
+        self.net.connect(name=f"{name}_w", src=self.last, dst=name, kind="dense", weight=self._w((n, m)))
+        self.last = name
+        return self
+
+    def done(self):
+        self.net.output = self.last
+        self.net.validate()
+        return self.net
+
+
+def mlp():
+    b = _B((784,))
+    return b.dense(256).dense(256).dense(10).done()
+
+
+def cnn():
+    b = _B((28, 28, 1))
+    return b.conv(16, 5).pool().conv(32, 5).pool().dense(10).done()
+
+
+def vgg16(width=(64, 128, 256, 512, 512)):
+    b = _B((32, 32, 3))
+    for i, (c, reps) in enumerate(zip(width, (2, 2, 3, 3, 3))):
+        for _ in range(reps):
+            b.conv(c, 3, pad=1)
+        if i < 4:
+            b.pool()
+    return b.dense(512).dense(512).dense(10).done()
+
+
+def mobilenet():
+    b = _B((32, 32, 3))
+    b.conv(32, 3, stride=1, pad=1)
+    for cout, s in ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
+                    (512, 1), (512, 1), (1024, 2)):
+        c = b.net.populations[b.last].shape[2]
+        b.conv(c, 3, stride=s, pad=1, groups=c)      # depthwise
+        b.conv(cout, 1)                              # pointwise
+    return b.dense(10).done()
+
+
+NETS = {"MNIST MLP 784-256-256-10": mlp, "MNIST CNN": cnn, "VGG-16 (32x32x3)": vgg16,
+        "VGG-16, 448 ch in blocks 4-5": lambda: vgg16((64, 128, 256, 448, 448)),
+        "MobileNet-shaped (32x32x3)": mobilenet}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--check", action="store_true", help="also run the independent checker")
+    ap.add_argument("--place", action="store_true", help="also time chip placement (slow for VGG)")
+    args = ap.parse_args(argv)
+    print(f"{'network':32s} {'hw':7s} {'cores':>6s} {'bound':>6s} {'ratio':>6s} {'chips':>5s} "
+          f"{'time s':>7s}  note")
+    missed = []
+    for label, build in NETS.items():
+        net = build()
+        for hwn in ("loihi1", "loihi2"):
+            hw = load_hw(hwn)
+            t0 = time.perf_counter()
+            try:
+                m = partition_cores(net, hw, place=False)
+            except HardwareLimitError as e:
+                dt = time.perf_counter() - t0
+                print(f"{label:32s} {hwn:7s} {'-':>6s} {'-':>6s} {'-':>6s} {'-':>5s} {dt:7.2f}  "
+                      f"does not fit: {e}")
+                continue
+            dt = time.perf_counter() - t0
+            s = m.summary
+            ratio = s["cores_used"] / max(1, s["lower_bound"])
+            note = []
+            if ratio > 1.05:
+                note.append(f"MISSED 1.05x by {ratio - 1.05:.3f}")
+                missed.append((label, hwn, "ratio", ratio))
+            if label.startswith("VGG") and dt >= 5:
+                note.append(f"MISSED 5 s by {dt - 5:.2f} s")
+                missed.append((label, hwn, "time", dt))
+            if args.place and s["chips_used"] > 1:
+                from neurocomp.mapping import place_chips
+                t1 = time.perf_counter()
+                _, st = place_chips(net, hw, m)
+                note.append(f"placement {time.perf_counter() - t1:.1f} s: inter-chip msgs "
+                            f"{st['inter_chip_messages']:.0f} vs naive {st['naive_inter_chip_messages']:.0f}")
+            if args.check:
+                errs = check_mapping(net, hw, m)
+                note.append("checker: ok" if not errs else f"checker: {len(errs)} errors, {errs[0]}")
+            print(f"{label:32s} {hwn:7s} {s['cores_used']:6d} {s['lower_bound']:6d} {ratio:6.3f} "
+                  f"{s['chips_used']:5d} {dt:7.2f}  {'; '.join(note)}")
+    if missed:
+        print("\nmissed targets:")
+        for label, hwn, what, v in missed:
+            print(f"  {label} on {hwn}: {what} {v:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

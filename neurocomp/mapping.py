@@ -1,0 +1,554 @@
+"""Core mappings: what runs where, an independent checker, chip placement
+and the cost report.
+
+A :class:`Mapping` lists one :class:`CoreRecord` per used core: the chip and
+core index, the population (layer) and which of its neurons the core holds,
+either a range ``[start, stop)`` of the population's flat (channels-last
+row-major) order or a ``tile`` ``[[h0, h1], [w0, w1], [c0, c1]]`` of its
+``(H, W, C)`` shape.  The input population is not placed: the host (or an
+off-chip spike generator) injects its spikes.
+
+Counting rules (the partitioner in ``neurocomp.passes.partition_cores`` and
+:func:`check_mapping` follow them, with separate code):
+
+* **neurons**: the neurons the core holds (one compartment each).
+* **input axons**: distinct *source neurons* ``(population, index)`` with at
+  least one non-zero synapse onto a neuron of the core.  One axon carries a
+  source's spike to every synapse it has on that core, so a source reaching
+  many neurons of one core costs one axon; overlapping receptive fields of
+  neighbouring conv tiles are paid on both cores.
+* **output axons**: distinct ``(neuron, destination core)`` pairs over the
+  core's neurons, i.e. each neuron needs one output axon per *other or same*
+  core it reaches (Loihi routes a spike to a core through one axon-table
+  entry; the destination core fans it out).  The output population's
+  neurons (read by the host) use none.
+* **synapses**: non-zero weights onto the core's neurons (what the simulator
+  counts as synaptic events per spike).
+* **synapse memory**: per incoming connection, ``hw.synapse_memory_bits``
+  with the encoding recorded in ``CoreRecord.encodings``:
+  ``dense``: rows = the connection's input axons on the core, each as wide as
+  the neurons of the destination population on the core (a dense row stores
+  zeros too); ``sparse``: one row per input axon holding its non-zero
+  synapses onto the core; ``conv_shared``: rows = input axons, row width =
+  the largest fan-out of one axon onto the core, stored rows =
+  :func:`conv_shared_rows` (one per source channel and stride phase).
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+from neurocomp.errors import HardwareLimitError
+from neurocomp.lowered import InputNeuron, LoweredNet
+
+FORMAT = "neurocomp-mapping"
+VERSION = 1
+
+
+# -- shared cost-model rules (not counting code) ---------------------------------
+
+def conn_bits(c) -> tuple[int, int]:
+    """(weight_bits, delay_bits) one synapse of connection ``c`` stores."""
+    return int(c.num_weight_bits), (int(c.delay).bit_length() if c.delay else 0)
+
+
+def conv_phases(c) -> int:
+    """Distinct kernel footprints per source channel of a conv connection:
+    ``min(stride, kernel)`` per spatial axis (1 for a stride-1 conv)."""
+    kh, kw = c.weight.shape[:2]
+    return min(c.strides[0], kh) * min(c.strides[1], kw)
+
+
+def conv_shared_rows(c, n_rows: int, n_src_channels: int) -> int:
+    """Weight rows a ``conv_shared`` core stores for ``n_rows`` axons that
+    cover ``n_src_channels`` source channels."""
+    return int(min(n_rows, n_src_channels * conv_phases(c)))
+
+
+def row_bits_fn(hw, encoding: str, weight_bits: int, delay_bits: int):
+    """``f(spr)``: bits of one stored row of ``spr`` synapses (no per-axon overhead),
+    from ``hw.synapse_memory_bits``; cached."""
+    ovh = hw.synapse_memory_bits(encoding, 1, 0, weight_bits, delay_bits)
+
+    @lru_cache(maxsize=None)
+    def f(spr: int) -> int:
+        return hw.synapse_memory_bits(encoding, 1, int(spr), weight_bits, delay_bits) - ovh
+    return f, ovh
+
+
+# -- records -------------------------------------------------------------------------
+
+@dataclass
+class CoreRecord:
+    chip: int
+    core: int
+    population: str
+    start: Optional[int] = None          # flat range [start, stop) ...
+    stop: Optional[int] = None
+    tile: Optional[list] = None          # ... or [[h0,h1],[w0,w1],[c0,c1]] of an (H,W,C) shape
+    neurons: int = 0
+    input_axons: int = 0
+    output_axons: int = 0
+    synapses: int = 0
+    synapse_memory_bits: int = 0
+    encodings: dict = field(default_factory=dict)   # incoming connection -> encoding
+
+    def indices(self, shape) -> np.ndarray:
+        """Flat neuron indices this core holds (population of logical ``shape``)."""
+        if self.tile is None:
+            return np.arange(self.start, self.stop, dtype=np.int64)
+        (h0, h1), (w0, w1), (c0, c1) = self.tile
+        H, W, C = shape
+        hh, ww, cc = np.meshgrid(np.arange(h0, h1), np.arange(w0, w1), np.arange(c0, c1), indexing="ij")
+        return ((hh * W + ww) * C + cc).ravel().astype(np.int64)
+
+
+@dataclass
+class Mapping:
+    hw: str
+    cores: list = field(default_factory=list)       # list[CoreRecord]
+    summary: dict = field(default_factory=dict)
+    placement: dict = field(default_factory=dict)   # filled by place_chips
+
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, "version": VERSION, "hw": self.hw,
+                "summary": self.summary, "placement": self.placement,
+                "cores": [asdict(r) for r in self.cores]}
+
+    def to_json(self, path: Union[str, Path, None] = None) -> str:
+        text = json.dumps(_plain(self.to_dict()), indent=1)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def from_json(cls, text_or_path: Union[str, Path]) -> "Mapping":
+        s = str(text_or_path)
+        if not s.lstrip().startswith("{"):
+            s = Path(s).read_text()
+        d = json.loads(s)
+        if d.get("format") != FORMAT:
+            raise ValueError(f"not a {FORMAT} file (format={d.get('format')!r})")
+        return cls(hw=d["hw"], cores=[CoreRecord(**r) for r in d["cores"]],
+                   summary=d.get("summary", {}), placement=d.get("placement", {}))
+
+    @property
+    def chips_used(self) -> int:
+        return len({r.chip for r in self.cores})
+
+
+def _plain(o):
+    if isinstance(o, dict):
+        return {str(k): _plain(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_plain(v) for v in o]
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    return o
+
+
+# -- independent recount -------------------------------------------------------------
+
+def _placed(net: LoweredNet, mapping: Mapping, errors: list) -> dict[str, np.ndarray]:
+    """Per non-input population, the mapping.cores index of each neuron (-1: missing)."""
+    core_of = {n: np.full(p.size, -1, np.int64) for n, p in net.populations.items()
+               if not isinstance(p.neuron, InputNeuron)}
+    for k, r in enumerate(mapping.cores):
+        if r.population not in core_of:
+            errors.append(f"core {k} (chip {r.chip} core {r.core}) holds unknown or input "
+                          f"population '{r.population}'")
+            continue
+        shape = net.populations[r.population].shape
+        try:
+            idx = r.indices(shape)
+        except Exception as e:                                   # malformed range/tile
+            errors.append(f"core {k}: bad neuron range/tile ({e})")
+            continue
+        n = core_of[r.population].size
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            errors.append(f"core {k}: neuron indices outside 0..{n - 1} of '{r.population}'")
+            idx = idx[(idx >= 0) & (idx < n)]
+        arr = core_of[r.population]
+        dup = idx[arr[idx] >= 0]
+        if dup.size:
+            errors.append(f"'{r.population}': {dup.size} neuron(s) placed twice "
+                          f"(e.g. neuron {int(dup[0])} on cores {int(arr[dup[0]])} and {k})")
+        arr[idx[arr[idx] < 0]] = k
+    for name, arr in core_of.items():
+        miss = np.flatnonzero(arr < 0)
+        if miss.size:
+            errors.append(f"'{name}': {miss.size} neuron(s) not placed (e.g. neuron {int(miss[0])})")
+    return core_of
+
+
+def _pairs(net, c, core_of):
+    """(src, dst_core) of every non-zero synapse of connection ``c`` onto placed neurons."""
+    from neurocomp.analysis import connection_matrix
+    m = connection_matrix(net, c).tocoo()
+    src = m.row.astype(np.int64)
+    dcore = core_of[c.dst][m.col]
+    ok = dcore >= 0
+    return src[ok], dcore[ok]
+
+
+def recount(net: LoweredNet, hw, mapping: Mapping, errors: Optional[list] = None) -> dict:
+    """Recount, from the network, every per-core quantity of ``mapping``.
+    Returns ``{"core_of": ..., "neurons", "input_axons", "output_axons",
+    "synapses", "memory"}`` (arrays over ``mapping.cores``)."""
+    errors = [] if errors is None else errors
+    core_of = _placed(net, mapping, errors)
+    nc = len(mapping.cores)
+    pops = list(net.populations)
+    neurons = np.zeros(nc, np.int64)
+    for arr in core_of.values():
+        neurons += np.bincount(arr[arr >= 0], minlength=nc)
+    in_ax = np.zeros(nc, np.int64)
+    syn = np.zeros(nc, np.int64)
+    mem = np.zeros(nc, np.int64)
+    out_pairs = {}                            # src pop -> list of keys src*nc + dst core
+    ax_keys = {}                              # src pop -> list of keys core*n_src + src
+    for c in net.connections:
+        src, dcore = _pairs(net, c, core_of)
+        n_src = net.populations[c.src].size
+        syn += np.bincount(dcore, minlength=nc)
+        ax_keys.setdefault(c.src, []).append(dcore * n_src + src)
+        if c.src in core_of:
+            out_pairs.setdefault(c.src, []).append(src * nc + dcore)
+        # memory of this connection per core, with the recorded encoding
+        rows_key, fan = np.unique(dcore * n_src + src, return_counts=True)
+        rcore = rows_key // n_src
+        rsrc = rows_key % n_src
+        n_rows = np.bincount(rcore, minlength=nc)
+        wb, db = conn_bits(c)
+        for k in np.flatnonzero(n_rows):
+            enc = mapping.cores[k].encodings.get(c.name)
+            if enc is None:
+                errors.append(f"core {k}: no synapse encoding recorded for connection '{c.name}'")
+                continue
+            sel = rcore == k
+            try:
+                if enc == "dense":
+                    width = int(np.count_nonzero(core_of[c.dst] == k))
+                    mem[k] += hw.synapse_memory_bits("dense", int(n_rows[k]), width, wb, db)
+                elif enc == "sparse":
+                    f, ovh = row_bits_fn(hw, "sparse", wb, db)
+                    vals, cnt = np.unique(fan[sel], return_counts=True)
+                    mem[k] += int(sum(int(n) * f(int(v)) for v, n in zip(vals, cnt))) + int(n_rows[k]) * ovh
+                elif enc == "conv_shared":
+                    if c.kind != "conv":
+                        errors.append(f"core {k}: conv_shared encoding on non-conv connection '{c.name}'")
+                        continue
+                    cs = net.populations[c.src].shape[2]
+                    nch = np.unique(rsrc[sel] % cs).size
+                    mem[k] += hw.synapse_memory_bits(
+                        "conv_shared", int(n_rows[k]), int(fan[sel].max()), wb, db,
+                        shared_rows=conv_shared_rows(c, int(n_rows[k]), nch))
+                else:
+                    errors.append(f"core {k}: unknown encoding '{enc}' for '{c.name}'")
+            except HardwareLimitError as e:
+                errors.append(f"core {k}: {e}")
+    # distinct source neurons per core (keys per source population: core * n_src + src)
+    for sname, keys in ax_keys.items():
+        n_src = net.populations[sname].size
+        u = np.unique(np.concatenate(keys))
+        in_ax += np.bincount(u // n_src, minlength=nc)
+    out_ax = np.zeros(nc, np.int64)
+    for sname, keys in out_pairs.items():
+        if sname == net.output:
+            continue
+        u = np.unique(np.concatenate(keys))
+        srcc = core_of[sname][u // nc]
+        ok = srcc >= 0
+        out_ax += np.bincount(srcc[ok], minlength=nc)
+    return {"core_of": core_of, "neurons": neurons, "input_axons": in_ax,
+            "output_axons": out_ax, "synapses": syn, "memory": mem}
+
+
+LIMITS = (("neurons", "core.neurons", "neurons"),
+          ("input_axons", "core.input_axons", "input axons"),
+          ("output_axons", "core.output_axons", "output axons"),
+          ("memory", "core.synapse_memory_bits", "synapse memory bits"))
+
+
+def check_mapping(net: LoweredNet, hw, mapping: Mapping) -> list[str]:
+    """Every problem of ``mapping`` for ``net`` on ``hw`` (empty: valid).
+
+    Independent of the partitioner: recounts from the network's connection
+    matrices, then checks every per-core limit, every neuron placed exactly
+    once, chip/core indices in range and unique, and that the numbers
+    recorded in the mapping are not below the recount."""
+    errors: list[str] = []
+    if mapping.hw != hw.name:
+        errors.append(f"mapping is for '{mapping.hw}', checking against '{hw.name}'")
+    rc = recount(net, hw, mapping, errors)
+    max_chips = int(hw.value("chip.system.max_chips"))
+    cpc = int(hw.value("chip.cores"))
+    seen = {}
+    for k, r in enumerate(mapping.cores):
+        if not 0 <= r.chip < max_chips:
+            errors.append(f"core {k}: chip {r.chip} outside 0..{max_chips - 1}")
+        if not 0 <= r.core < cpc:
+            errors.append(f"core {k}: core index {r.core} outside 0..{cpc - 1}")
+        if (r.chip, r.core) in seen:
+            errors.append(f"core {k}: chip {r.chip} core {r.core} also used by core {seen[(r.chip, r.core)]}")
+        seen[(r.chip, r.core)] = k
+        for key, path, label in LIMITS:
+            got = int(rc[key][k])
+            lim = int(hw.value(path))
+            if got > lim:
+                errors.append(f"core {k} (chip {r.chip} core {r.core}, '{r.population}'): "
+                              f"{got} {label} > limit {lim}")
+        for key, attr in (("neurons", "neurons"), ("input_axons", "input_axons"),
+                          ("output_axons", "output_axons"), ("synapses", "synapses"),
+                          ("memory", "synapse_memory_bits")):
+            if int(getattr(r, attr)) < int(rc[key][k]):
+                errors.append(f"core {k}: records {attr}={getattr(r, attr)} but the network needs "
+                              f"{int(rc[key][k])}")
+    return errors
+
+
+# -- chip placement -------------------------------------------------------------------
+
+def _core_traffic(net, mapping, rates, core_of=None):
+    """Messages per inference between cores: dict (a, b) -> weight, plus
+    host-input messages per core.  A spike of a neuron sends one message to
+    each core it reaches (the output-axon rule)."""
+    core_of = core_of if core_of is not None else _placed(net, mapping, [])
+    nc = len(mapping.cores)
+    traffic = {}
+    for sname in net.populations:
+        if sname not in core_of:
+            continue
+        keys = []
+        for c in net.outgoing(sname):
+            src, dcore = _pairs(net, c, core_of)
+            keys.append(src * nc + dcore)
+        if not keys:
+            continue
+        u = np.unique(np.concatenate(keys))
+        src, dcore = u // nc, u % nc
+        scores = core_of[sname][src]
+        r = _rate_array(rates, sname, net.populations[sname].size)[src]
+        pair = scores * nc + dcore
+        w = np.bincount(pair, weights=r, minlength=nc * nc).reshape(nc, nc)
+        for a, b in zip(*np.nonzero(w)):
+            if a != b:
+                traffic[(int(a), int(b))] = traffic.get((int(a), int(b)), 0.0) + float(w[a, b])
+    return traffic
+
+
+def _rate_array(rates, name, size):
+    if rates is None or name not in rates:
+        return np.ones(size)
+    r = np.asarray(rates[name], np.float64)
+    return np.broadcast_to(r, (size,)) if r.ndim == 0 else r
+
+
+def rates_from_sim(net: LoweredNet, sim_result) -> dict[str, np.ndarray]:
+    """Spikes per neuron per inference from a simulator result: per neuron
+    when the population's spikes were recorded, else the population mean."""
+    out = {}
+    for name, p in net.populations.items():
+        if name in getattr(sim_result, "spikes", {}):
+            out[name] = (np.asarray(sim_result.spikes[name]) != 0).sum(axis=1).mean(axis=0)
+        elif name in sim_result.spike_counts:
+            out[name] = np.full(p.size, sim_result.spike_counts[name].sum(axis=1).mean() / p.size)
+    return out
+
+
+def _inter_chip(traffic, chip_of):
+    return float(sum(w for (a, b), w in traffic.items() if chip_of[a] != chip_of[b]))
+
+
+def place_chips(net: LoweredNet, hw, mapping: Mapping, rates=None) -> tuple[Mapping, dict]:
+    """Assign the mapping's cores to chips so that inter-chip spike traffic is
+    low: recursive Kernighan-Lin bisection (networkx) of the core graph
+    weighted by messages per inference (``rates``: spikes per neuron per
+    inference, e.g. :func:`rates_from_sim`; 1 per neuron when absent),
+    starting from the naive in-order placement, so never worse than it.
+    Returns the updated mapping and ``{"inter_chip_messages",
+    "naive_inter_chip_messages", "chips_used", "weights"}``."""
+    import networkx as nx
+    from networkx.algorithms.community import kernighan_lin_bisection
+
+    nc = len(mapping.cores)
+    cpc = int(hw.value("chip.cores"))
+    max_chips = int(hw.value("chip.system.max_chips"))
+    n_chips = max(1, math.ceil(nc / cpc))
+    if n_chips > max_chips:
+        raise HardwareLimitError(f"{nc} cores need {n_chips} chips of {cpc} cores; "
+                                 f"'{hw.name}' systems have at most {max_chips} chips")
+    traffic = _core_traffic(net, mapping, rates)
+    g = nx.Graph()
+    g.add_nodes_from(range(nc))
+    for (a, b), w in traffic.items():
+        if g.has_edge(a, b):
+            g[a][b]["weight"] += w
+        else:
+            g.add_edge(a, b, weight=w)
+    naive = [k // cpc for k in range(nc)]
+
+    def split(nodes: list, k: int, first_chip: int, out: dict):
+        if k == 1:
+            for n in nodes:
+                out[n] = first_chip
+            return
+        k1 = k // 2
+        n1 = min(len(nodes), k1 * cpc) if len(nodes) > k1 * cpc else math.ceil(len(nodes) * k1 / k)
+        n1 = max(len(nodes) - (k - k1) * cpc, min(n1, k1 * cpc))
+        a, b = set(nodes[:n1]), set(nodes[n1:])
+        if a and b and len(nodes) <= 4000:
+            a, b = kernighan_lin_bisection(g.subgraph(nodes), partition=(a, b), max_iter=10,
+                                           weight="weight", seed=0)
+        split(sorted(a), k1, first_chip, out)
+        split(sorted(b), k - k1, first_chip + k1, out)
+
+    chip_of = {}
+    split(list(range(nc)), n_chips, 0, chip_of)
+    cost, naive_cost = _inter_chip(traffic, chip_of), _inter_chip(traffic, naive)
+    if cost > naive_cost:                       # KL is a heuristic; keep the better one
+        chip_of, cost = dict(enumerate(naive)), naive_cost
+    counters = {}
+    for k, r in enumerate(mapping.cores):
+        r.chip = int(chip_of[k])
+        r.core = counters.get(r.chip, 0)
+        counters[r.chip] = r.core + 1
+    stats = {"inter_chip_messages": cost, "naive_inter_chip_messages": naive_cost,
+             "chips_used": len(set(chip_of.values())),
+             "weights": "simulated spike rates" if rates is not None else "1 spike per neuron (estimate)"}
+    mapping.placement = stats
+    mapping.summary["chips_used"] = stats["chips_used"]
+    return mapping, stats
+
+
+# -- cost report ----------------------------------------------------------------------
+
+def _leaf(hw, path):
+    if not hw.has(path):
+        return None, True
+    q = hw.quantity(path)
+    return float(q.value), bool(q.confirmed)
+
+
+def cost_report(net: LoweredNet, hw, mapping: Mapping, sim_result=None, steps: Optional[int] = None,
+                raster: Optional[np.ndarray] = None) -> dict:
+    """Per layer and total, per inference: synaptic operations, neuron
+    updates, spikes, inter-core and inter-chip messages, latency in steps
+    (``net.depth() + 1``) and energy (pJ) / time (ns) estimates from the
+    per-operation costs in the hardware YAML.
+
+    Spikes come from ``sim_result`` (the event simulator; per neuron when
+    recorded, e.g. ``record="all"``, else population totals with the mean
+    fan-out); the input population's from ``raster`` when given.  Without a
+    simulation every neuron is assumed to spike once per step (an upper
+    bound, flagged ``"estimated": True``).  ``unconfirmed`` lists the YAML
+    costs used that are marked ``confirmed: false``."""
+    from neurocomp.analysis import connection_matrix
+    if steps is None:
+        steps = int(sim_result.steps) if sim_result is not None else 1
+    errors: list = []
+    core_of = _placed(net, mapping, errors)
+    nc = len(mapping.cores)
+    chip = np.array([r.chip for r in mapping.cores], np.int64)
+    estimated = sim_result is None
+
+    def spikes_per_neuron(name):
+        """(per-neuron spikes per inference, exact?)"""
+        p = net.populations[name]
+        if name == net.input:
+            if raster is not None:
+                return (np.asarray(raster) != 0).sum(axis=1).mean(axis=0).astype(np.float64), True
+            return np.full(p.size, float(steps)), False
+        if sim_result is not None and name in getattr(sim_result, "spikes", {}):
+            return (np.asarray(sim_result.spikes[name]) != 0).sum(axis=1).mean(axis=0), True
+        if sim_result is not None and name in sim_result.spike_counts:
+            return np.full(p.size, sim_result.spike_counts[name].sum(axis=1).mean() / p.size), False
+        return np.full(p.size, float(steps)), False
+
+    layers = {n: {"neurons": p.size, "synaptic_ops_in": 0.0, "neuron_updates": 0.0,
+                  "spikes": 0.0, "inter_core_messages": 0.0,
+                  "inter_chip_messages": 0.0, "host_input_messages": 0.0}
+              for n, p in net.populations.items()}
+    core_syn = np.zeros(nc)
+    exact = True
+    for name, p in net.populations.items():
+        s, ok = spikes_per_neuron(name)
+        exact &= ok
+        row = layers[name]
+        if name != net.input:
+            row["neuron_updates"] = float(p.size * steps)
+        row["spikes"] = float(s.sum())
+        keys = []
+        for c in net.outgoing(name):
+            m = connection_matrix(net, c).tocsr()
+            fan = np.diff(m.indptr)
+            layers[c.dst]["synaptic_ops_in"] += float(s @ fan)
+            coo = m.tocoo()
+            dcore = core_of[c.dst][coo.col]
+            okm = dcore >= 0
+            core_syn += np.bincount(dcore[okm], weights=s[coo.row[okm]], minlength=nc)
+            keys.append(coo.row[okm].astype(np.int64) * nc + dcore[okm])
+        if keys:
+            u = np.unique(np.concatenate(keys))
+            src, dcore = u // nc, u % nc
+            if name == net.input:
+                row["host_input_messages"] = float(s[src].sum())
+            else:
+                scores = core_of[name][src]
+                okc = scores >= 0
+                w = s[src][okc]
+                diff_core = scores[okc] != dcore[okc]
+                diff_chip = chip[scores[okc]] != chip[dcore[okc]]
+                row["inter_core_messages"] = float(w[diff_core].sum())
+                row["inter_chip_messages"] = float(w[diff_chip].sum())
+    # synaptic ops are charged to the destination layer
+    out_layers = {}
+    for name in net.populations:
+        row = dict(layers[name])
+        row["synaptic_ops"] = float(row.pop("synaptic_ops_in", 0.0))
+        out_layers[name] = row
+    tot = {k: float(sum(r[k] for r in out_layers.values()))
+           for k in ("neurons", "synaptic_ops", "neuron_updates", "spikes", "inter_core_messages",
+                     "inter_chip_messages", "host_input_messages")}
+    used, unconfirmed = {}, []
+
+    def cost(path):
+        v, conf = _leaf(hw, path)
+        if v is not None:
+            used[path] = v
+            if not conf:
+                unconfirmed.append(path)
+        return v or 0.0
+
+    e_syn, e_neu = cost("energy.synop_pj"), cost("energy.neuron_update_pj")
+    e_ic, e_xc = cost("energy.spike_intra_chip_pj"), cost("energy.spike_inter_chip_pj")
+    for row in list(out_layers.values()) + [tot]:
+        row["energy_pj"] = (row["synaptic_ops"] * e_syn + row["neuron_updates"] * e_neu
+                            + row["inter_core_messages"] * e_ic
+                            + row["inter_chip_messages"] * (e_xc - e_ic))
+    # time: cores run in parallel; each step lasts as long as the busiest core
+    t_syn, t_neu = cost("timing.synop_ns"), cost("timing.neuron_update_ns")
+    t_step, t_xc = cost("timing.timestep_overhead_ns"), cost("timing.spike_inter_chip_ns")
+    neurons = np.zeros(nc)
+    for arr in core_of.values():
+        neurons += np.bincount(arr[arr >= 0], minlength=nc)
+    per_core_ns = (core_syn * t_syn + neurons * steps * t_neu) if nc else np.zeros(1)
+    xc_per_step = tot["inter_chip_messages"] / max(steps, 1)
+    step_ns = float(per_core_ns.max() / max(steps, 1)) + t_step + (t_xc if xc_per_step > 0 else 0.0)
+    latency = net.depth() + 1
+    return {"hw": hw.name, "steps": int(steps), "latency_steps": int(latency),
+            "layers": out_layers, "total": tot,
+            "time_per_step_ns": step_ns, "time_per_inference_ns": step_ns * steps,
+            "first_output_ns": step_ns * latency,
+            "costs_used": used, "unconfirmed": sorted(set(unconfirmed)),
+            "estimated": bool(estimated or not exact),
+            "spikes_source": "simulator" if sim_result is not None else "assumed 1 spike/neuron/step",
+            "mapping_errors": errors}

@@ -1,0 +1,445 @@
+"""Split every non-input population of a LoweredNet into core-sized blocks.
+
+Limits (all from the hardware YAML): ``core.neurons``, ``core.input_axons``,
+``core.output_axons`` and ``core.synapse_memory_bits`` with the per-encoding
+cost model of ``HardwareConfig.synapse_memory_bits`` (counting rules: see
+``neurocomp.mapping``).  Dense connections use the ``dense`` encoding; conv
+connections whichever of ``conv_shared`` and ``sparse`` is smaller per core.
+
+Populations are partitioned from the output back to the input, so that when a
+population is split the cores of everything it feeds are known and its
+neurons' output axons (one per destination core) can be counted.
+
+* A population whose incoming connections are all convolutions is cut into a
+  grid of ``(th, tw, tc)`` tiles (rows x columns x channels).  Every count is
+  separable over the three axes (receptive-field rows x columns x source
+  channels), so each candidate tile shape is scored over all its tiles with a
+  few numpy broadcasts; candidates are tried in increasing core count and the
+  first one where every tile fits wins.  Overlapping receptive fields (the
+  halo of a spatial tile) are paid as input axons on each core, which is what
+  makes channel groups win for wide layers and spatial tiles for large maps.
+  Weights are counted structurally (zeros included), an upper bound of the
+  checker's count.
+* Other populations (dense inputs, mixed inputs) are cut into contiguous
+  ranges of the flat order, greedily longest-first (binary search on the end
+  of each block; every limit is monotone in it), counting distinct sources on
+  the dst-major CSR with numpy.  Small conv populations are tried this way too
+  and the fewer cores win.
+
+Impossible cases raise ``HardwareLimitError`` with the numbers.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from neurocomp.errors import HardwareLimitError
+from neurocomp.lowered import InputNeuron, LoweredNet
+from neurocomp.mapping import (CoreRecord, Mapping, conn_bits, conv_phases, conv_shared_rows,
+                               place_chips, row_bits_fn)
+
+FLAT_CONV_MAX_SYNAPSES = 3_000_000   # also try contiguous ranges for conv layers up to this size
+
+
+class _Limits:
+    def __init__(self, hw):
+        self.N = int(hw.value("core.neurons"))
+        self.A = int(hw.value("core.input_axons"))
+        self.O = int(hw.value("core.output_axons"))
+        self.M = int(hw.value("core.synapse_memory_bits"))
+
+
+def _rb(hw, enc, c):
+    wb, db = conn_bits(c)
+    return row_bits_fn(hw, enc, wb, db)
+
+
+def _vec(f, x):
+    """Apply the cached scalar row-bits function to an int array."""
+    x = np.asarray(x, np.int64)
+    u, inv = np.unique(x, return_inverse=True)
+    return np.array([f(int(v)) for v in u], np.int64)[inv].reshape(x.shape)
+
+
+# -- conv geometry (per axis) -------------------------------------------------------
+
+def _axis_hits(n_out, n_in, k, s, d, p0):
+    """(n_out, n_in) number of kernel taps of output position o landing on input i."""
+    m = np.zeros((n_out, n_in), np.int64)
+    o = np.arange(n_out)
+    for t in range(k):
+        i = o * s + t * d - p0
+        ok = (i >= 0) & (i < n_in)
+        np.add.at(m, (o[ok], i[ok]), 1)
+    return m
+
+
+class _ConvGeom:
+    def __init__(self, net, c):
+        H, W, Cs = net.populations[c.src].shape
+        Ho, Wo, Co = net.populations[c.dst].shape
+        kh, kw, cg, co = c.weight.shape
+        self.c = c
+        self.hy = _axis_hits(Ho, H, kh, c.strides[0], c.dilation[0], c.pads[0][0])
+        self.hx = _axis_hits(Wo, W, kw, c.strides[1], c.dilation[1], c.pads[1][0])
+        self.cy = np.vstack([np.zeros((1, H), np.int64), np.cumsum(self.hy, 0)])
+        self.cx = np.vstack([np.zeros((1, W), np.int64), np.cumsum(self.hx, 0)])
+        self.cg, self.og, self.Co, self.Cs = cg, co // c.groups, Co, Cs
+        self.phases = conv_phases(c)
+        self.max_fanin = int(self.hy.sum(1).max()) * int(self.hx.sum(1).max()) * cg
+
+    def axis(self, which, t):
+        """Per tile of size t along rows/cols: (distinct inputs, max taps per input, taps)."""
+        cum = self.cy if which == 0 else self.cx
+        n = cum.shape[0] - 1
+        s = np.arange(0, n, t)
+        e = np.minimum(s + t, n)
+        T = cum[e] - cum[s]
+        return (T > 0).sum(1), T.max(1), T.sum(1)
+
+    def chan(self, t):
+        """Per channel tile of size t: (source channels, max fan-out per source channel in tile)."""
+        c0 = np.arange(0, self.Co, t)
+        c1 = np.minimum(c0 + t, self.Co)
+        og = self.og
+        g0, g1 = c0 // og, (c1 - 1) // og
+        rc = (g1 - g0 + 1) * self.cg
+        same = g0 == g1
+        first = (g0 + 1) * og - c0
+        last = c1 - g1 * og
+        mid = np.where(g1 - g0 >= 2, og, 0)
+        fc = np.where(same, c1 - c0, np.maximum(np.maximum(first, last), mid))
+        return rc, fc
+
+
+def _conv_out_axons_from(geom: _ConvGeom, th, tw, tc):
+    """Per source neuron (flat), destination tiles it reaches, for a tiled dst."""
+    def per_axis(hits, t):
+        n = hits.shape[0]
+        s = np.arange(0, n, t)
+        return (np.add.reduceat(hits, s, axis=0) > 0).sum(0)
+    ny, nx = per_axis(geom.hy, th), per_axis(geom.hx, tw)
+    cs = np.arange(geom.Cs)
+    g = cs // geom.cg
+    lo, hi = g * geom.og, (g + 1) * geom.og - 1
+    ncc = hi // tc - lo // tc + 1
+    return (ny[:, None, None] * nx[None, :, None] * ncc[None, None, :]).ravel()
+
+
+# -- the pass ---------------------------------------------------------------------------
+
+def partition_cores(net: LoweredNet, hw, place: bool = True) -> Mapping:
+    """Partition ``net`` onto cores of ``hw``; returns a :class:`Mapping`
+    (chips assigned in order, then by :func:`neurocomp.mapping.place_chips`
+    when more than one chip is needed and ``place``)."""
+    lim = _Limits(hw)
+    pops = [n for n, p in net.populations.items() if not isinstance(p.neuron, InputNeuron)]
+    info = {}          # pop -> ("tile", th, tw, tc) or ("flat", core_of)
+    core_ids = {}      # pop -> per-neuron core id (global, unique)
+    per_pop = {}
+    lbs = {}
+    next_id = [0]
+    for name in reversed(pops):
+        out_ax = _out_axons(net, name, info, core_ids)
+        recs, lb = _partition_pop(net, hw, lim, name, out_ax, info)
+        ids = np.full(net.populations[name].size, -1, np.int64)
+        for r in recs:
+            ids[r.indices(net.populations[name].shape)] = next_id[0]
+            next_id[0] += 1
+        core_ids[name] = ids
+        per_pop[name] = recs
+        lbs[name] = lb
+    cores = [r for n in pops for r in per_pop[n]]
+    cpc = int(hw.value("chip.cores"))
+    max_chips = int(hw.value("chip.system.max_chips"))
+    if len(cores) > cpc * max_chips:
+        raise HardwareLimitError(f"network needs {len(cores)} cores but '{hw.name}' has at most "
+                                 f"{max_chips} chips x {cpc} cores = {cpc * max_chips}")
+    for k, r in enumerate(cores):
+        r.chip, r.core = k // cpc, k % cpc
+    m = Mapping(hw=hw.name, cores=cores)
+    n = len(cores)
+    tot = {k: sum(getattr(r, k) for r in cores)
+           for k in ("neurons", "input_axons", "output_axons", "synapses", "synapse_memory_bits")}
+    m.summary = {
+        "cores_used": n,
+        "lower_bound": int(sum(v["cores"] for v in lbs.values())),
+        "lower_bound_per_layer": lbs,
+        "cores_per_layer": {p: len(per_pop[p]) for p in pops},
+        "utilisation": {
+            "neurons": tot["neurons"] / max(1, n * lim.N),
+            "input_axons": tot["input_axons"] / max(1, n * lim.A),
+            "output_axons": tot["output_axons"] / max(1, n * lim.O),
+            "synapse_memory_bits": tot["synapse_memory_bits"] / max(1, n * lim.M),
+        },
+        "synapses": int(tot["synapses"]),
+        "chips_used": len({r.chip for r in cores}),
+    }
+    if place and m.summary["chips_used"] > 1:
+        place_chips(net, hw, m)
+    return m
+
+
+def _out_axons(net, name, info, core_ids):
+    size = net.populations[name].size
+    out = np.zeros(size, np.int64)
+    if name == net.output:
+        return out
+    for c in net.outgoing(name):
+        kind = info[c.dst]
+        if kind[0] == "tile" and c.kind == "conv":
+            out += _conv_out_axons_from(_ConvGeom(net, c), *kind[1:])
+        else:
+            from neurocomp.analysis import connection_matrix
+            m = connection_matrix(net, c).tocoo()
+            dst = core_ids[c.dst][m.col]
+            u = np.unique(m.row.astype(np.int64) * (int(dst.max()) + 1 if dst.size else 1) + dst)
+            base = int(dst.max()) + 1 if dst.size else 1
+            out += np.bincount(u // base, minlength=size)
+    return out
+
+
+def _partition_pop(net, hw, lim, name, out_ax, info):
+    p = net.populations[name]
+    ins = net.incoming(name)
+    if int(out_ax.max(initial=0)) > lim.O:
+        i = int(out_ax.argmax())
+        raise HardwareLimitError(f"neuron {i} of '{name}' reaches {int(out_ax[i])} cores "
+                                 f"> {lim.O} output axons per core on '{hw.name}'")
+    conv_only = bool(ins) and len(p.shape) == 3 and all(c.kind == "conv" for c in ins)
+    best = None
+    if conv_only:
+        best = _tile_partition(net, hw, lim, name, out_ax)
+        n_syn = sum(int(np.prod(c.weight.shape[:3])) * p.size for c in ins)
+        if n_syn <= FLAT_CONV_MAX_SYNAPSES:
+            try:
+                flat = _flat_partition(net, hw, lim, name, out_ax)
+            except HardwareLimitError:
+                if best is None:
+                    raise
+                flat = None
+            if flat is not None and (best is None or len(flat[0]) < len(best[0])):
+                best = flat
+        if best is None:
+            raise HardwareLimitError(f"'{name}' {p.shape}: no tiling fits a core of '{hw.name}' "
+                                     f"({lim.N} neurons, {lim.A} input axons, {lim.M} memory bits)")
+    else:
+        best = _flat_partition(net, hw, lim, name, out_ax)
+    recs, kind = best
+    info[name] = kind
+    return recs, _lower_bound(net, hw, lim, name, out_ax)
+
+
+def _lower_bound(net, hw, lim, name, out_ax):
+    """max over limits of ceil(layer total / per-core limit)."""
+    p = net.populations[name]
+    ins = net.incoming(name)
+    axons = 0
+    mem = 0
+    for c in ins:
+        n_src = net.populations[c.src].size
+        if c.kind == "dense":
+            n_src = int(np.count_nonzero(np.any(c.effective_weight() != 0, axis=0)))
+            # every non-zero weight is stored somewhere: >= weight bits per synapse
+            mem += int(np.count_nonzero(c.effective_weight())) * conn_bits(c)[0]
+        # conv: weight sharing keeps memory small; no sound closed-form bound is used
+        axons += n_src
+    parts = {"neurons": math.ceil(p.size / lim.N), "input_axons": math.ceil(axons / lim.A),
+             "output_axons": math.ceil(int(out_ax.sum()) / lim.O),
+             "synapse_memory_bits": math.ceil(mem / lim.M)}
+    return {"cores": max(parts.values()), **parts}
+
+
+# -- tiles ----------------------------------------------------------------------------
+
+def _sizes(n):
+    return sorted({-(-n // k) for k in range(1, n + 1)})
+
+
+def _tile_partition(net, hw, lim, name, out_ax):
+    p = net.populations[name]
+    Ho, Wo, Co = p.shape
+    geoms = [_ConvGeom(net, c) for c in net.incoming(name)]
+    fanin = sum(g.max_fanin for g in geoms)
+    if fanin > lim.A:
+        raise HardwareLimitError(f"a neuron of '{name}' has fan-in {fanin} > {lim.A} input axons per core "
+                                 f"on '{hw.name}' (inputs from {', '.join(g.c.src for g in geoms)}); "
+                                 "split the layer's inputs")
+    O3 = out_ax.reshape(Ho, Wo, Co)
+    rbs = {id(g): (_rb(hw, "conv_shared", g.c), _rb(hw, "sparse", g.c)) for g in geoms}
+    cache = {}
+
+    def ax(g, which, t):
+        key = (id(g), which, t)
+        if key not in cache:
+            cache[key] = g.axis(which, t) if which < 2 else g.chan(t)
+        return cache[key]
+
+    cands = []
+    for th in _sizes(Ho):
+        for tw in _sizes(Wo):
+            if th * tw > lim.N:
+                continue
+            for tc in _sizes(Co):
+                if th * tw * tc > lim.N:
+                    continue
+                n = (-(-Ho // th)) * (-(-Wo // tw)) * (-(-Co // tc))
+                cands.append((n, -th * tw * tc, th, tw, tc))
+    cands.sort()
+    for n, _, th, tw, tc in cands:
+        ok, res = _score(geoms, rbs, ax, lim, O3, th, tw, tc)
+        if ok:
+            return _tile_records(name, p.shape, th, tw, tc, res), ("tile", th, tw, tc)
+    return None
+
+
+def _score(geoms, rbs, ax, lim, O3, th, tw, tc):
+    Ho, Wo, Co = O3.shape
+    sh, sw, sc = np.arange(0, Ho, th), np.arange(0, Wo, tw), np.arange(0, Co, tc)
+    ny = np.minimum(sh + th, Ho) - sh
+    nx = np.minimum(sw + tw, Wo) - sw
+    ncn = np.minimum(sc + tc, Co) - sc
+    outs = np.add.reduceat(np.add.reduceat(np.add.reduceat(O3, sh, 0), sw, 1), sc, 2)
+    if outs.max() > lim.O:
+        return False, None
+    axons = np.zeros(outs.shape, np.int64)
+    syn = np.zeros(outs.shape, np.int64)
+    mem = np.zeros(outs.shape, np.int64)
+    encs = []
+    for g in geoms:
+        ry, fy, sy = ax(g, 0, th)
+        rx, fx, sx = ax(g, 1, tw)
+        rc, fc = ax(g, 2, tc)
+        rows = ry[:, None, None] * rx[None, :, None] * rc[None, None, :]
+        spr = fy[:, None, None] * fx[None, :, None] * fc[None, None, :]
+        axons += rows
+        if axons.max() > lim.A:
+            return False, None
+        syn += sy[:, None, None] * sx[None, :, None] * (g.cg * ncn)[None, None, :]
+        (fcs, ocs), (fsp, osp) = rbs[id(g)]
+        stored = np.minimum(rows, (rc * g.phases)[None, None, :])
+        m_cs = stored * _vec(fcs, spr) + rows * ocs
+        m_sp = rows * (_vec(fsp, spr) + osp)
+        use_cs = m_cs <= m_sp
+        mem += np.where(use_cs, m_cs, m_sp)
+        encs.append((g.c.name, use_cs))
+        if mem.max() > lim.M:
+            return False, None
+    neurons = ny[:, None, None] * nx[None, :, None] * ncn[None, None, :]
+    return True, dict(sh=sh, sw=sw, sc=sc, ny=ny, nx=nx, ncn=ncn, outs=outs, axons=axons, syn=syn,
+                      mem=mem, encs=encs, neurons=neurons)
+
+
+def _tile_records(name, shape, th, tw, tc, r):
+    recs = []
+    for i, h0 in enumerate(r["sh"]):
+        for j, w0 in enumerate(r["sw"]):
+            for k, c0 in enumerate(r["sc"]):
+                recs.append(CoreRecord(
+                    chip=0, core=0, population=name,
+                    tile=[[int(h0), int(h0 + r["ny"][i])], [int(w0), int(w0 + r["nx"][j])],
+                          [int(c0), int(c0 + r["ncn"][k])]],
+                    neurons=int(r["neurons"][i, j, k]), input_axons=int(r["axons"][i, j, k]),
+                    output_axons=int(r["outs"][i, j, k]), synapses=int(r["syn"][i, j, k]),
+                    synapse_memory_bits=int(r["mem"][i, j, k]),
+                    encodings={cn: ("conv_shared" if u[i, j, k] else "sparse") for cn, u in r["encs"]}))
+    return recs
+
+
+# -- contiguous ranges ---------------------------------------------------------------
+
+class _FlatConn:
+    """Dst-major non-zero structure of one incoming connection."""
+
+    def __init__(self, net, hw, c):
+        self.c = c
+        if c.kind == "dense":
+            rows, cols = np.nonzero(c.effective_weight())
+            n_dst = net.populations[c.dst].size
+            self.indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n_dst))])
+            self.indices = cols.astype(np.int64)
+            self.fd, self.od = _rb(hw, "dense", c)
+        else:
+            from neurocomp.analysis import connection_matrix
+            m = connection_matrix(net, c).T.tocsr()
+            m.sort_indices()
+            self.indptr, self.indices = m.indptr.astype(np.int64), m.indices.astype(np.int64)
+            self.fs, self.os = _rb(hw, "sparse", c)
+            self.fc, self.oc = _rb(hw, "conv_shared", c)
+            self.cs = net.populations[c.src].shape[2]
+
+    def cost(self, a, b):
+        """(input axons, synapses, memory bits, encoding) of dst neurons [a, b)."""
+        cols = self.indices[self.indptr[a]:self.indptr[b]]
+        if cols.size == 0:
+            return 0, 0, 0, ("dense" if self.c.kind == "dense" else "sparse")
+        src, fan = np.unique(cols, return_counts=True)
+        rows = int(src.size)
+        if self.c.kind == "dense":
+            return rows, int(cols.size), rows * (self.fd(b - a) + self.od), "dense"
+        vals, cnt = np.unique(fan, return_counts=True)
+        m_sp = int(sum(int(n) * self.fs(int(v)) for v, n in zip(vals, cnt))) + rows * self.os
+        shared = conv_shared_rows(self.c, rows, int(np.unique(src % self.cs).size))
+        m_cs = shared * self.fc(int(fan.max())) + rows * self.oc
+        return (rows, int(cols.size), m_cs, "conv_shared") if m_cs <= m_sp else \
+            (rows, int(cols.size), m_sp, "sparse")
+
+
+def _flat_partition(net, hw, lim, name, out_ax):
+    p = net.populations[name]
+    n = p.size
+    conns = [_FlatConn(net, hw, c) for c in net.incoming(name)]
+    fanin = np.zeros(n, np.int64)
+    for fc in conns:
+        fanin += np.diff(fc.indptr)
+    if fanin.size and fanin.max() > lim.A:
+        i = int(fanin.argmax())
+        raise HardwareLimitError(f"neuron {i} of '{name}' has fan-in {int(fanin[i])} > {lim.A} "
+                                 f"input axons per core on '{hw.name}'")
+    cum_out = np.concatenate([[0], np.cumsum(out_ax)])
+
+    def evaluate(a, b):
+        if cum_out[b] - cum_out[a] > lim.O:
+            return None
+        ax = syn = mem = 0
+        encs = {}
+        for fc in conns:
+            r, s, m, e = fc.cost(a, b)
+            ax, syn, mem = ax + r, syn + s, mem + m
+            encs[fc.c.name] = e
+            if ax > lim.A or mem > lim.M:
+                return None
+        return ax, syn, mem, encs
+
+    recs = []
+    a = 0
+    while a < n:
+        first = evaluate(a, a + 1)
+        if first is None:
+            r = [fc.cost(a, a + 1) for fc in conns]
+            raise HardwareLimitError(
+                f"neuron {a} of '{name}' fits no core of '{hw.name}': {sum(x[0] for x in r)} input axons "
+                f"(limit {lim.A}), {sum(x[2] for x in r)} synapse memory bits (limit {lim.M}), "
+                f"{int(out_ax[a])} output axons (limit {lim.O})")
+        lo, hi = a + 1, min(n, a + lim.N)          # lo feasible
+        best = first
+        if hi > lo:
+            res = evaluate(a, hi)
+            if res is not None:
+                lo, best = hi, res
+            else:
+                while hi - lo > 1:
+                    mid = (lo + hi) // 2
+                    res = evaluate(a, mid)
+                    if res is None:
+                        hi = mid
+                    else:
+                        lo, best = mid, res
+        ax, syn, mem, encs = best
+        recs.append(CoreRecord(chip=0, core=0, population=name, start=int(a), stop=int(lo),
+                               neurons=int(lo - a), input_axons=int(ax),
+                               output_axons=int(cum_out[lo] - cum_out[a]), synapses=int(syn),
+                               synapse_memory_bits=int(mem), encodings=encs))
+        a = lo
+    return recs, ("flat",)
