@@ -6,6 +6,8 @@
 * ``model.json`` + ``model.npz`` -- the calibrated float IR (for diagnostics);
 * ``network.net`` -- lava-dl NetX HDF5, when the network is NetX-expressible;
 * ``network.nir`` -- the same network as a NIR graph, when NIR can express it;
+* ``mapping.json`` -- every core: chip, index, population, neuron range, axons,
+  synapses, memory (checked by ``neurocomp.mapping.check_mapping``);
 * ``summary.json`` -- hw, mode, latency_steps, cores, chips, layers, ...;
 * ``report.md`` -- layer table, diagnostics and costs.
 
@@ -134,7 +136,7 @@ def load_bundle(path: Path | str) -> Bundle:
 
 
 def write_bundle(compiled, out: Path, *, steps: int, report=None, extra_summary: Optional[dict] = None,
-                 log=lambda msg: None) -> dict:
+                 files: Optional[dict] = None, log=lambda msg: None) -> dict:
     """Write every bundle file for ``compiled`` into ``out`` atomically; returns the summary.
     ``report(summary) -> str`` renders ``report.md``."""
     from neurocomp.ir import save as save_ir
@@ -160,6 +162,8 @@ def write_bundle(compiled, out: Path, *, steps: int, report=None, extra_summary:
             "layers": layer_rows(net),
         }
         summary.update(extra_summary or {})
+        for name, text in (files or {}).items():
+            (tmp / name).write_text(text)
         (tmp / SUMMARY).write_text(json.dumps(summary, indent=1, default=_json_default) + "\n")
         if report is not None:
             (tmp / REPORT).write_text(report(summary))

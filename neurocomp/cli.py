@@ -99,7 +99,7 @@ def compile_cmd(model, out, hw, mode, calib, steps, normalization, percentile, c
     from neurocomp.frontends.keras import load_keras
     from neurocomp.hw import load_hw
     from neurocomp.options import ConvertOptions
-    from neurocomp.report import calibration_checks, markdown, resource_estimate
+    from neurocomp.report import calibration_checks, map_to_cores, markdown
 
     if out.exists() and not out.is_dir():
         raise DataError(f"output path '{out}' exists and is a file; choose a directory name with -o")
@@ -123,12 +123,13 @@ def compile_cmd(model, out, hw, mode, calib, steps, normalization, percentile, c
     compiled = compile_model(g, calib=x_cal, hw=hw_cfg, options=opt,
                              on_pass=lambda i, n, name: _say(f"  pass [{i + 1}/{n}] {name}", verbose=True))
     steps = steps or compiled.latency_steps + 32
-    res = resource_estimate(compiled.net, hw_cfg)
+    _say("  partitioning onto cores")
+    mapping, res = map_to_cores(compiled.net, hw_cfg)
     _say(f"  checking on {min(200, len(x_cal))} calibration samples ({steps} steps)")
     diags, acc, spikes = calibration_checks(compiled, x_cal, y_cal, steps)
     extra = {"cores": res["cores"], "chips": res["chips"], "cores_method": res["method"], "resources": res,
              "calibration": acc, "spikes_per_sample": spikes}
-    summary = write_bundle(compiled, out, steps=steps, extra_summary=extra,
+    summary = write_bundle(compiled, out, steps=steps, extra_summary=extra, files={"mapping.json": mapping.to_json()},
                            report=lambda summ: markdown(compiled, summ, diags, acc, spikes),
                            log=lambda m: _say(m, always=True))
     _say(f"wrote {out}/ (latency {summary['latency_steps']} steps, {summary['cores']} cores, "

@@ -56,7 +56,7 @@ def run_demo(out_dir: Path, console: Console, quiet: bool = False, lava_samples:
     import neurocomp
     from neurocomp.bundle import write_bundle
     from neurocomp.ir import predict
-    from neurocomp.report import calibration_checks, markdown, resource_estimate
+    from neurocomp.report import calibration_checks, map_to_cores, markdown
 
     say = (lambda m: None) if quiet else (lambda m: console.print(m, highlight=False))
     out_dir = Path(out_dir)
@@ -78,13 +78,14 @@ def run_demo(out_dir: Path, console: Console, quiet: bool = False, lava_samples:
         lv = c.simulate(x_te[:lava_samples], steps, "lava", record="all")
         ev_few = c.simulate(x_te[:lava_samples], steps, "event", record="all")
         exact = all(np.array_equal(ev_few.result.spikes[p], lv.result.spikes[p]) for p in lv.result.spikes)
-        res = resource_estimate(c.net, c.hw)
+        mapping, res = map_to_cores(c.net, c.hw)
         spikes = float(sum(v.sum(axis=1) for v in ev.result.spike_counts.values()).mean())
         bundle = out_dir / f"bundle-{mode}"
         diags, acc, spk = calibration_checks(c, x_tr, y_tr, steps)
         write_bundle(c, bundle, steps=steps, report=lambda s: markdown(c, s, diags, acc, spk),
                      extra_summary={"cores": res["cores"], "chips": res["chips"],
-                                    "cores_method": res["method"], "resources": res})
+                                    "cores_method": res["method"], "resources": res},
+                     files={"mapping.json": mapping.to_json()})
         speed = len(x_te) * steps / max(ev.result.seconds, 1e-9)
         lava_speed = lava_samples * steps / max(lv.result.seconds, 1e-9)
         results[mode] = dict(ann=ann, snn=ev.accuracy(y_te), steps=steps, latency=c.latency_steps,

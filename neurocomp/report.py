@@ -1,7 +1,6 @@
 """The compile report: what was built, where accuracy went, what it costs."""
 from __future__ import annotations
 
-import math
 from dataclasses import asdict
 from typing import Optional
 
@@ -10,29 +9,24 @@ import numpy as np
 from neurocomp.bundle import layer_rows
 
 
-def resource_estimate(net, hw) -> dict:
-    """Cores and chips per layer from the hardware limits: for each population
-    the larger of neurons / neurons-per-core and synapse memory / memory-per-core
-    (dense encoding), summed over layers.  A lower bound per layer; core
-    partitioning proper refines it."""
-    per_core_neurons = int(hw.value("core.neurons"))
-    mem = int(hw.value("core.synapse_memory_bits"))
-    cores_per_chip = int(hw.value("chip.cores"))
-    layers = []
-    total = 0
-    for row in layer_rows(net):
-        if row["neuron"] == "input":
-            continue
-        fan_in = max(1, round(row["synapses"] / max(row["neurons"], 1)))
-        try:
-            bits = hw.synapse_memory_bits("dense", row["neurons"], fan_in)
-        except Exception:
-            bits = row["synapses"] * 8
-        cores = max(math.ceil(row["neurons"] / per_core_neurons), math.ceil(bits / mem), 1)
-        layers.append({"name": row["name"], "cores": cores, "synapse_bits": int(bits)})
-        total += cores
-    return {"cores": total, "chips": math.ceil(total / cores_per_chip), "per_layer": layers,
-            "method": "per-layer bound from neurons and synapse memory per core (dense encoding)"}
+def map_to_cores(net, hw) -> tuple[object, dict]:
+    """Partition ``net`` onto ``hw``'s cores, verify the mapping with the independent
+    checker, and return ``(mapping, resources)`` for the summary and report."""
+    from neurocomp.errors import HardwareLimitError
+    from neurocomp.mapping import check_mapping
+    from neurocomp.passes.partition_cores import partition_cores
+
+    mapping = partition_cores(net, hw)
+    problems = check_mapping(net, hw, mapping)
+    if problems:
+        raise HardwareLimitError(f"the core mapping failed its check ({len(problems)} problems), first: "
+                                 f"{problems[0]}; please report this")
+    s = mapping.summary
+    per_layer = [{"name": name, "cores": int(n)} for name, n in s.get("cores_per_layer", {}).items()]
+    return mapping, {"cores": int(s["cores_used"]), "chips": int(s["chips_used"]),
+                     "lower_bound": int(s["lower_bound"]), "utilisation": s.get("utilisation", {}),
+                     "per_layer": per_layer,
+                     "method": "partition_cores, verified by check_mapping"}
 
 
 def markdown(compiled, summary: dict, diagnostics: Optional[list] = None,
@@ -79,9 +73,14 @@ def markdown(compiled, summary: dict, diagnostics: Optional[list] = None,
         lines += ["", f"Mean spikes per inference: {spikes_per_sample:,.0f}"]
     res = summary.get("resources", {})
     if res:
-        lines += ["", "## Cores per layer", "", "| population | cores | synapse memory (bits) |", "|---|---|---|"]
+        lines += ["", f"## Cores ({res['cores']} used, lower bound {res.get('lower_bound', '?')})", "",
+                  "| population | cores |", "|---|---|"]
         for r in res["per_layer"]:
-            lines.append(f"| {r['name']} | {r['cores']} | {r['synapse_bits']:,} |")
+            lines.append(f"| {r['name']} | {r['cores']} |")
+        util = res.get("utilisation") or {}
+        if util:
+            lines += ["", "Utilisation: " + ", ".join(
+                f"{k} {float(v):.0%}" if isinstance(v, (int, float)) else f"{k} {v}" for k, v in util.items())]
     timings = ", ".join(f"{n} {t * 1000:.0f} ms" for n, t in compiled.timings)
     lines += ["", f"Passes: {timings}", ""]
     return "\n".join(lines)

@@ -122,13 +122,19 @@ def test_compile_writes_a_complete_bundle(digits_files, tmp_path):
     out = tmp_path / "b"
     r = compile_bundle(digits_files, out, "--mode", "sigma-delta", "--steps", "20")
     assert r.returncode == 0, r.stderr
-    for f in ("lowered.json", "lowered.npz", "model.json", "model.npz", "summary.json", "report.md"):
+    for f in ("lowered.json", "lowered.npz", "model.json", "model.npz", "summary.json", "report.md",
+              "mapping.json"):
         assert (out / f).exists(), f
+    from neurocomp.bundle import load_bundle
+    from neurocomp.hw import load_hw
+    from neurocomp.mapping import Mapping, check_mapping
+    mapping = Mapping.from_json((out / "mapping.json").read_text())
+    assert check_mapping(load_bundle(out).net, load_hw("loihi2"), mapping) == []
     s = json.loads((out / "summary.json").read_text())
     for key in ("hw", "mode", "latency_steps", "cores", "chips", "layers"):
         assert key in s
     assert s["hw"] == "loihi2" and s["mode"] == "sigma-delta" and s["steps"] == 20
-    assert s["latency_steps"] == 5 and s["cores"] >= len(s["layers"]) - 1
+    assert s["latency_steps"] == 5 and s["cores"] == mapping.summary["cores_used"] >= len(s["layers"]) - 1
     assert not list(tmp_path.glob(".b.tmp-*"))                      # no leftovers
 
 
