@@ -183,6 +183,56 @@ def _input_layer_format(net, inp: str, w_n, sum_axes, fmt, cap, signed, unit):
     return lf
 
 
+def _plan_weights(g, plans: dict, p: PopPlan):
+    """(kind, normalised weights, normalised bias, geometry, sum axes) of a population's input."""
+    src = plans[p.src]
+    src_shape = tuple(src.shape)
+    kind, w, b, geo = _connection_weights(g, p, src_shape)
+    src_scale = act_scale(g, src.value_node)
+    if src.kind == "input":
+        src_scale = np.max(src_scale)
+    w_n, b_n = normalised_weights(kind, w, b, geo, src_scale, act_scale(g, p.value_node), src_shape)
+    return kind, w_n, b_n, geo, (0 if kind == "dense" else (0, 1, 2))
+
+
+def _sd_state_limits(g, plans_list, opt, fmt) -> dict[str, float]:
+    """Largest sigma units per activation 1.0 each sigma-delta population may use.
+
+    Its own bounds: the 24-bit sigma for activations up to 4x the calibration
+    scale, and exact sums downstream of it (Lava's float32 conv: 2^24; int32 dot
+    products: 2^31) -- ``4 * A * max column sum |W'| < bound``.  And its
+    consumers': payloads are A/64 per 1.0, and a consumer q with scale A_q
+    gets weights W'_q * A_q * 64 / A, which need A <= 64 * A_q * max|W'_q| / lim
+    to keep full mantissas (a large A upstream starves the weights below).
+    """
+    plans = {p.name: p for p in plans_list}
+    lim = (1 << fmt.weight_bits) - 2
+    floor = (1 << nm.ACT_SHIFT) / opt.sd_threshold        # keeps the delta threshold's resolution
+    own, wmax, needs = {}, {}, {}
+    for p in plans_list:
+        if p.kind == "input":
+            continue
+        kind, w_n, _, _, axes = _plan_weights(g, plans, p)
+        colsum = float(np.abs(w_n).sum(axis=axes).max()) or 1.0
+        exact = nm.FLOAT32_EXACT if kind == "conv" else 1 << 31
+        own[p.name] = min(opt.sd_state_scale, (1 << (nm.UV_BITS - 1)) / 4, exact / (4 * colsum))
+        wmax[p.name] = float(np.abs(w_n).max()) or 1.0
+        nz = np.abs(w_n[w_n != 0])
+        uniform = nz.size and nz.max() - nz.min() <= 1e-9 * nz.max()    # pooling: no rounding to spread
+        exponent = kind == "dense" and not opt.netx_weights             # an exponent absorbs any scale
+        needs[p.name] = 0 if exponent else (64 if uniform else lim)     # mantissa the weights need
+    allow = {}
+    for p in reversed(plans_list):
+        if p.kind == "input":
+            continue
+        a = own[p.name]
+        for q in plans_list:
+            if q.src == p.name and needs[q.name]:
+                a = min(a, (1 << nm.ACT_SHIFT) * allow[q.name] * wmax[q.name] / needs[q.name])
+        allow[p.name] = min(own[p.name], max(a, floor))
+    return allow
+
+
 def lower(g: nx.DiGraph, options=None, hw=None) -> LoweredNet:
     """Build the integer network from a calibrated float graph (see ``ConvertOptions``)."""
     from neurocomp.options import ConvertOptions
@@ -195,6 +245,7 @@ def lower(g: nx.DiGraph, options=None, hw=None) -> LoweredNet:
     by_name = {p.name: p for p in plans}
     pmax_in = (1 << opt.input_bits) - 1
     unit: dict[str, float] = {}            # payload per activation 1.0, per population
+    sd_allow = _sd_state_limits(g, plans, opt, fmt) if mode == "sigma-delta" else {}
     for p in plans:
         if p.kind == "input":
             scale = float(np.max(act_scale(g, p.value_node)))
@@ -258,9 +309,8 @@ def lower(g: nx.DiGraph, options=None, hw=None) -> LoweredNet:
             # up to 4x the calibration scale), the weight mantissa range, and exactness of
             # the sums of the payloads this population receives (float32 conv in Lava: 2^24,
             # int32 dot products: 2^31) for activations up to 4x: 4 * a_dst * colsum(W') < bound
-            colsum = float(np.abs(w_n).sum(axis=sum_axes).max()) or 1.0
             exact = nm.FLOAT32_EXACT if kind == "conv" else 1 << 31
-            cap = min(opt.sd_state_scale, (1 << (nm.UV_BITS - 1)) / 4, exact / (4 * colsum))
+            cap = sd_allow[p.name]
             if kind == "dense" and not opt.netx_weights:
                 # w_int * 2^e = W' * A / u_src, with |w_int| <= lim
                 e = math.ceil(math.log2(wmax * cap / u_src / lim))
