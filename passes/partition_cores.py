@@ -243,6 +243,17 @@ def _lower_bound(net, hw, lim, name, out_ax):
             n_src = int(np.count_nonzero(np.any(c.effective_weight() != 0, axis=0)))
             # every non-zero weight is stored somewhere: >= weight bits per synapse
             mem += int(np.count_nonzero(c.effective_weight())) * conn_bits(c)[0]
+        else:
+            # only source positions some output window covers need an axon (strides can skip some)
+            h, w, cin = net.populations[c.src].shape
+            kh, kw = c.weight.shape[:2]
+            ho, wo = p.shape[:2]
+            reach = []
+            for size, k, st, d, pad, n_out in ((h, kh, c.strides[0], c.dilation[0], c.pads[0][0], ho),
+                                               (w, kw, c.strides[1], c.dilation[1], c.pads[1][0], wo)):
+                pos = (np.arange(n_out)[:, None] * st + np.arange(k)[None, :] * d - pad).ravel()
+                reach.append(np.unique(pos[(pos >= 0) & (pos < size)]).size)
+            n_src = reach[0] * reach[1] * cin
         # conv: weight sharing keeps memory small; no sound closed-form bound is used
         axons += n_src
     parts = {"neurons": math.ceil(p.size / lim.N), "input_axons": math.ceil(axons / lim.A),
