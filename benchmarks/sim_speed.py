@@ -62,6 +62,7 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=32)
     ap.add_argument("--lava-samples", type=int, default=5)
     ap.add_argument("--big-batch", type=int, default=1000)
+    ap.add_argument("--networks", default="mlp,lenet")
     args = ap.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from neurocomp.frontends.keras import import_keras
@@ -73,7 +74,7 @@ def main(argv=None):
 
     data = load_mnist()
     rows = []
-    for name in ("mlp", "lenet"):
+    for name in args.networks.split(","):
         model = trained(name, data)
         c = neurocomp.compile(model, calib=data[0][:300], mode="rate")
         x = data[2][:args.big_batch]
