@@ -45,14 +45,32 @@ def _wrap32(x):
     return ((x + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
 
 
+@numba.njit(inline="always")
+def _finish_one(x, is_conv, graded, weight_exp):
+    """Lava's finishing of one exact integer sum: dense binary sums are int64,
+    shifted, cast to int32; dense graded sums are int32 dot products shifted
+    in int32; conv sums are cast to int32 and wrapped to 24 bits."""
+    if is_conv:
+        x = _wrap32(x)
+        return ((x + (1 << 23)) & 0xFFFFFF) - (1 << 23)
+    if graded:
+        x = _wrap32(x)
+        if weight_exp > 0:
+            return _wrap32(x << weight_exp)
+        return x >> (-weight_exp) if weight_exp < 0 else x
+    if weight_exp > 0:
+        x = x << weight_exp
+    elif weight_exp < 0:
+        x = x >> (-weight_exp)
+    return _wrap32(x)
+
+
 @numba.njit(parallel=True, cache=True)
 def _propagate(spk, indptr, indices, data, dense_rows, n_dst, graded, is_conv, weight_exp, scratch, out):
     """One connection, one step: ``out[b] = finish(sum_i payload(spk[b, i]) * row_i)``.
 
-    Rows are dense (``dense_rows`` (n_src, n_dst), indptr empty) or CSR.
-    ``finish`` is Lava's: dense binary sums are int64, shifted, cast to
-    int32; dense graded sums are int32 dot products shifted in int32; conv
-    sums are cast to int32 and wrapped to 24 bits.
+    Rows are dense (``dense_rows`` (n_src, n_dst), indptr empty) or CSR;
+    ``finish`` is ``_finish_one``.
     """
     batch, n_src = spk.shape
     use_csr = indptr.shape[0] > 0
@@ -77,48 +95,16 @@ def _propagate(spk, indptr, indices, data, dense_rows, n_dst, graded, is_conv, w
                     for j in range(n_dst):
                         acc[j] += p * row[j]
         for j in range(n_dst):
-            x = acc[j]
-            if is_conv:
-                x = _wrap32(x)
-                x = ((x + (1 << 23)) & 0xFFFFFF) - (1 << 23)
-            elif graded:
-                x = _wrap32(x)
-                if weight_exp > 0:
-                    x = _wrap32(x << weight_exp)
-                elif weight_exp < 0:
-                    x = x >> (-weight_exp)
-            else:
-                if weight_exp > 0:
-                    x = x << weight_exp
-                elif weight_exp < 0:
-                    x = x >> (-weight_exp)
-                x = _wrap32(x)
-            out[b, j] = x
+            out[b, j] = _finish_one(acc[j], is_conv, graded, weight_exp)
 
 
 @numba.njit(parallel=True, cache=True)
 def _finish(acc, is_conv, graded, weight_exp, out):
-    """Lava's finishing of an exact integer sum (see ``_propagate``)."""
+    """``_finish_one`` over a batch of exact integer sums (the GEMM path)."""
     batch, n = acc.shape
     for b in numba.prange(batch):
         for j in range(n):
-            x = np.int64(acc[b, j])
-            if is_conv:
-                x = _wrap32(x)
-                x = ((x + (1 << 23)) & 0xFFFFFF) - (1 << 23)
-            elif graded:
-                x = _wrap32(x)
-                if weight_exp > 0:
-                    x = _wrap32(x << weight_exp)
-                elif weight_exp < 0:
-                    x = x >> (-weight_exp)
-            else:
-                if weight_exp > 0:
-                    x = x << weight_exp
-                elif weight_exp < 0:
-                    x = x >> (-weight_exp)
-                x = _wrap32(x)
-            out[b, j] = x
+            out[b, j] = _finish_one(np.int64(acc[b, j]), is_conv, graded, weight_exp)
 
 
 @numba.njit(parallel=True, cache=True)
