@@ -99,6 +99,8 @@ def main(argv=None):
             for _ in range(reps):
                 r = ev.run(c.net, raster)
                 times.append(r.seconds)
+                if os.environ.get("NEUROCOMP_BENCH_DEBUG"):
+                    print(name, batch, round(r.seconds, 3), flush=True)
             secs = float(np.median(times))                   # warm runs; the median of the repeats
             rate = batch * T / secs
             events = r.synaptic_events
