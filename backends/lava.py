@@ -262,32 +262,39 @@ class LavaBackend:
     # -- one built graph ----------------------------------------------------------
     def _run_chunk(self, net, raster, b0, names, state_pops, res) -> float:
         _allow_lava_start_method()
-        nb, steps, _ = raster.shape
         g = _Graph(net, self.tag, self.hardware)
-        seconds = 0.0
         try:
             g.build(raster, [n for n in names if n != net.input], state_pops)
-            max_n = max([net.populations[n].size for n in list(g.spike_taps) + state_pops] + [1])
-            seg = max(1, min(steps, _STREAM_BUDGET // max_n))
-            g.add_taps(seg)
-            g.compile()
-            for k in range(nb):
-                if k:
-                    g.reset()
-                t = 0
-                while t < steps:
-                    n = min(seg, steps - t)
-                    seconds += g.run_steps(n)
-                    for nme, ex in g.spike_taps.items():
-                        data = np.array([ex.receive() for _ in range(n)])
-                        res.spikes[nme][b0 + k, t:t + n] = g.spikes_out(nme, data)
-                    for (nme, var), vw in g.state_taps.items():
-                        data = np.array([vw.receive() for _ in range(n)])
-                        res.states[nme][var][b0 + k, t:t + n] = g.state_out(nme, var, data)
-                    t += n
+            return stream_chunk(g, net, raster.shape, b0, list(g.spike_taps), state_pops, res)
         finally:
             g.close()
-        return seconds
+
+
+def stream_chunk(g, net, raster_shape, b0, rec_names, state_pops, res) -> float:
+    """Compile a built graph ``g`` and run every sample of its chunk, resetting
+    state between samples and streaming recordings into ``res``; returns the
+    seconds spent inside Lava's ``run()``.  Shared by the Lava and NetX backends."""
+    nb, steps, _ = raster_shape
+    max_n = max([net.populations[n].size for n in list(rec_names) + list(state_pops)] + [1])
+    seg = max(1, min(steps, _STREAM_BUDGET // max_n))
+    g.add_taps(seg)
+    g.compile()
+    seconds = 0.0
+    for k in range(nb):
+        if k:
+            g.reset()
+        t = 0
+        while t < steps:
+            n = min(seg, steps - t)
+            seconds += g.run_steps(n)
+            for nme, ex in g.spike_taps.items():
+                data = np.array([ex.receive() for _ in range(n)])
+                res.spikes[nme][b0 + k, t:t + n] = g.spikes_out(nme, data)
+            for (nme, var), vw in g.state_taps.items():
+                data = np.array([vw.receive() for _ in range(n)])
+                res.states[nme][var][b0 + k, t:t + n] = g.state_out(nme, var, data)
+            t += n
+    return seconds
 
 
 def _quiet_lava() -> None:

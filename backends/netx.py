@@ -64,8 +64,8 @@ from neurocomp.lowered import (Connection, InputNeuron, LIFNeuron, LoweredNet, S
                                SigmaNeuron)
 
 from .base import STATE_VARS, SimResult, record_set, state_set
-from .lava import (GRADED_MESSAGE_BITS, _Graph, _allow_lava_start_method, _quiet_lava,
-                   from_lava, to_lava)
+from .lava import (_RASTER_BUDGET, GRADED_MESSAGE_BITS, _Graph, _allow_lava_start_method, _quiet_lava,
+                   from_lava, stream_chunk, to_lava)
 
 __all__ = ["NetxError", "netx_expressible", "write_netx", "netx_network_args", "netx_input",
            "NetxBackend"]
@@ -76,8 +76,6 @@ NETX_MAX_DELAY = 62             # NetX clips delays to 0..62 (DelayDense max_del
 _INT8_MAX = 127                 # Lava Conv stores kernel/stride/padding/dilation/groups as int8
 _INT16 = (-(1 << 15), (1 << 15) - 1)
 _INT32 = (-(1 << 31), (1 << 31) - 1)
-_RASTER_BUDGET = 1 << 24        # input elements per built graph (as backends/lava.py)
-_STREAM_BUDGET = 1 << 22        # float64 elements per extractor buffer
 
 
 class NetxError(NeurocompError):
@@ -641,29 +639,9 @@ class NetxBackend:
 
     def _run_chunk(self, net, plan, path, raster, b0, names, state_pops, res) -> float:
         _allow_lava_start_method()
-        nb, steps, _ = raster.shape
         g = _NetxGraph(net, plan, path)
-        seconds = 0.0
         try:
             g.build(raster, [n for n in names if n != net.input], state_pops)
-            max_n = max([net.populations[n].size for n in list(g._rec_names) + state_pops] + [1])
-            seg = max(1, min(steps, _STREAM_BUDGET // max_n))
-            g.add_taps(seg)
-            g.compile()
-            for k in range(nb):
-                if k:
-                    g.reset()
-                t = 0
-                while t < steps:
-                    n = min(seg, steps - t)
-                    seconds += g.run_steps(n)
-                    for nme, ex in g.spike_taps.items():
-                        data = np.array([ex.receive() for _ in range(n)])
-                        res.spikes[nme][b0 + k, t:t + n] = g.spikes_out(nme, data)
-                    for (nme, var), vw in g.state_taps.items():
-                        data = np.array([vw.receive() for _ in range(n)])
-                        res.states[nme][var][b0 + k, t:t + n] = g.state_out(nme, var, data)
-                    t += n
+            return stream_chunk(g, net, raster.shape, b0, g._rec_names, state_pops, res)
         finally:
             g.close()
-        return seconds
