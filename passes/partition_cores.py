@@ -26,6 +26,18 @@ neurons' output axons (one per destination core) can be counted.
   the dst-major CSR with numpy.  Small conv populations are tried this way too
   and the fewer cores win.
 
+Lower bound per layer (``summary["lower_bound"]`` sums them, since a core
+holds one layer): max over limits of ceil(total / per-core limit).  Synapse
+memory depends on the partition, so its total is the provable minimum under
+the cost model (every synapse costs at least the cheapest block's bits per
+synapse; ``conv_shared`` at most shares a row over ``R / (channels * phases)``
+axons).  ``proven_lower_bound`` adds whole-neuron capacity per core.
+Neither sees receptive-field halos, which is why tiled 3x3 convs sit above
+them (``benchmarks/mapping.py`` lists those layers).
+
+Conv layers are tried as contiguous ranges only when tiles miss the bound:
+the range search counts synapses and is the slow part.
+
 Impossible cases raise ``HardwareLimitError`` with the numbers.
 """
 from __future__ import annotations
@@ -165,6 +177,7 @@ def partition_cores(net: LoweredNet, hw, place: bool = True) -> Mapping:
     m.summary = {
         "cores_used": n,
         "lower_bound": int(sum(v["cores"] for v in lbs.values())),
+        "proven_lower_bound": int(sum(v["proven"] for v in lbs.values())),
         "lower_bound_per_layer": lbs,
         "cores_per_layer": {p: len(per_pop[p]) for p in pops},
         "utilisation": {
@@ -209,10 +222,13 @@ def _partition_pop(net, hw, lim, name, out_ax, info):
                                  f"> {lim.O} output axons per core on '{hw.name}'")
     conv_only = bool(ins) and len(p.shape) == 3 and all(c.kind == "conv" for c in ins)
     best = None
+    lb = _lower_bound(net, hw, lim, name, out_ax)
     if conv_only:
         best = _tile_partition(net, hw, lim, name, out_ax)
         n_syn = sum(int(np.prod(c.weight.shape[:3])) * p.size for c in ins)
-        if n_syn <= FLAT_CONV_MAX_SYNAPSES:
+        # contiguous ranges cost a synapse-level count; no use once tiles reach the bound
+        at_bound = best is not None and len(best[0]) <= lb["proven"]
+        if n_syn <= FLAT_CONV_MAX_SYNAPSES and not at_bound:
             try:
                 flat = _flat_partition(net, hw, lim, name, out_ax)
             except HardwareLimitError:
@@ -228,21 +244,82 @@ def _partition_pop(net, hw, lim, name, out_ax, info):
         best = _flat_partition(net, hw, lim, name, out_ax)
     recs, kind = best
     info[name] = kind
-    return recs, _lower_bound(net, hw, lim, name, out_ax)
+    return recs, lb
+
+
+def _min_bits_per_synapse(hw, enc, c):
+    """Fewest memory bits any row of ``enc`` spends per synapse of ``c``: a
+    row is a sum of blocks, so its cost per synapse is at least the best
+    block's (``f(m) / m`` over block sizes ``m``)."""
+    f, _ = _rb(hw, enc, c)
+    block = int(hw.value(f"synapse_encodings.{enc}.max_synapses_per_block"))
+    return min(f(m) / m for m in range(1, block + 1))
+
+
+def _conv_fanin_and_channels(net, c):
+    """Exact non-zero fan-in of every destination neuron of a conv connection
+    (flat order), from its kernel and the taps valid at each position, and
+    the fewest distinct source channels any destination neuron reads
+    (counting only taps valid at every position, so it holds at the borders
+    too; at least 1)."""
+    from neurocomp import numerics as nm
+    H, W, _ = net.populations[c.src].shape
+    Ho, Wo, _ = net.populations[c.dst].shape
+    k = (nm.to_int32(c.weight) != 0).astype(np.int64)        # (kh, kw, cg, co)
+    ok = []
+    for n_out, n_in, kk, st, d, p0 in ((Ho, H, k.shape[0], c.strides[0], c.dilation[0], c.pads[0][0]),
+                                      (Wo, W, k.shape[1], c.strides[1], c.dilation[1], c.pads[1][0])):
+        i = np.arange(n_out)[:, None] * st + np.arange(kk)[None, :] * d - p0
+        ok.append(((i >= 0) & (i < n_in)).astype(np.int64))
+    fanin = np.einsum("ya,xb,abo->yxo", ok[0], ok[1], k.sum(2)).ravel()
+    always = np.einsum("abio,a,b->io", k, ok[0].all(0), ok[1].all(0)) > 0
+    return fanin, max(1, int(always.sum(0).min()))
+
+
+def _syn_lower_bits(net, hw, lim, c):
+    """(synapses of ``c``, fewest memory bits per synapse any valid mapping
+    can spend on them).
+
+    Per core, ``conv_shared`` stores ``min(rows, nch * phases)`` rows of
+    ``spr`` synapses with ``syn <= rows * spr`` and ``rows <= R`` (the input
+    axons a core can have, and no more than the sources): either it stores
+    every row (>= ``syn`` synapses) or ``nch * phases`` rows of at least
+    ``syn / R`` each.  Both are linear in the core's synapses, so they sum
+    over cores.  ``dense`` and ``sparse`` store every synapse (dense stores
+    zeros too)."""
+    if c.kind == "dense":
+        syn = int(np.count_nonzero(c.effective_weight()))
+        encs = {e: 1.0 for e in ("dense", "sparse")}
+    else:
+        fanin, nch = _conv_fanin_and_channels(net, c)
+        syn = int(fanin.sum())
+        R = min(lim.A, net.populations[c.src].size)
+        encs = {"dense": 1.0, "sparse": 1.0,
+                "conv_shared": min(1.0, nch * conv_phases(c) / R)}
+    return syn, min(_min_bits_per_synapse(hw, e, c) * f for e, f in encs.items())
 
 
 def _lower_bound(net, hw, lim, name, out_ax):
-    """max over limits of ceil(layer total / per-core limit)."""
+    """max over limits of ceil(layer total / per-core limit), where a total
+    that depends on the partition (synapse memory) is its provable minimum.
+
+    Also ``proven``: the same argument with whole neurons -- a core holds at
+    most ``cap`` neurons, the largest n whose n cheapest neurons (output
+    axons, memory) still fit one core -- which the plain bound cannot see
+    (e.g. 8192 neurons x 3 output axons is exactly 6 x 4096, but no core can
+    hold 4096/3 neurons)."""
     p = net.populations[name]
     ins = net.incoming(name)
     axons = 0
-    mem = 0
+    mem = 0.0
+    mem_per_neuron = np.zeros(p.size)
     for c in ins:
         n_src = net.populations[c.src].size
+        syn, bits = _syn_lower_bits(net, hw, lim, c)
+        mem += syn * bits
         if c.kind == "dense":
             n_src = int(np.count_nonzero(np.any(c.effective_weight() != 0, axis=0)))
-            # every non-zero weight is stored somewhere: >= weight bits per synapse
-            mem += int(np.count_nonzero(c.effective_weight())) * conn_bits(c)[0]
+            mem_per_neuron += np.count_nonzero(c.effective_weight(), axis=1) * bits
         else:
             # only source positions some output window covers need an axon (strides can skip some)
             h, w, cin = net.populations[c.src].shape
@@ -254,12 +331,19 @@ def _lower_bound(net, hw, lim, name, out_ax):
                 pos = (np.arange(n_out)[:, None] * st + np.arange(k)[None, :] * d - pad).ravel()
                 reach.append(np.unique(pos[(pos >= 0) & (pos < size)]).size)
             n_src = reach[0] * reach[1] * cin
-        # conv: weight sharing keeps memory small; no sound closed-form bound is used
+            mem_per_neuron += _conv_fanin_and_channels(net, c)[0] * bits
         axons += n_src
     parts = {"neurons": math.ceil(p.size / lim.N), "input_axons": math.ceil(axons / lim.A),
              "output_axons": math.ceil(int(out_ax.sum()) / lim.O),
-             "synapse_memory_bits": math.ceil(mem / lim.M)}
-    return {"cores": max(parts.values()), **parts}
+             "synapse_memory_bits": math.ceil(mem / lim.M - 1e-9)}
+    cores = max(parts.values())
+    # whole-neuron capacity: sorted prefix sums of each per-neuron cost
+    cap = lim.N
+    for cost, L in ((np.sort(out_ax), lim.O), (np.sort(mem_per_neuron), lim.M)):
+        cap = min(cap, int(np.searchsorted(np.cumsum(cost), L * (1 + 1e-12), side="right")))
+    proven = max(cores, math.ceil(p.size / max(cap, 1)))
+    return {"cores": cores, **parts, "proven": proven, "per_core_capacity": cap,
+            "min_synapse_memory_bits": int(math.floor(mem))}
 
 
 # -- tiles ----------------------------------------------------------------------------

@@ -216,3 +216,88 @@ def test_cost_report_matches_simulator():
     assert not rep["estimated"]
     rates = rates_from_sim(net, res)
     assert set(rates) >= {"d0", "d1"}
+
+
+def _layer_totals(net, m, rc):
+    core_of_layer = np.array([r.population for r in m.cores])
+    return {p: {k: int(rc[k][core_of_layer == p].sum()) for k in ("memory", "input_axons", "neurons")}
+            for p in set(core_of_layer)}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(random_nets())
+def test_lower_bounds_are_sound(net):
+    """Per layer, the recounted totals of any valid mapping are at least what
+    the bound assumes, and no partition beats the whole-neuron bound."""
+    try:
+        m = partition_cores(net, TINY)
+    except HardwareLimitError:
+        return
+    rc = recount(net, TINY, m)
+    tot = _layer_totals(net, m, rc)
+    s = m.summary
+    assert len(m.cores) >= s["proven_lower_bound"] >= s["lower_bound"]
+    for p, lb in s["lower_bound_per_layer"].items():
+        assert tot[p]["memory"] >= lb["min_synapse_memory_bits"]
+        assert s["cores_per_layer"][p] >= lb["proven"] >= lb["cores"]
+
+
+def test_memory_bound_counts_conv_layers():
+    # a wide pointwise conv is limited by weight memory, which the bound must see
+    rng = np.random.default_rng(8)
+    net = _conv_net(rng, h=2, cin=32, cout=64, k=1, pad=0, dense_out=0)
+    m = partition_cores(net, TINY)
+    assert check_mapping(net, TINY, m) == []
+    lb = m.summary["lower_bound_per_layer"]["c"]
+    assert lb["synapse_memory_bits"] >= 2 and lb["min_synapse_memory_bits"] > 0
+    assert sum(recount(net, TINY, m)["memory"]) >= lb["min_synapse_memory_bits"]
+
+
+def test_checker_rejects_wrong_encodings(small):
+    net, m = small
+    bad = _bad(m, lambda x: x.cores[0].encodings.update({"w0": "conv_shared"}))
+    assert any("conv_shared encoding on non-conv" in e for e in check_mapping(net, TINY, bad))
+    bad = _bad(m, lambda x: x.cores[0].encodings.clear())
+    assert any("no synapse encoding recorded" in e for e in check_mapping(net, TINY, bad))
+    bad = _bad(m, lambda x: setattr(x, "hw", "loihi2"))
+    assert any("mapping is for 'loihi2'" in e for e in check_mapping(net, TINY, bad))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+@given(random_nets())
+def test_fast_reach_pairs_match_synapses(net):
+    """Placement's per-(position, group) conv reach equals the synapse-level count."""
+    from neurocomp.mapping import _pairs, _placed, _reach_pairs
+    try:
+        m = partition_cores(net, TINY, place=False)
+    except HardwareLimitError:
+        return
+    core_of = _placed(net, m, [])
+    for c in net.connections:
+        a = set(zip(*(x.tolist() for x in _reach_pairs(net, c, core_of))))
+        src, dcore = _pairs(net, c, core_of)
+        assert a == set(zip(src.tolist(), dcore.tolist()))
+
+
+def test_placement_of_conv_net_over_two_chips():
+    rng = np.random.default_rng(9)
+    net = LoweredNet()
+    net.add_population("in", (8, 8, 2), InputNeuron())
+    prev = "in"
+    for i, co in enumerate((4, 4, 4)):
+        h, w, ci = net.populations[prev].shape
+        net.add_population(f"c{i}", (h, w, co), LIFNeuron(vth=4))
+        net.connect(name=f"k{i}", src=prev, dst=f"c{i}", kind="conv",
+                    weight=rng.integers(1, 4, (3, 3, ci, co)), pads=((1, 1), (1, 1)))
+        prev = f"c{i}"
+    net.input, net.output = "in", prev
+    net.validate()
+    m = partition_cores(net, TINY, place=False)
+    assert 8 < len(m.cores) <= 16
+    m, stats = place_chips(net, TINY, m)
+    assert stats["inter_chip_messages"] <= stats["naive_inter_chip_messages"]
+    assert stats["chips_used"] == 2
+    assert check_mapping(net, TINY, m) == []
+    # the reported figure is the synapse-level count of messages that cross chips
+    rep = cost_report(net, TINY, m)
+    assert rep["total"]["inter_chip_messages"] == pytest.approx(stats["inter_chip_messages"])
