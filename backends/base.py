@@ -11,7 +11,8 @@ import numpy as np
 from neurocomp.lowered import LoweredNet
 
 # State variables each neuron kind exposes for recording (post-update, post-reset).
-STATE_VARS = {"lif": ("u", "v"), "sigma_delta": ("sigma", "act", "residue"), "sigma": ("sigma",)}
+STATE_VARS = {"lif": ("u", "v"), "sigma_delta": ("sigma", "act", "residue"), "sigma": ("sigma",),
+              "few_spike": ("fx", "v")}
 
 
 @dataclass

@@ -20,6 +20,7 @@ spec: ``../shared/specs/lava_loihi_spec.md``) and orders of magnitude faster:
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from typing import Optional
@@ -29,13 +30,21 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from neurocomp import numerics as nm
-from neurocomp.lowered import (Connection, InputNeuron, LIFNeuron, LoweredNet, SigmaDeltaNeuron,
-                               SigmaNeuron)
+from neurocomp.lowered import (Connection, FewSpikeNeuron, InputNeuron, LIFNeuron, LoweredNet,
+                               SigmaDeltaNeuron, SigmaNeuron)
 
 from ._mp import allow_lava_start_method
 from .base import STATE_VARS, SimResult, record_set, state_set
 
 _I32_MIN, _I32_MAX = -(1 << 31), (1 << 31) - 1
+
+# numba's OpenMP layer spin-waits between kernels; next to torch's and TensorFlow's own
+# thread pools (and on a busy machine) the spinning threads starve the working ones and
+# runs slow down 3-10x, bimodally.  The workqueue layer sleeps instead and is as fast
+# here.  It is chosen at the first parallel launch, so this must run before it; an
+# explicit NUMBA_THREADING_LAYER wins.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
 
 
 # -- numba kernels --------------------------------------------------------------
@@ -70,15 +79,19 @@ def _propagate(spk, indptr, indices, data, dense_rows, n_dst, graded, is_conv, w
     """One connection, one step: ``out[b] = finish(sum_i payload(spk[b, i]) * row_i)``.
 
     Rows are dense (``dense_rows`` (n_src, n_dst), indptr empty) or CSR;
-    ``finish`` is ``_finish_one``.
+    ``finish`` is ``_finish_one``.  Every kernel here indexes one sample's row
+    view (``x[b]``), never ``x[b, j]``: numba cannot vectorise 2-D indexing
+    inside ``prange`` and runs it ~20x slower.
     """
     batch, n_src = spk.shape
     use_csr = indptr.shape[0] > 0
     for b in numba.prange(batch):
         acc = scratch[b]
+        sb = spk[b]
+        ob = out[b]
         acc[:] = 0
         for i in range(n_src):
-            p = spk[b, i]
+            p = sb[i]
             if p == 0:
                 continue
             if not graded:
@@ -95,7 +108,7 @@ def _propagate(spk, indptr, indices, data, dense_rows, n_dst, graded, is_conv, w
                     for j in range(n_dst):
                         acc[j] += p * row[j]
         for j in range(n_dst):
-            out[b, j] = _finish_one(acc[j], is_conv, graded, weight_exp)
+            ob[j] = _finish_one(acc[j], is_conv, graded, weight_exp)
 
 
 @numba.njit(parallel=True, cache=True)
@@ -103,8 +116,10 @@ def _finish(acc, is_conv, graded, weight_exp, out):
     """``_finish_one`` over a batch of exact integer sums (the GEMM path)."""
     batch, n = acc.shape
     for b in numba.prange(batch):
+        ab = acc[b]
+        ob = out[b]
         for j in range(n):
-            out[b, j] = _finish_one(np.int64(acc[b, j]), is_conv, graded, weight_exp)
+            ob[j] = _finish_one(np.int64(ab[j]), is_conv, graded, weight_exp)
 
 
 @numba.njit(parallel=True, cache=True)
@@ -116,8 +131,9 @@ def _spike_stats(spk, fan_out, row_counts):
     for b in numba.prange(batch):
         c = 0
         e = 0.0
+        sb = spk[b]
         for i in range(n):
-            if spk[b, i] != 0:
+            if sb[i] != 0:
                 c += 1
                 e += fan_out[i]
         row_counts[b] = c
@@ -134,37 +150,58 @@ def _rtz_decay(x, keep):
 
 
 @numba.njit(parallel=True, fastmath=True, cache=True)
-def _lif_step(a, u, v, du, dv, vth, bias, subtract, spk, fan_out, row_counts, store_u):
+def _lif_step(a, u, v, du, dv, vth, bias, subtract, spk, fan_out, row_counts):
     """One LIF step for a batch (Lava's PyLifModelBitAcc, see neurocomp.numerics);
-    also counts spikes per sample and returns the synaptic events they cause.
-    Written branch-free so LLVM vectorises it.  With no current decay ``u`` is
-    this step's input alone, so it is only written when recorded (``store_u``)."""
+    also counts spikes per sample and returns the synaptic events they cause
+    (``fan_out``: synapses per neuron, float64, length n).  Branch-free so LLVM
+    vectorises it."""
     batch, n = u.shape
     ku = 4096 - (du + 1)
     kv = 4096 - dv
     evth = np.int64(vth) << 6
-    no_decay = ku == 0 and kv == 4096        # du=4095, dv=0: the conversion default
-    has_fan = fan_out.shape[0] > 0
     events = np.zeros(batch, np.float64)
     for b in numba.prange(batch):
         cnt = 0
         ev = 0.0
+        ab, ub, vb, sb = a[b], u[b], v[b], spk[b]
         for j in range(n):
-            d = _wrap32(np.int64(a[b, j]) << 6)
-            if not no_decay:
-                d = _wrap32(_wrap32(_rtz_decay(u[b, j], ku)) + d)
+            d = _wrap32(_wrap32(_rtz_decay(ub[j], ku)) + _wrap32(np.int64(ab[j]) << 6))
             d = d - (d > (1 << 23)) * (1 << 24) + (d <= -(1 << 23)) * (1 << 24)   # one conditional wrap
-            if store_u or not no_decay:
-                u[b, j] = d
-            vv = np.int64(v[b, j]) if no_decay else _rtz_decay(v[b, j], kv)
-            nv = _wrap32(vv + d + bias[j])
+            ub[j] = d
+            nv = _wrap32(_rtz_decay(vb[j], kv) + d + bias[j])
             nv = min(max(nv, -(1 << 23) + 1), (1 << 23) - 1)
             s = nv > evth
-            spk[b, j] = s
+            sb[j] = s
             cnt += s
-            if has_fan:
-                ev += s * fan_out[j]
-            v[b, j] = nv - s * (evth if subtract else nv)
+            ev += s * fan_out[j]
+            vb[j] = nv - s * (evth if subtract else nv)
+        row_counts[b] = cnt
+        events[b] = ev
+    return row_counts.sum(), int(events.sum())
+
+
+@numba.njit(parallel=True, fastmath=True, cache=True)
+def _if_step(a, v, vth, bias, subtract, spk, fan_out, row_counts):
+    """``_lif_step`` without decays (du=4095, dv=0: the conversion default), when
+    ``u`` is not recorded: ``u`` is then this step's input alone, so it is not
+    stored at all (a conditional store in the loop stops vectorisation, ~20x)."""
+    batch, n = v.shape
+    evth = np.int64(vth) << 6
+    events = np.zeros(batch, np.float64)
+    for b in numba.prange(batch):
+        cnt = 0
+        ev = 0.0
+        ab, vb, sb = a[b], v[b], spk[b]
+        for j in range(n):
+            d = _wrap32(np.int64(ab[j]) << 6)
+            d = d - (d > (1 << 23)) * (1 << 24) + (d <= -(1 << 23)) * (1 << 24)
+            nv = _wrap32(np.int64(vb[j]) + d + bias[j])
+            nv = min(max(nv, -(1 << 23) + 1), (1 << 23) - 1)
+            s = nv > evth
+            sb[j] = s
+            cnt += s
+            ev += s * fan_out[j]
+            vb[j] = nv - s * (evth if subtract else nv)
         row_counts[b] = cnt
         events[b] = ev
     return row_counts.sum(), int(events.sum())
@@ -174,10 +211,11 @@ def _lif_step(a, u, v, du, dv, vth, bias, subtract, spk, fan_out, row_counts, st
 def _sigma_step(a, sigma, spk):
     batch, n = sigma.shape
     for b in numba.prange(batch):
+        ab, gb, sb = a[b], sigma[b], spk[b]
         for j in range(n):
-            x = _wrap32(np.int64(sigma[b, j]) + a[b, j])
-            sigma[b, j] = x
-            spk[b, j] = x
+            x = _wrap32(np.int64(gb[j]) + ab[j])
+            gb[j] = x
+            sb[j] = x
 
 
 @numba.njit(inline="always")
@@ -190,24 +228,44 @@ def _abs32(x):
 def _sigma_delta_step(a, sigma, act, residue, error, vth, bias, state_exp, relu, cum_error, spk):
     batch, n = sigma.shape
     for b in numba.prange(batch):
+        ab, gb, cb, rb, eb, sb = a[b], sigma[b], act[b], residue[b], error[b], spk[b]
         for j in range(n):
-            sg = _wrap32(np.int64(sigma[b, j]) + a[b, j])
-            sigma[b, j] = sg
+            sg = _wrap32(np.int64(gb[j]) + ab[j])
+            gb[j] = sg
             x = _wrap32(np.int64(sg) + bias[j])
             if relu and x < 0:
                 x = 0
-            delta = _wrap32(x - np.int64(act[b, j]) + residue[b, j])
+            delta = _wrap32(x - np.int64(cb[j]) + rb[j])
             if cum_error:
-                e = _wrap32(np.int64(error[b, j]) + delta)
+                e = _wrap32(np.int64(eb[j]) + delta)
                 s = delta if _abs32(e) >= vth else 0
                 if s != 0:
                     e = 0
-                error[b, j] = e
+                eb[j] = e
             else:
                 s = delta if _abs32(delta) >= vth else 0
-            residue[b, j] = _wrap32(delta - s)
-            act[b, j] = x
-            spk[b, j] = s >> state_exp
+            rb[j] = _wrap32(delta - s)
+            cb[j] = x
+            sb[j] = s >> state_exp
+
+
+@numba.njit(parallel=True, cache=True)
+def _few_spike_step(a, fx, v, k, phase, vth, bias, spk):
+    """One few-spike step at ``phase`` (``neurocomp.lowered.FewSpikeNeuron``)."""
+    batch, n = v.shape
+    shift = k - 1 - phase
+    thr = np.int64(vth) << shift
+    for b in numba.prange(batch):
+        ab, fb, vb, sb = a[b], fx[b], v[b], spk[b]
+        for j in range(n):
+            f = _wrap32(np.int64(fb[j]) + ab[j])
+            if phase == 0:
+                vb[j] = _wrap32(f + bias[j])
+                f = 0
+            fb[j] = f
+            s = np.int64(vb[j]) >= thr
+            vb[j] = _wrap32(vb[j] - s * thr)
+            sb[j] = s << shift
 
 
 # -- build ----------------------------------------------------------------------
@@ -268,10 +326,24 @@ class _Conn:
     fan_out: Optional[np.ndarray] = None  # synapses per source neuron (events per spike)
 
     @property
-    def blas_speedup(self) -> float:
-        if self.c.kind == "conv" and self.c.weight.shape[2] == 1:
-            return BLAS_SPEEDUP["depthwise"]          # torch's grouped convolutions are slow
-        return BLAS_SPEEDUP[self.c.kind]
+    def blas_kind(self) -> str:
+        if self.c.kind == "conv" and self.c.groups > 1 and self.c.weight.shape[2] == 1:
+            return "depthwise"                        # torch's grouped convolutions are slow
+        return self.c.kind
+
+    def path(self, nnz: int, batch: int, force: Optional[str] = None) -> str:
+        """``blas`` or ``scatter``: the cheaper exact way to deliver this step's
+        ``nnz`` non-zero payloads (all samples) by the cost model ``PATH_NS``,
+        or ``force`` where that path exists."""
+        if self.blas is None:
+            return "scatter"
+        if force is not None:
+            return force
+        k = self.blas_kind
+        scatter = PATH_NS["scatter_" + self.c.kind] * nnz * self.mean_fan_out + \
+            PATH_NS["scan"] * batch * self.fan_out.size
+        blas = PATH_NS["call_" + k] + PATH_NS["mac_" + k] * batch * self.synapses
+        return "blas" if blas < scatter else "scatter"
 
     @property
     def mean_fan_out(self) -> float:
@@ -308,9 +380,14 @@ class _Conn:
         _finish(acc, c.kind == "conv", self.graded, int(c.weight_exp), out)
 
 
-# how many GEMM / torch-conv multiply-adds cost as much as one scattered row add (measured on
-# 2 x86 cores): the break-even spike density is 1 / speedup
-BLAS_SPEEDUP = {"dense": 16.0, "conv": 48.0, "depthwise": 2.0}
+# cost model of the two exact delivery paths, nanoseconds (measured on 2 x86 cores with
+# benchmarks/sim_speed.py's networks at batch 1 and 1000): one scattered add of a weight
+# row (dense rows are contiguous and vectorise; conv CSR stamps are indirect), scanning
+# one source for a spike, one float32 multiply-add in a GEMM / torch convolution, and
+# the fixed cost of one call
+PATH_NS = {"scatter_dense": 0.6, "scatter_conv": 2.5, "scan": 1.2,
+           "mac_dense": 0.03, "mac_conv": 0.05, "mac_depthwise": 0.8,
+           "call_dense": 5_000, "call_conv": 40_000, "call_depthwise": 40_000}
 
 
 def _prepare(net: LoweredNet) -> list[_Conn]:
@@ -351,9 +428,16 @@ class EventBackend:
 
     name = "event"
 
-    def __init__(self, chunk: int = 2048, use_blas: bool = True):
+    PATHS = ("scatter", "blas")
+
+    def __init__(self, chunk: int = 2048, use_blas: bool = True, force_path: Optional[str] = None):
+        """``force_path`` (tests): deliver every message by ``scatter`` (row adds)
+        or ``blas`` (where provably exact) instead of the cheaper by the cost
+        model; ``use_blas=False`` is ``force_path="scatter"``."""
+        if force_path is not None and force_path not in self.PATHS:
+            raise ValueError(f"force_path must be one of {self.PATHS}")
         self.chunk = chunk
-        self.use_blas = use_blas
+        self.force_path = force_path if use_blas else "scatter"
 
     def run(self, net: LoweredNet, raster: np.ndarray, *, record=None,
             record_states: bool = False) -> SimResult:
@@ -412,6 +496,10 @@ class EventBackend:
             elif isinstance(n, SigmaNeuron):
                 st = {"sigma": np.zeros((batch, p.size), np.int32)}
                 params.append(None)
+            elif isinstance(n, FewSpikeNeuron):
+                st = {"fx": np.zeros((batch, p.size), np.int32), "v": np.zeros((batch, p.size), np.int32)}
+                bias = np.zeros(p.size, np.int64) if n.bias is None else nm.to_int32(n.bias).astype(np.int64)
+                params.append((int(n.k), int(n.vth), bias))
             else:
                 st = {}
                 params.append(None)
@@ -439,7 +527,8 @@ class EventBackend:
         fan_total = []                      # synapses each neuron's spike reaches, all connections
         for i, p in enumerate(pops):
             outs = [k.fan_out for k in conns if k.src == i]
-            fan_total.append(np.sum(outs, axis=0) if outs else np.zeros(0))
+            fan_total.append(np.sum(outs, axis=0) if outs else np.zeros(p.size))
+        feeds = [any(k.src == i for k in conns) for i in range(len(pops))]
         events = 0
         last_input_stats = (0, 0)
         for t in range(steps):
@@ -460,19 +549,26 @@ class EventBackend:
                         np.add(a, pending[j][t % pending[j].shape[0]], out=a)  # int32 wrap like Lava
                 if isinstance(n, LIFNeuron):
                     du, dv, vth, bias, sub = params[i]
-                    nnz[i], ev = _lif_step(a, state[i]["u"], state[i]["v"], du, dv, vth, bias, sub,
-                                           spk[i], fan_total[i], counts_t[i], p.name in out_states)
+                    if du == 4095 and dv == 0 and p.name not in out_states:
+                        nnz[i], ev = _if_step(a, state[i]["v"], vth, bias, sub, spk[i], fan_total[i],
+                                              counts_t[i])
+                    else:
+                        nnz[i], ev = _lif_step(a, state[i]["u"], state[i]["v"], du, dv, vth, bias, sub,
+                                               spk[i], fan_total[i], counts_t[i])
                     events += ev
                     counts[p.name][:, t] = counts_t[i]
                 elif isinstance(n, SigmaNeuron):
                     _sigma_step(a, state[i]["sigma"], spk[i])
+                elif isinstance(n, FewSpikeNeuron):
+                    k, vth, bias = params[i]
+                    _few_spike_step(a, state[i]["fx"], state[i]["v"], k, t % k, vth, bias, spk[i])
                 else:
                     vth, bias, sexp, relu, cum = params[i]
                     st = state[i]
                     _sigma_delta_step(a, st["sigma"], st["act"], st["residue"], st["error"], vth,
                                       bias, sexp, relu, cum, spk[i])
             for i, p in enumerate(pops):
-                if i != inp and not fan_total[i].size and not isinstance(p.neuron, LIFNeuron):
+                if i != inp and not feeds[i] and not isinstance(p.neuron, LIFNeuron):
                     counts[p.name][:, t] = np.count_nonzero(spk[i], axis=1)   # nothing reads these
             for r, i in zip(rec, rec_idx):
                 out_spikes[r][:, t] = spk[i]
@@ -487,7 +583,7 @@ class EventBackend:
                 if i == inp and t > 0 and input_repeats[t]:
                     nnz[i], ev = last_input_stats          # constant input: same statistics
                     events += ev
-                elif i == inp or fan_total[i].size:
+                elif i == inp or feeds[i]:
                     nnz[i], ev = _spike_stats(spk[i], fan_total[i], counts_t[i])
                     events += ev
                     if i == inp:
@@ -500,8 +596,7 @@ class EventBackend:
                 target = ring[t % ring.shape[0]]  # slot just consumed, reused for t + 1 + delay
                 if k.src == inp and ring.shape[0] == 1 and t > 0 and input_repeats[t]:
                     continue  # constant input: the pending message is already this step's
-                if k.blas is not None and self.use_blas and \
-                        nnz[k.src] * k.mean_fan_out * k.blas_speedup >= batch * k.synapses:
+                if k.path(nnz[k.src], batch, self.force_path) == "blas":
                     k.propagate_blas(src, pops[k.src].shape, target)
                 else:
                     _propagate(src, k.indptr, k.indices, k.data, k.dense_rows, k.n_dst, k.graded,

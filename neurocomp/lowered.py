@@ -126,8 +126,33 @@ class SigmaNeuron:
     graded: ClassVar[bool] = True
 
 
-Neuron = Union[InputNeuron, LIFNeuron, SigmaDeltaNeuron, SigmaNeuron]
-NEURON_TYPES = {c.kind: c for c in (InputNeuron, LIFNeuron, SigmaDeltaNeuron, SigmaNeuron)}
+@dataclass
+class FewSpikeNeuron:
+    """Few-spike (FS) ReLU neuron (Stöckl & Maass 2021; mlGeNN's converter), with
+    graded payloads.  Time runs in cycles of ``k`` steps; at step t (0-based)
+    the phase is ``p = t mod k``::
+
+        fx += a
+        if p == 0:  v = fx + bias;  fx = 0        (latch one cycle's input)
+        thr = vth << (k-1-p);  s = v >= thr;  v -= s * thr
+        payload = s << (k-1-p)
+
+    so one cycle emits the binary expansion of ``v / vth`` (clipped to
+    ``[0, 2^k - 1]``): ReLU with k-bit precision in at most k spikes, one
+    cycle of latency per layer.  Sums wrap to int32.  Lava: the custom
+    ``FewSpike`` process (Loihi 2 microcode on a chip; not NetX-expressible).
+    """
+
+    k: int = 4
+    vth: int = 1
+    bias: Optional[np.ndarray] = None        # per neuron, added once per cycle
+    kind: ClassVar[str] = "few_spike"
+    graded: ClassVar[bool] = True
+
+
+Neuron = Union[InputNeuron, LIFNeuron, SigmaDeltaNeuron, SigmaNeuron, FewSpikeNeuron]
+NEURON_TYPES = {c.kind: c for c in (InputNeuron, LIFNeuron, SigmaDeltaNeuron, SigmaNeuron,
+                                    FewSpikeNeuron)}
 
 
 @dataclass
@@ -270,6 +295,17 @@ class LoweredNet:
             elif isinstance(n, SigmaDeltaNeuron):
                 if n.bias is not None and np.shape(n.bias) != (p.size,):
                     raise LoweredError(f"population '{p.name}' bias shape {np.shape(n.bias)} != ({p.size},)")
+            elif isinstance(n, FewSpikeNeuron):
+                if not 1 <= n.k <= 16:
+                    raise LoweredError(f"population '{p.name}' few-spike k {n.k} outside 1..16")
+                if not 1 <= int(n.vth) << (int(n.k) - 1) < (1 << 31):
+                    raise LoweredError(f"population '{p.name}' few-spike vth {n.vth} << (k-1) must be "
+                                       "in 1..2^31-1")
+                if n.bias is not None and np.shape(n.bias) != (p.size,):
+                    raise LoweredError(f"population '{p.name}' bias shape {np.shape(n.bias)} != ({p.size},)")
+        ks = {q.neuron.k for q in pops.values() if isinstance(q.neuron, FewSpikeNeuron)}
+        if len(ks) > 1:     # the phase is global: every layer's cycle must line up
+            raise LoweredError(f"few-spike populations must share one cycle length, got k in {sorted(ks)}")
         if self.output not in self.reachable():
             raise LoweredError(f"output '{self.output}' is not reachable from input '{self.input}'")
 
@@ -293,6 +329,8 @@ class LoweredNet:
             return int(self.meta.get("payload_max", {}).get(pop, (1 << (nm.UV_BITS - 1)) >> n.state_exp))
         if isinstance(n, SigmaNeuron):
             return int(self.meta.get("payload_max", {}).get(pop, 1 << 31))
+        if isinstance(n, FewSpikeNeuron):
+            return 1 << (int(n.k) - 1)
         return 1
 
     # -- persistence -------------------------------------------------------------

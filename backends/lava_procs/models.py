@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import numpy as np
 from lava.magma.core.decorator import implements, requires, tag
-from lava.magma.core.model.py.ports import PyOutPort
+from lava.magma.core.model.py.model import PyLoihiProcessModel
+from lava.magma.core.model.py.ports import PyInPort, PyOutPort
 from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from lava.proc.lif.models import AbstractPyLifModelFixed, AbstractPyLifModelFloat
 
-from neurocomp.backends.lava_procs.process import LIFSoftReset  # absolute: Lava imports this file alone
+from neurocomp.backends.lava_procs.process import FewSpike, LIFSoftReset  # absolute: Lava imports this file alone
 
 @implements(proc=LIFSoftReset, protocol=LoihiProtocol)
 @requires(CPU)
@@ -50,3 +51,37 @@ class PyLifSoftResetModelFloat(AbstractPyLifModelFloat):
 
     def reset_voltage(self, spike_vector: np.ndarray):
         self.v[spike_vector] -= self.vth
+
+
+def _wrap32(x: np.ndarray) -> np.ndarray:
+    return ((x.astype(np.int64) + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+
+
+@implements(proc=FewSpike, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyFewSpikeModelFixed(PyLoihiProcessModel):
+    """Integer few-spike neuron (``neurocomp.lowered.FewSpikeNeuron``); int32 sums."""
+
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    fx: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=32)
+    v: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=32)
+    bias: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=32)
+    cycle_step: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=16)
+    k: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=5)
+    vth: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=31)
+
+    def run_spk(self) -> None:
+        a = self.a_in.recv()
+        k, p = int(self.k[0]), int(self.cycle_step[0])
+        fx = _wrap32(self.fx + a.astype(np.int64))
+        if p == 0:
+            self.v[:] = _wrap32(fx + self.bias)
+            fx[:] = 0
+        self.fx[:] = fx
+        thr = int(self.vth[0]) << (k - 1 - p)
+        s = self.v.astype(np.int64) >= thr
+        self.v[:] = _wrap32(self.v - s * thr)
+        self.cycle_step[0] = (p + 1) % k
+        self.s_out.send((s.astype(np.int64) << (k - 1 - p)).astype(np.int32))

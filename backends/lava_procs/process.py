@@ -6,9 +6,33 @@ model is Lava's bit-accurate LIF with only the reset changed, so the
 event simulator's ``reset="subtract"`` is its exact twin.  On a chip it
 needs a Loihi 2 microcoded neuron (Loihi 1 compartments reset to zero), and
 NetX cannot express it.
+
+``FewSpike``: the few-spike ReLU neuron (``neurocomp.lowered.FewSpikeNeuron``:
+k-step cycles, a latched input, binary-expansion spikes with graded
+payloads).  Its ``fixed_pt`` model is the event simulator's twin; on a chip
+it needs a Loihi 2 microcoded neuron.
 """
+import numpy as np
+from lava.magma.core.process.ports.ports import InPort, OutPort
+from lava.magma.core.process.process import AbstractProcess
+from lava.magma.core.process.variable import Var
 from lava.proc.lif.process import LIF
 
 
 class LIFSoftReset(LIF):
     """LIF whose membrane is reduced by the threshold on a spike (soft reset)."""
+
+
+class FewSpike(AbstractProcess):
+    """Few-spike ReLU neurons with a k-step cycle (see module docstring)."""
+
+    def __init__(self, *, shape, k: int, vth: int, bias=0, **kwargs):
+        super().__init__(shape=shape, k=k, vth=vth, bias=bias, **kwargs)
+        self.a_in = InPort(shape=shape)
+        self.s_out = OutPort(shape=shape)
+        self.fx = Var(shape=shape, init=0)
+        self.v = Var(shape=shape, init=0)
+        self.bias = Var(shape=shape, init=bias)
+        self.cycle_step = Var(shape=(1,), init=0)   # not "phase": Lava models use that name
+        self.k = Var(shape=(1,), init=k)
+        self.vth = Var(shape=(1,), init=vth)

@@ -1,0 +1,91 @@
+"""Few-spike neurons: the event simulator against a plain reference of the
+dynamics and against Lava's custom ``FewSpike`` fixed_pt process, bit for bit."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from neurocomp.backends.event import EventBackend
+from neurocomp.backends.lava import LavaBackend
+from neurocomp.lowered import FewSpikeNeuron, InputNeuron, LoweredError, LoweredNet, SigmaNeuron
+
+
+def fs_reference(a_steps: np.ndarray, k: int, vth: int, bias: np.ndarray):
+    """Literal FewSpikeNeuron dynamics for one population: input (steps, n) ->
+    payloads (steps, n)."""
+    fx = np.zeros(a_steps.shape[1], np.int64)
+    v = np.zeros_like(fx)
+    out = []
+    for t, a in enumerate(a_steps):
+        p = t % k
+        fx = fx + a
+        if p == 0:
+            v, fx = fx + bias, np.zeros_like(fx)
+        thr = vth << (k - 1 - p)
+        s = v >= thr
+        v = v - s * thr
+        out.append(s.astype(np.int64) << (k - 1 - p))
+    return np.array(out)
+
+
+def test_one_cycle_emits_the_binary_expansion_of_the_latched_value():
+    k, vth = 4, 3
+    net = LoweredNet(input="in", output="fs")
+    net.add_population("in", (5,), InputNeuron(graded=True, payload_max=100))
+    net.add_population("fs", (5,), FewSpikeNeuron(k=k, vth=vth))
+    net.connect(name="w", src="in", dst="fs", kind="dense", weight=np.eye(5, dtype=np.int64))
+    net.validate()
+    x = np.array([0, 3, 10, 44, 100])            # 100 > (2^4 - 1) * 3 clips at 15
+    raster = np.zeros((1, 3 * k, 5), np.int32)
+    raster[0, :k] = x                               # one cycle of input, latched at step k
+    res = EventBackend().run(net, raster, record="all", record_states=True)
+    cycle = res.spikes["fs"][0, k:2 * k]
+    total = cycle.sum(axis=0)
+    np.testing.assert_array_equal(total, np.minimum((k * x) // vth, 2 ** k - 1))
+    assert (np.count_nonzero(cycle, axis=0) <= k).all()
+    ref = fs_reference(np.vstack([np.zeros((1, 5)), raster[0, :-1]]).astype(np.int64), k, vth, np.zeros(5, np.int64))
+    np.testing.assert_array_equal(res.spikes["fs"][0], ref)
+
+
+def fs_net(rng, k=3):
+    net = LoweredNet(input="in", output="out")
+    net.add_population("in", (6, 6, 2), InputNeuron(graded=True, payload_max=15))
+    net.add_population("c", (4, 4, 3), FewSpikeNeuron(k=k, vth=20, bias=rng.integers(-30, 30, 48)))
+    net.add_population("h", (12,), FewSpikeNeuron(k=k, vth=9, bias=rng.integers(-10, 10, 12)))
+    net.add_population("out", (4,), SigmaNeuron())
+    net.connect(name="a", src="in", dst="c", kind="conv", weight=rng.integers(-6, 7, (3, 3, 2, 3)))
+    net.connect(name="b", src="c", dst="h", kind="dense", weight=rng.integers(-5, 6, (12, 48)))
+    net.connect(name="d", src="h", dst="out", kind="dense", weight=rng.integers(-9, 10, (4, 12)))
+    net.connect(name="skip", src="c", dst="out", kind="dense", weight=rng.integers(-3, 4, (4, 48)), delay=k)
+    net.validate()
+    return net
+
+
+def test_event_and_lava_agree_on_a_few_spike_network():
+    rng = np.random.default_rng(3)
+    net = fs_net(rng)
+    raster = np.repeat(rng.integers(0, 16, (3, 1, 72)), 14, axis=1).astype(np.int32)
+    ev = EventBackend().run(net, raster, record="all", record_states=True)
+    lv = LavaBackend().run(net, raster, record="all", record_states=True)
+    for pop in ev.spikes:
+        np.testing.assert_array_equal(ev.spikes[pop], lv.spikes[pop], err_msg=pop)
+    for pop in ev.states:
+        for var in ev.states[pop]:
+            np.testing.assert_array_equal(ev.states[pop][var], lv.states[pop][var], err_msg=f"{pop}.{var}")
+    assert ev.spikes["c"].any() and ev.spikes["h"].any()
+    # spikes carry payloads 2^(k-1-phase): the phase is global
+    k = net.populations["c"].neuron.k
+    for t in range(raster.shape[1]):
+        vals = np.unique(ev.spikes["c"][:, t])
+        assert set(vals.tolist()) <= {0, 1 << (k - 1 - t % k)}
+
+
+def test_cycle_lengths_must_agree():
+    net = LoweredNet(input="in", output="b")
+    net.add_population("in", (2,), InputNeuron(graded=True, payload_max=3))
+    net.add_population("a", (2,), FewSpikeNeuron(k=3, vth=2))
+    net.add_population("b", (2,), FewSpikeNeuron(k=4, vth=2))
+    net.connect(name="x", src="in", dst="a", kind="dense", weight=np.eye(2, dtype=np.int64))
+    net.connect(name="y", src="a", dst="b", kind="dense", weight=np.eye(2, dtype=np.int64))
+    with pytest.raises(LoweredError, match="one cycle length"):
+        net.validate()
