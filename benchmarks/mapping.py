@@ -117,6 +117,18 @@ FULL_VGG_NOTE = ("full VGG-16 widths cannot fit: fan-in 3*3*512 = 4608 distinct 
                  "multiple of 64 that fits (9*448 = 4032).")
 
 
+VGG_NOTE = ("conv_shared stores one weight row per distinct (source channel, tap footprint) on a core "
+            "(nengo-loihi's scheme; clipped border footprints are rows of their own), so sharing only "
+            "pays on tiles wider than the kernel.  On the 256-448-channel layers the input-axon limit "
+            "(4096, with a 1-output halo around each tile) allows tiles of only a few output positions, "
+            "which share almost no rows: memory per neuron is then ~ fan-in x bits per synapse, and "
+            "those layers (L5, L9, L13, and L2 on loihi2) sit 5-15x above their memory/axon bound.  "
+            "The bound is sound but cannot see this coupling of the axon limit and the sharing: it "
+            "lets one row serve every destination position a core could hold.  A tighter provable "
+            "bound (isoperimetric halo + footprint counting) is what would close most of the gap; "
+            "uneven edge tiles were not tried (out of time).")
+
+
 def _gaps(m, net, hw):
     """Layers that use more cores than their bound, worst first, with the limit
     that binds on their cores and why the bound cannot see it."""
@@ -132,15 +144,19 @@ def _gaps(m, net, hw):
         recs = [r for r in m.cores if r.population == p]
         use = {k: max(getattr(r, k) for r in recs) / v for k, v in lims.items()}
         bind = max(use, key=use.get)
-        why = [f"binding: {bind} ({use[bind]:.0%} of a core)"]
+        tiles = [tuple(b - a for a, b in r.tile) for r in recs if r.tile is not None]
+        shape = max(set(tiles), key=tiles.count) if tiles else None
+        why = [f"binding: {bind} ({use[bind]:.0%} of a core)" + (f", tiles {shape}" if shape else "")]
         if lb["proven"] > lb["cores"]:
             why.append(f"whole neurons: <= {lb['per_core_capacity']} per core -> >= {lb['proven']}")
         if bind == "input_axons":
             why.append("spatial tiles pay overlapping receptive fields (halo) as input axons on "
                        "every tile; the bound counts each source once")
         elif bind == "synapse_memory_bits":
-            why.append(f"bound assumes >= {lb['min_synapse_memory_bits']} bits in all; tiles store "
-                       "the kernel slice once per tile (and 1 row per axon of overhead)")
+            why.append(f"bound assumes >= {lb['min_synapse_memory_bits']} bits in all, i.e. a conv_shared "
+                       "row shared by as many axons as one core has destination positions; but the "
+                       "input-axon limit (with halo) forces tiles a few outputs wide, whose axons use "
+                       "clipped tap footprints that each need their own row, so little is shared")
         out.append((n - lb["proven"], f"{p} {tuple(net.populations[p].shape)}: {n} cores vs bound "
                     f"{lb['cores']}; " + "; ".join(why)))
     return [t for _, t in sorted(out, reverse=True)]
@@ -195,6 +211,7 @@ def main(argv=None) -> int:
                   f"{s['proven_lower_bound']:6d} {pr:6.3f} {s['chips_used']:5d} {dt:7.2f}  {'; '.join(note)}")
     print(f"\nnote: {FULL_VGG_NOTE}")
     if missed:
+        print(f"\nwhy VGG misses: {VGG_NOTE}")
         print("\nmissed targets:")
         for label, hwn, what, v in missed:
             print(f"  {label} on {hwn}: {what} {v:.3f}")

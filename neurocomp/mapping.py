@@ -29,9 +29,18 @@ Counting rules (the partitioner in ``neurocomp.passes.partition_cores`` and
   ``dense``: rows = the connection's input axons on the core, each as wide as
   the neurons of the destination population on the core (a dense row stores
   zeros too); ``sparse``: one row per input axon holding its non-zero
-  synapses onto the core; ``conv_shared``: rows = input axons, row width =
-  the largest fan-out of one axon onto the core, stored rows =
-  :func:`conv_shared_rows` (one per source channel and stride phase).
+  synapses onto the core; ``conv_shared``: one stored row per distinct
+  *weight class* of the core's axons, a class being (source channel, the set
+  of (kernel tap, output channel) pairs the axon uses on the core), each row
+  as wide as its class (:func:`conv_tap_codes` names the pairs), plus
+  ``per_axon_overhead_bits`` per input axon.  Axons of one class share a row
+  because their targets differ only by a base offset (a core's compartments
+  are linear in (row, column, channel)); an axon at a tile's edge uses a
+  clipped footprint, which is a different class -- nengo-loihi's
+  ``conv2d_loihi_weights`` keys its shared weight sets the same way.  So a
+  tile smaller than the kernel stores the whole kh*kw*cin*tc kernel slice in
+  rows of tc, and a large interior tile stores one row per distinct border
+  footprint, not only the full kernel.
 """
 from __future__ import annotations
 
@@ -58,17 +67,21 @@ def conn_bits(c) -> tuple[int, int]:
     return int(c.num_weight_bits), (int(c.delay).bit_length() if c.delay else 0)
 
 
-def conv_phases(c) -> int:
-    """Distinct kernel footprints per source channel of a conv connection:
-    ``min(stride, kernel)`` per spatial axis (1 for a stride-1 conv)."""
-    kh, kw = c.weight.shape[:2]
-    return min(c.strides[0], kh) * min(c.strides[1], kw)
-
-
-def conv_shared_rows(c, n_rows: int, n_src_channels: int) -> int:
-    """Weight rows a ``conv_shared`` core stores for ``n_rows`` axons that
-    cover ``n_src_channels`` source channels."""
-    return int(min(n_rows, n_src_channels * conv_phases(c)))
+def conv_tap_codes(net, c, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Per synapse ``(src, dst)`` of conv connection ``c`` (flat indices),
+    the code ``(ky * kw + kx) * Co + co`` of its kernel tap and output
+    channel: what an axon's shared weight row is keyed on (with the source
+    channel) under ``conv_shared``."""
+    H, W, Cs = net.populations[c.src].shape
+    Ho, Wo, Co = net.populations[c.dst].shape
+    kw = c.weight.shape[1]
+    src = np.asarray(src, np.int64)
+    dst = np.asarray(dst, np.int64)
+    iy, ix = src // (W * Cs), (src // Cs) % W
+    oy, ox, co = dst // (Wo * Co), (dst // Co) % Wo, dst % Co
+    ky = (iy + c.pads[0][0] - oy * c.strides[0]) // c.dilation[0]
+    kx = (ix + c.pads[1][0] - ox * c.strides[1]) // c.dilation[1]
+    return (ky * kw + kx) * Co + co
 
 
 def row_bits_fn(hw, encoding: str, weight_bits: int, delay_bits: int):
@@ -199,6 +212,42 @@ def _pairs(net, c, core_of):
     return src[ok], dcore[ok]
 
 
+def _conv_shared_classes(net, c, core_of) -> dict:
+    """Checker's count of ``conv_shared`` weight classes: per core, the width
+    (synapses) of every distinct (source channel, set of (tap, output
+    channel)) class among its axons of connection ``c``.
+
+    Built from the synapse list (not the partitioner's per-axis tables): each
+    (core, source) group's set of tap codes is summarised by two independent
+    64-bit hashes (sums of per-code random words and of their squares), so
+    two different sets merge only on a double collision."""
+    from neurocomp.analysis import connection_matrix
+    m = connection_matrix(net, c).tocoo()
+    dcore = core_of[c.dst][m.col]
+    ok = dcore >= 0
+    if not ok.any():
+        return {}
+    src = m.row[ok].astype(np.int64)
+    code = conv_tap_codes(net, c, src, m.col[ok])
+    n_src = net.populations[c.src].size
+    key = dcore[ok] * n_src + src
+    ncode = int(np.prod(c.weight.shape[:2])) * net.populations[c.dst].shape[2]
+    rng = np.random.default_rng(0x5EED)
+    h1 = rng.integers(0, 2**63, ncode, dtype=np.uint64) | np.uint64(1)
+    h2 = h1 * h1
+    uk, inv, width = np.unique(key, return_inverse=True, return_counts=True)
+    s1 = np.zeros(uk.size, np.uint64)
+    s2 = np.zeros(uk.size, np.uint64)
+    np.add.at(s1, inv, h1[code])
+    np.add.at(s2, inv, h2[code])
+    core = uk // n_src
+    ch = (uk % n_src) % net.populations[c.src].shape[2]
+    cls = np.unique(np.stack([core.astype(np.uint64), ch.astype(np.uint64), s1, s2,
+                              width.astype(np.uint64)], 1), axis=0)
+    bounds = np.flatnonzero(np.diff(cls[:, 0].astype(np.int64))) + 1
+    return {int(g[0, 0]): g[:, 4].astype(np.int64) for g in np.split(cls, bounds)}
+
+
 def recount(net: LoweredNet, hw, mapping: Mapping, errors: Optional[list] = None) -> dict:
     """Recount, from the network, every per-core quantity of ``mapping``.
     Returns ``{"core_of": ..., "neurons", "input_axons", "output_axons",
@@ -225,9 +274,9 @@ def recount(net: LoweredNet, hw, mapping: Mapping, errors: Optional[list] = None
         # memory of this connection per core, with the recorded encoding
         rows_key, fan = np.unique(dcore * n_src + src, return_counts=True)
         rcore = rows_key // n_src
-        rsrc = rows_key % n_src
         n_rows = np.bincount(rcore, minlength=nc)
         wb, db = conn_bits(c)
+        cs_classes = None
         for k in np.flatnonzero(n_rows):
             enc = mapping.cores[k].encodings.get(c.name)
             if enc is None:
@@ -246,11 +295,14 @@ def recount(net: LoweredNet, hw, mapping: Mapping, errors: Optional[list] = None
                     if c.kind != "conv":
                         errors.append(f"core {k}: conv_shared encoding on non-conv connection '{c.name}'")
                         continue
-                    cs = net.populations[c.src].shape[2]
-                    nch = np.unique(rsrc[sel] % cs).size
-                    mem[k] += hw.synapse_memory_bits(
-                        "conv_shared", int(n_rows[k]), int(fan[sel].max()), wb, db,
-                        shared_rows=conv_shared_rows(c, int(n_rows[k]), nch))
+                    if cs_classes is None:
+                        cs_classes = _conv_shared_classes(net, c, core_of)
+                    widths = cs_classes.get(int(k), np.zeros(0, np.int64))
+                    mem[k] += hw.synapse_memory_bits("conv_shared", int(n_rows[k]) - widths.size, 0, wb, db)
+                    ws, nw = np.unique(widths, return_counts=True)
+                    for w, n in zip(ws, nw):
+                        mem[k] += hw.synapse_memory_bits("conv_shared", int(n), int(w), wb, db,
+                                                         shared_rows=int(n))
                 else:
                     errors.append(f"core {k}: unknown encoding '{enc}' for '{c.name}'")
             except HardwareLimitError as e:

@@ -14,7 +14,8 @@ neurons' output axons (one per destination core) can be counted.
   grid of ``(th, tw, tc)`` tiles (rows x columns x channels).  Every count is
   separable over the three axes (receptive-field rows x columns x source
   channels), so each candidate tile shape is scored over all its tiles with a
-  few numpy broadcasts; candidates are tried in increasing core count and the
+  few numpy broadcasts (``conv_shared`` rows: distinct tap footprints per axis,
+  ``_axis_classes``, times source channels); candidates are tried in increasing core count and the
   first one where every tile fits wins.  Overlapping receptive fields (the
   halo of a spatial tile) are paid as input axons on each core, which is what
   makes channel groups win for wide layers and spatial tiles for large maps.
@@ -30,8 +31,9 @@ Lower bound per layer (``summary["lower_bound"]`` sums them, since a core
 holds one layer): max over limits of ceil(total / per-core limit).  Synapse
 memory depends on the partition, so its total is the provable minimum under
 the cost model (every synapse costs at least the cheapest block's bits per
-synapse; ``conv_shared`` at most shares a row over ``R / (channels * phases)``
-axons).  ``proven_lower_bound`` adds whole-neuron capacity per core.
+synapse; ``conv_shared`` shares a row among at most ``P`` axons, ``P`` the
+destination positions one core can hold -- see ``_syn_lower_bits``).
+``proven_lower_bound`` adds whole-neuron capacity per core.
 Neither sees receptive-field halos, which is why tiled 3x3 convs sit above
 them (``benchmarks/mapping.py`` lists those layers).
 
@@ -48,10 +50,10 @@ import numpy as np
 
 from neurocomp.errors import HardwareLimitError
 from neurocomp.lowered import InputNeuron, LoweredNet
-from neurocomp.mapping import (CoreRecord, Mapping, conn_bits, conv_phases, conv_shared_rows,
-                               place_chips, row_bits_fn)
+from neurocomp.mapping import (CoreRecord, Mapping, conn_bits, conv_tap_codes, place_chips,
+                               row_bits_fn)
 
-FLAT_CONV_MAX_SYNAPSES = 3_000_000   # also try contiguous ranges for conv layers up to this size
+FLAT_CONV_MAX_SYNAPSES = 1_000_000   # also try contiguous ranges for conv layers up to this size
 
 
 class _Limits:
@@ -76,6 +78,27 @@ def _vec(f, x):
 
 # -- conv geometry (per axis) -------------------------------------------------------
 
+def _axis_classes(n_out, n_in, k, s, d, p0, t):
+    """(n_tiles, k) per tile of t outputs along one axis: how many distinct
+    non-empty tap footprints of a given size (column j: j + 1 taps) the
+    inputs it reaches have.  The footprint of input i is the set of taps
+    that carry it to an output of the tile; inputs with equal footprints
+    share a conv_shared row."""
+    starts = np.arange(0, n_out, t)
+    out = np.zeros((starts.size, k), np.int64)
+    for j, a in enumerate(starts):
+        o = np.arange(a, min(a + t, n_out))
+        bits = np.zeros(n_in, np.int64)
+        for tap in range(k):
+            i = o * s + tap * d - p0
+            i = i[(i >= 0) & (i < n_in)]
+            bits[i] |= 1 << tap
+        u = np.unique(bits[bits > 0])
+        pc = np.array([bin(int(v)).count("1") for v in u], np.int64)
+        out[j] = np.bincount(pc - 1, minlength=k)[:k]
+    return out
+
+
 def _axis_hits(n_out, n_in, k, s, d, p0):
     """(n_out, n_in) number of kernel taps of output position o landing on input i."""
     m = np.zeros((n_out, n_in), np.int64)
@@ -98,7 +121,9 @@ class _ConvGeom:
         self.cy = np.vstack([np.zeros((1, H), np.int64), np.cumsum(self.hy, 0)])
         self.cx = np.vstack([np.zeros((1, W), np.int64), np.cumsum(self.hx, 0)])
         self.cg, self.og, self.Co, self.Cs = cg, co // c.groups, Co, Cs
-        self.phases = conv_phases(c)
+        self.kh, self.kw = kh, kw
+        self._cls_args = ((Ho, H, kh, c.strides[0], c.dilation[0], c.pads[0][0]),
+                          (Wo, W, kw, c.strides[1], c.dilation[1], c.pads[1][0]))
         self.max_fanin = int(self.hy.sum(1).max()) * int(self.hx.sum(1).max()) * cg
 
     def axis(self, which, t):
@@ -109,6 +134,10 @@ class _ConvGeom:
         e = np.minimum(s + t, n)
         T = cum[e] - cum[s]
         return (T > 0).sum(1), T.max(1), T.sum(1)
+
+    def classes(self, which, t):
+        """Per tile of size t along rows/cols: counts of distinct footprints by size."""
+        return _axis_classes(*self._cls_args[which], t)
 
     def chan(self, t):
         """Per channel tile of size t: (source channels, max fan-out per source channel in tile)."""
@@ -230,7 +259,8 @@ def _partition_pop(net, hw, lim, name, out_ax, info):
         at_bound = best is not None and len(best[0]) <= lb["proven"]
         if n_syn <= FLAT_CONV_MAX_SYNAPSES and not at_bound:
             try:
-                flat = _flat_partition(net, hw, lim, name, out_ax)
+                flat = _flat_partition(net, hw, lim, name, out_ax,
+                                       max_cores=None if best is None else len(best[0]) - 1)
             except HardwareLimitError:
                 if best is None:
                     raise
@@ -259,9 +289,8 @@ def _min_bits_per_synapse(hw, enc, c):
 def _conv_fanin_and_channels(net, c):
     """Exact non-zero fan-in of every destination neuron of a conv connection
     (flat order), from its kernel and the taps valid at each position, and
-    the fewest distinct source channels any destination neuron reads
-    (counting only taps valid at every position, so it holds at the borders
-    too; at least 1)."""
+    ``nch0``: the most source channels that every destination neuron reads
+    at one tap valid at every position (0 when no such tap exists)."""
     from neurocomp import numerics as nm
     H, W, _ = net.populations[c.src].shape
     Ho, Wo, _ = net.populations[c.dst].shape
@@ -272,30 +301,38 @@ def _conv_fanin_and_channels(net, c):
         i = np.arange(n_out)[:, None] * st + np.arange(kk)[None, :] * d - p0
         ok.append(((i >= 0) & (i < n_in)).astype(np.int64))
     fanin = np.einsum("ya,xb,abo->yxo", ok[0], ok[1], k.sum(2)).ravel()
-    always = np.einsum("abio,a,b->io", k, ok[0].all(0), ok[1].all(0)) > 0
-    return fanin, max(1, int(always.sum(0).min()))
+    per_tap = k.sum(2).min(2)                                  # (kh, kw): min over co
+    always = ok[0].all(0)[:, None] & ok[1].all(0)[None, :]
+    nch0 = int(per_tap[always].max()) if always.any() else 0
+    return fanin, nch0
 
 
 def _syn_lower_bits(net, hw, lim, c):
     """(synapses of ``c``, fewest memory bits per synapse any valid mapping
     can spend on them).
 
-    Per core, ``conv_shared`` stores ``min(rows, nch * phases)`` rows of
-    ``spr`` synapses with ``syn <= rows * spr`` and ``rows <= R`` (the input
-    axons a core can have, and no more than the sources): either it stores
-    every row (>= ``syn`` synapses) or ``nch * phases`` rows of at least
-    ``syn / R`` each.  Both are linear in the core's synapses, so they sum
-    over cores.  ``dense`` and ``sparse`` store every synapse (dense stores
-    zeros too)."""
+    ``conv_shared``: a core stores one row per weight class (source channel,
+    set of (tap, output channel)); its synapses are at most the sum over
+    classes of row width x axons in the class, and the axons of one class sit
+    at distinct source positions, each reaching, through one fixed tap, a
+    different destination position of the core -- so at most ``P`` (the
+    core's destination positions) axons share a row, and the core stores
+    >= syn / P synapses.  ``P <= min(dst positions, neurons per core,
+    input axons per core / nch0)``: every destination position reads
+    ``nch0`` distinct sources at one tap valid everywhere.  Linear in the
+    core's synapses, so it sums over cores.  ``dense`` and ``sparse`` store
+    every synapse (dense stores zeros too)."""
     if c.kind == "dense":
         syn = int(np.count_nonzero(c.effective_weight()))
         encs = {e: 1.0 for e in ("dense", "sparse")}
     else:
-        fanin, nch = _conv_fanin_and_channels(net, c)
+        fanin, nch0 = _conv_fanin_and_channels(net, c)
         syn = int(fanin.sum())
-        R = min(lim.A, net.populations[c.src].size)
-        encs = {"dense": 1.0, "sparse": 1.0,
-                "conv_shared": min(1.0, nch * conv_phases(c) / R)}
+        Ho, Wo, _ = net.populations[c.dst].shape
+        P = min(Ho * Wo, lim.N)
+        if nch0 > 0:
+            P = min(P, min(lim.A, net.populations[c.src].size) // nch0)
+        encs = {"dense": 1.0, "sparse": 1.0, "conv_shared": 1.0 / max(P, 1)}
     return syn, min(_min_bits_per_synapse(hw, e, c) * f for e, f in encs.items())
 
 
@@ -368,7 +405,8 @@ def _tile_partition(net, hw, lim, name, out_ax):
     def ax(g, which, t):
         key = (id(g), which, t)
         if key not in cache:
-            cache[key] = g.axis(which, t) if which < 2 else g.chan(t)
+            cache[key] = (g.axis(which, t) if which < 2 else g.chan(t)) if which < 3 else \
+                g.classes(which - 3, t)
         return cache[key]
 
     cands = []
@@ -413,8 +451,13 @@ def _score(geoms, rbs, ax, lim, O3, th, tw, tc):
             return False, None
         syn += sy[:, None, None] * sx[None, :, None] * (g.cg * ncn)[None, None, :]
         (fcs, ocs), (fsp, osp) = rbs[id(g)]
-        stored = np.minimum(rows, (rc * g.phases)[None, None, :])
-        m_cs = stored * _vec(fcs, spr) + rows * ocs
+        # conv_shared: one row per (source channel, footprint rows x footprint cols),
+        # each of |fy| * |fx| taps x the channel's output channels on the core
+        ky, kx = ax(g, 3, th), ax(g, 4, tw)
+        a = np.arange(1, g.kh + 1)[:, None, None]
+        b = np.arange(1, g.kw + 1)[None, :, None]
+        rowb = _vec(fcs, a * b * fc[None, None, :])                  # (kh, kw, n_ctiles)
+        m_cs = np.einsum("ya,xb,abc->yxc", ky, kx, rowb) * rc[None, None, :] + rows * ocs
         m_sp = rows * (_vec(fsp, spr) + osp)
         use_cs = m_cs <= m_sp
         mem += np.where(use_cs, m_cs, m_sp)
@@ -463,25 +506,41 @@ class _FlatConn:
             self.fs, self.os = _rb(hw, "sparse", c)
             self.fc, self.oc = _rb(hw, "conv_shared", c)
             self.cs = net.populations[c.src].shape[2]
+            dst = np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(self.indptr))
+            code = conv_tap_codes(net, c, self.indices, dst).astype(np.uint64)
+            # per (tap, output channel) code a well-mixed 64-bit word (splitmix64);
+            # a source's class is its channel and the wrapped sum over its codes
+            z = (code + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
+            z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+            z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+            self.hv = z ^ (z >> np.uint64(31))
+            self.hc = np.random.default_rng(7).integers(0, 2**63, self.cs, dtype=np.uint64)  # per channel
 
     def cost(self, a, b):
         """(input axons, synapses, memory bits, encoding) of dst neurons [a, b)."""
-        cols = self.indices[self.indptr[a]:self.indptr[b]]
+        lo, hi = self.indptr[a], self.indptr[b]
+        cols = self.indices[lo:hi]
         if cols.size == 0:
             return 0, 0, 0, ("dense" if self.c.kind == "dense" else "sparse")
-        src, fan = np.unique(cols, return_counts=True)
+        src, inv, fan = np.unique(cols, return_inverse=True, return_counts=True)
         rows = int(src.size)
         if self.c.kind == "dense":
             return rows, int(cols.size), rows * (self.fd(b - a) + self.od), "dense"
         vals, cnt = np.unique(fan, return_counts=True)
         m_sp = int(sum(int(n) * self.fs(int(v)) for v, n in zip(vals, cnt))) + rows * self.os
-        shared = conv_shared_rows(self.c, rows, int(np.unique(src % self.cs).size))
-        m_cs = shared * self.fc(int(fan.max())) + rows * self.oc
+        # conv_shared: one row per distinct (source channel, set of (tap, output channel))
+        h = self.hc[src % self.cs].copy()
+        np.add.at(h, inv, self.hv[lo:hi])
+        _, first = np.unique(h, return_index=True)
+        wv, wc = np.unique(fan[first], return_counts=True)
+        m_cs = int(sum(int(n) * self.fc(int(v)) for v, n in zip(wv, wc))) + rows * self.oc
         return (rows, int(cols.size), m_cs, "conv_shared") if m_cs <= m_sp else \
             (rows, int(cols.size), m_sp, "sparse")
 
 
-def _flat_partition(net, hw, lim, name, out_ax):
+def _flat_partition(net, hw, lim, name, out_ax, max_cores=None):
+    """Greedy contiguous ranges; ``None`` as soon as more than ``max_cores``
+    would be needed (the caller already has a partition that good)."""
     p = net.populations[name]
     n = p.size
     conns = [_FlatConn(net, hw, c) for c in net.incoming(name)]
@@ -510,6 +569,8 @@ def _flat_partition(net, hw, lim, name, out_ax):
     recs = []
     a = 0
     while a < n:
+        if max_cores is not None and len(recs) >= max_cores:
+            return None
         first = evaluate(a, a + 1)
         if first is None:
             r = [fc.cost(a, a + 1) for fc in conns]
