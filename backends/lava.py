@@ -39,7 +39,7 @@ Mapping of the lowered IR onto Lava processes
   Otherwise (asymmetric pads, e.g. Keras 'same' with stride 2 on even sizes,
   a delay, or int8 overflow) the convolution is written out as the explicit
   ``(n_dst, n_src)`` matrix in canonical order and run with
-  ``lava.proc.sparse.process.Sparse`` (``DelayDense`` when delayed).  That is
+  ``lava.proc.sparse.process.Sparse`` (``DelaySparse`` when delayed).  That is
   exact only when Dense/Sparse's weight quantisation (8-bit clip, LSB drop of
   mixed-sign matrices) leaves the matrix unchanged,
   ``numerics.quantize_dense_weights(M) == M``, and when no message can reach
@@ -89,8 +89,8 @@ import numpy as np
 
 from neurocomp import numerics as nm
 from neurocomp.errors import BackendUnavailableError, NeurocompError
-from neurocomp.lowered import (Connection, InputNeuron, LIFNeuron, LoweredNet, Population,
-                               SigmaDeltaNeuron, SigmaNeuron)
+from neurocomp.lowered import (Connection, FewSpikeNeuron, InputNeuron, LIFNeuron, LoweredNet,
+                               Population, SigmaDeltaNeuron, SigmaNeuron)
 
 from .base import STATE_VARS, SimResult, record_set, state_set
 
@@ -99,7 +99,6 @@ GRADED_MESSAGE_BITS = 24          # Loihi 2 graded spikes are 24-bit signed
 _INT8_MAX = 127                   # Conv stores stride/padding/dilation/groups as int8
 _RASTER_BUDGET = 1 << 24          # input elements per built graph (chunking)
 _STREAM_BUDGET = 1 << 22          # float64 elements per extractor buffer
-_MAX_EXPLICIT = 1 << 26           # elements of an explicit dense conv matrix
 
 _HW_HINT = ("Loihi hardware needs Intel's non-public lava-loihi package (INRC members only; "
             "lava.utils.loihi.is_installed() is false here); use --backend lava (CPU "
@@ -199,6 +198,16 @@ def conv_matrix(net: LoweredNet, c: Connection) -> np.ndarray:
                         cols = (y * w + x) * cin + (co // cog) * cig + ci
                         m[rows, cols] += k[i, j, ci, co]
     return m
+
+
+def conv_matrix_sparse(net: LoweredNet, c: Connection):
+    """``conv_matrix`` as a scipy CSR matrix, built without the dense array."""
+    from scipy.sparse import csr_matrix
+    from .event import conv_stamp_csr
+    indptr, indices, data = conv_stamp_csr(net.populations[c.src].shape, c)
+    n_src, n_dst = net.populations[c.src].size, net.populations[c.dst].size
+    src_major = csr_matrix((data.astype(np.int64), indices, indptr), shape=(n_src, n_dst))
+    return src_major.T.tocsr()
 
 
 def _sign_mode(name: Optional[str]):
@@ -418,6 +427,15 @@ class _Graph:
             proc = Sigma(shape=shp)
             self.resets += [(proc.sigma, np.zeros(shp))]
             return proc
+        if isinstance(n, FewSpikeNeuron):
+            if self.float:
+                raise LavaMappingError(f"population '{p.name}': few-spike neurons have only a fixed_pt "
+                                       "model; use --backend lava")
+            from .lava_procs import FewSpike
+            proc = FewSpike(shape=shp, k=int(n.k), vth=int(n.vth), bias=arr(n.bias))
+            zero = np.zeros(shp)
+            self.resets += [(proc.fx, zero), (proc.v, zero), (proc.cycle_step, np.zeros(1))]
+            return proc
         raise LavaMappingError(f"population '{p.name}': neuron kind '{n.kind}' has no Lava mapping")
 
     def _connection(self, c: Connection) -> None:
@@ -452,43 +470,53 @@ class _Graph:
             conv.a_out.connect(self.procs[c.dst].a_in)
             self.resets.append((conv.a_buf, np.zeros(conv.a_out.shape)))
             return
-        # explicit-matrix fallback
-        if sp.size * dp.size > _MAX_EXPLICIT and c.delay > 0:
-            raise LavaMappingError(f"conv '{c.name}': a delayed conv needs an explicit "
-                                   f"{dp.size}x{sp.size} matrix, too large")
-        m = conv_matrix(net, c)
-        if not np.array_equal(nm.quantize_dense_weights(m), m):
+        # explicit-matrix fallback, kept sparse: a delayed conv (a residual skip, a max-pool
+        # tree's window) can join large maps whose dense matrix would not fit in memory
+        m = conv_matrix_sparse(net, c)
+        if not np.array_equal(nm.quantize_dense_weights(m.data), m.data):
             raise LavaMappingError(
                 f"conv '{c.name}' (pads {c.pads}, delay {c.delay}) cannot use Lava's Conv and its "
                 "weights are not invariant under Sparse/Dense weight quantisation (8-bit clip, "
                 "LSB drop of mixed-sign matrices); use symmetric pads or weights in "
                 "[-256, 254] (even when mixed) / [0, 255] / [-255, 0]")
-        bound = net.max_payload(c.src) * int(np.abs(m).sum(axis=1).max(initial=0))
+        bound = net.max_payload(c.src) * int(np.asarray(abs(m).sum(axis=1)).max(initial=0))
         if bound >= (1 << (nm.CONV_WRAP_BITS - 1)):
             raise LavaMappingError(
                 f"conv '{c.name}': messages can reach {bound:,} >= 2^23, where Lava's Conv "
                 "wraps to 24 bits but the Sparse fallback does not; lower weights or payloads")
-        self._dense(c, m, 0, 8, nm.sign_mode_of(m), nmb, scale, sparse=c.delay == 0)
+        self._dense(c, m, 0, 8, nm.sign_mode_of(m.data), nmb, scale, sparse=True)
 
     def _dense(self, c, w, weight_exp, nwb, sign_mode, nmb, scale, sparse=False) -> None:
         net = self.net
         sp, dp = net.populations[c.src], net.populations[c.dst]
-        if self.float:
+        from scipy.sparse import csr_matrix, issparse
+        if issparse(w):
+            w = w.tocsr()
+            w.data = nm.quantize_dense_weights(w.data, nwb, sign_mode).astype(np.float64) \
+                * 2.0 ** int(weight_exp) * scale if self.float else w.data.astype(np.int64)
+        elif self.float:
             w = nm.quantize_dense_weights(w, nwb, sign_mode).astype(np.float64) \
                 * 2.0 ** int(weight_exp) * scale
-            kw = {}
         else:
             w = np.asarray(w).astype(np.int64)
+        kw = {}
+        if not self.float:
             kw = dict(weight_exp=int(weight_exp), num_weight_bits=int(nwb))
             if sign_mode is not None:
                 kw["sign_mode"] = _sign_mode(sign_mode)
-        if c.delay > 0:
+        if c.delay > 0 and sparse:
+            from lava.proc.sparse.process import DelaySparse
+            w = csr_matrix(w)
+            delays = w.copy()
+            delays.data = np.full(delays.data.shape, int(c.delay), dtype=int)
+            proc = DelaySparse(weights=w, delays=delays, num_message_bits=nmb, **kw)
+            self.resets.append((proc.a_buff, np.zeros((w.shape[0], int(c.delay) + 1))))
+        elif c.delay > 0:
             from lava.proc.dense.process import DelayDense
             proc = DelayDense(weights=w, delays=np.full(w.shape, int(c.delay), dtype=int),
                               num_message_bits=nmb, **kw)
             self.resets.append((proc.a_buff, np.zeros((w.shape[0], int(c.delay) + 1))))
         elif sparse:
-            from scipy.sparse import csr_matrix
             from lava.proc.sparse.process import Sparse
             proc = Sparse(weights=csr_matrix(w), num_message_bits=nmb, **kw)
             self.resets.append((proc.a_buff, np.zeros(w.shape[0])))

@@ -6,10 +6,19 @@ dense, with bias) on MNIST (../shared/datasets/mnist.npz), compiles each in
 every mode and normalisation, and prints ANN, quantised-ANN and SNN accuracy
 at T = L+1 ... L+64 (L = pipeline depth), with mean spikes per inference.
 
+Issue 9 adds a small ResNet (stem + 3 residual blocks with BatchNorm, the
+last strided with a 1x1 projection skip; global average pooling) and a small
+MobileNet-style net (stem conv, 2x2 max pooling, depthwise separable blocks
+with BatchNorm, global average pooling): ``--models resnet,mobilenet``.  They
+are compiled in each mode (percentile, channel-wise; the MobileNet also with
+``maxpool="avg"``, the average-pool stand-in, against the same ANN) and
+checked bit-exact against Lava on a few samples (``--lava N``).
+
 Targets (issue 4): sigma-delta within 0.1 pt of the ANN by T = L+4; rate
 modes within 0.5 pt by L+8 and 0.15 pt by L+32.
 
-    .venv/bin/python benchmarks/accuracy.py [--limit N] [--models mlp,cnn] [--json out.json]
+    .venv/bin/python benchmarks/accuracy.py [--limit N] [--models mlp,cnn,resnet,mobilenet]
+                                            [--lava N] [--json out.json]
 """
 from __future__ import annotations
 
@@ -40,6 +49,21 @@ CONFIGS = [  # (mode, normalization, channelwise)
 ]
 
 
+ARCH_MODELS = ("resnet", "mobilenet")
+ARCH_CONFIGS = [  # (mode, normalization, channelwise, maxpool)
+    ("sigma-delta", "percentile", True, "exact"),
+    ("rate-soft", "percentile", True, "exact"),
+    ("rate", "percentile", True, "exact"),
+]
+AVG_CONFIGS = [(m, n, cw, "avg") for m, n, cw, _ in ARCH_CONFIGS]
+
+
+def configs_for(name: str) -> list:
+    if name not in ARCH_MODELS:
+        return [c + ("exact",) for c in CONFIGS]
+    return ARCH_CONFIGS + (AVG_CONFIGS if name == "mobilenet" else [])
+
+
 def load_mnist():
     with np.load(MNIST) as d:
         f = lambda a: (a.astype(np.float32) / 255.0)[..., None]  # noqa: E731
@@ -52,6 +76,30 @@ def build(name: str):
     if name == "mlp":
         return keras.Sequential([L.Input((28, 28, 1)), L.Flatten(), L.Dense(256, activation="relu"),
                                  L.Dense(256, activation="relu"), L.Dense(10)], name="mnist_mlp")
+    if name == "resnet":
+        def block(x, filters, stride):
+            y = L.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False)(x)
+            y = L.ReLU()(L.BatchNormalization()(y))
+            y = L.BatchNormalization()(L.Conv2D(filters, 3, padding="same", use_bias=False)(y))
+            if stride != 1 or x.shape[-1] != filters:
+                x = L.BatchNormalization()(L.Conv2D(filters, 1, strides=stride, use_bias=False)(x))
+            return L.ReLU()(L.Add()([x, y]))
+        x = L.Input((28, 28, 1))
+        y = L.ReLU()(L.BatchNormalization()(L.Conv2D(16, 3, strides=2, padding="same",
+                                                      use_bias=False)(x)))       # 14x14
+        y = block(block(y, 16, 1), 16, 1)
+        y = block(y, 32, 2)                                                       # 7x7
+        return keras.Model(x, L.Dense(10)(L.GlobalAveragePooling2D()(y)), name="mnist_resnet")
+    if name == "mobilenet":
+        def sep(x, filters, stride):
+            y = L.ReLU()(L.BatchNormalization()(L.DepthwiseConv2D(3, strides=stride, padding="same",
+                                                                   use_bias=False)(x)))
+            return L.ReLU()(L.BatchNormalization()(L.Conv2D(filters, 1, use_bias=False)(y)))
+        x = L.Input((28, 28, 1))
+        y = L.ReLU()(L.BatchNormalization()(L.Conv2D(16, 3, padding="same", use_bias=False)(x)))
+        y = L.MaxPooling2D(2)(y)                                                  # 14x14
+        y = sep(sep(y, 32, 1), 64, 2)                                             # 7x7
+        return keras.Model(x, L.Dense(10)(L.GlobalAveragePooling2D()(y)), name="mnist_mobilenet")
     return keras.Sequential([
         L.Input((28, 28, 1)),
         L.Conv2D(16, 5), L.BatchNormalization(), L.ReLU(), L.AveragePooling2D(2),
@@ -77,7 +125,26 @@ def trained(name: str, data, epochs: int, retrain: bool):
     return m
 
 
-def evaluate(model, data, limit, calib_n=500):
+def lava_check(c, x, steps) -> str:
+    """Event simulator vs Lava fixed_pt on a few samples: every population's spikes."""
+    from neurocomp.backends.event import EventBackend
+    from neurocomp.backends.lava import LavaBackend
+    from neurocomp.encoding import encode
+
+    raster = encode(c.net, x, steps)
+    t0 = time.time()
+    ev = EventBackend().run(c.net, raster, record="all")
+    try:
+        lv = LavaBackend().run(c.net, raster, record="all")
+    except Exception as e:                       # reported in the table, not fatal
+        return f"NOT RUN: {type(e).__name__}: {e}"
+    bad = [p for p in ev.spikes if not np.array_equal(ev.spikes[p], lv.spikes[p])]
+    n = sum(int(np.count_nonzero(s)) for s in ev.spikes.values())
+    verdict = "bit-exact" if not bad else f"MISMATCH in {bad}"
+    return f"{verdict} ({len(x)} samples x {steps} steps, {n:,} spikes, {time.time() - t0:.0f} s)"
+
+
+def evaluate(model, data, limit, calib_n=500, configs=None, lava=0):
     import neurocomp
     from neurocomp.analysis import quantised_ann
     from neurocomp.ir import predict
@@ -88,10 +155,10 @@ def evaluate(model, data, limit, calib_n=500):
     calib = x_tr[np.random.default_rng(0).choice(len(x_tr), calib_n, replace=False)]
     rows = []
     ann_acc = None
-    for mode, norm, cw in CONFIGS:
+    for mode, norm, cw, maxpool in configs or [c + ("exact",) for c in CONFIGS]:
         t0 = time.time()
         c = neurocomp.compile(model, calib=calib, mode=mode, normalization=norm, channelwise=cw,
-                              max_steps=256)
+                              max_steps=256, maxpool=maxpool)
         if ann_acc is None:
             ann_acc = float((predict(c.graph, x_te).argmax(1) == y_te).mean())
         q_acc = float((quantised_ann(c.net, x_te)[c.net.output].argmax(1) == y_te).mean())
@@ -102,10 +169,13 @@ def evaluate(model, data, limit, calib_n=500):
         for k in OFFSETS:
             accs.append(float((scores(c.net, out.result, L + k).argmax(1) == y_te).mean()))
             spikes.append(float(counts[:, :L + k].sum(axis=1).mean()))
-        rows.append(dict(mode=mode, normalization=norm, channelwise=cw, L=L, ann=ann_acc, qann=q_acc,
-                         snn=accs, spikes=spikes, seconds=time.time() - t0, sim_seconds=out.result.seconds))
-        print(f"  {mode:11s} {norm:10s} {'ch' if cw else 'layer':5s} L={L} "
-              + " ".join(f"{a:.4f}" for a in accs) + f"  ({time.time() - t0:.0f} s)", flush=True)
+        lava_note = lava_check(c, x_te[:lava], L + 4) if lava else ""
+        rows.append(dict(mode=mode, normalization=norm, channelwise=cw, maxpool=maxpool, L=L, ann=ann_acc,
+                         qann=q_acc, snn=accs, spikes=spikes, seconds=time.time() - t0,
+                         sim_seconds=out.result.seconds, lava=lava_note))
+        print(f"  {mode:11s} {norm:10s} {'ch' if cw else 'layer':5s} maxpool={maxpool} L={L} "
+              + " ".join(f"{a:.4f}" for a in accs) + f"  ({time.time() - t0:.0f} s) {lava_note}",
+              flush=True)
     return rows
 
 
@@ -125,11 +195,14 @@ def table(name, rows, n):
             if gap[32] > 0.15:
                 miss.append(f"-{gap[32]:.2f} pt @L+32 (0.15)")
             ok = "ok" if not miss else "MISS: " + ", ".join(miss)
-        lines.append(f"| {name} | {r['mode']} | {r['normalization']}{' ch' if r['channelwise'] else ' layer'} "
+        pool = "" if r.get("maxpool", "exact") == "exact" else f", maxpool={r['maxpool']}"
+        lines.append(f"| {name} | {r['mode']} | {r['normalization']}{' ch' if r['channelwise'] else ' layer'}{pool} "
                      f"| {r['L']} | {ann:.4f} | {r['qann']:.4f} | "
                      + " | ".join(f"{a:.4f}" for a in r["snn"])
                      + f" | {r['spikes'][3]:,.0f} | {r['spikes'][5]:,.0f} | {ok} |")
-    return "\n".join(lines) + f"\n\n({n} test images)\n"
+    lava = [f"- {r['mode']}{'' if r.get('maxpool', 'exact') == 'exact' else ', maxpool=' + r['maxpool']}: "
+            f"Lava vs event {r['lava']}" for r in rows if r.get("lava")]
+    return "\n".join(lines) + f"\n\n({n} test images)\n" + ("\n".join(lava) + "\n" if lava else "")
 
 
 def main(argv=None):
@@ -138,6 +211,9 @@ def main(argv=None):
     ap.add_argument("--models", default="mlp,cnn")
     ap.add_argument("--epochs-mlp", type=int, default=8)
     ap.add_argument("--epochs-cnn", type=int, default=4)
+    ap.add_argument("--epochs-arch", type=int, default=3, help="epochs for resnet and mobilenet")
+    ap.add_argument("--lava", type=int, default=0, metavar="N",
+                    help="also check N test samples bit-exact on Lava (resnet, mobilenet)")
     ap.add_argument("--retrain", action="store_true")
     ap.add_argument("--json", type=Path, help="also write the results as JSON")
     args = ap.parse_args(argv)
@@ -147,9 +223,11 @@ def main(argv=None):
     data = load_mnist()
     results, out = {}, []
     for name in args.models.split(","):
-        model = trained(name, data, args.epochs_mlp if name == "mlp" else args.epochs_cnn, args.retrain)
+        epochs = {"mlp": args.epochs_mlp, "cnn": args.epochs_cnn}.get(name, args.epochs_arch)
+        model = trained(name, data, epochs, args.retrain)
         print(f"{name}:", flush=True)
-        results[name] = evaluate(model, data, args.limit)
+        results[name] = evaluate(model, data, args.limit, configs=configs_for(name),
+                                 lava=args.lava if name in ARCH_MODELS else 0)
         out.append(table(name, results[name], min(args.limit, 10000)))
     print()
     print("\n".join(out))

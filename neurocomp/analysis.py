@@ -108,11 +108,20 @@ def layer_diagnostics(compiled, x: np.ndarray, steps: int, backend: str = "event
     """Per population: how well the spiking values track the float ANN's normalised
     activations and the quantised ANN, and how much it spikes."""
     from neurocomp.ir import run_float
-    from neurocomp.lower import act_scale, conversion_plan
+    from neurocomp.ir import inputs_of
+    from neurocomp.lower import act_scale, calibration_graph, conversion_plan
 
     net = compiled.net
-    plans = {p.name: p for p in conversion_plan(compiled.graph)}
-    ann = run_float(compiled.graph, x, keep=[p.value_node for p in plans.values()])
+    maxpool = getattr(compiled.options, "maxpool", "exact")
+    g = compiled.graph
+    plans = {p.name: p for p in conversion_plan(g, maxpool)}
+    keep = {p.value_node for p in plans.values()}
+    keep |= {inputs_of(g, p.op_node)[0] for p in plans.values() if p.aux}
+    ann = run_float(calibration_graph(g, maxpool), x, keep=sorted(keep))
+    aux_vals: dict = {}
+    for p in plans.values():          # a max-pool tree's populations, in the float network
+        if p.aux:
+            aux_vals[p.name] = p.float_value(ann, aux_vals)
     qann = quantised_ann(net, x)
     out = compiled.simulate(x, steps, backend, record="all")
     snn = snn_values(net, out.result.spikes)
@@ -121,8 +130,9 @@ def layer_diagnostics(compiled, x: np.ndarray, steps: int, backend: str = "event
         if name == net.input:
             continue
         p = plans[name]
-        a = ann[p.value_node].reshape(len(x), -1) / np.broadcast_to(
-            act_scale(compiled.graph, p.value_node), ann[p.value_node].shape[1:]).reshape(-1)
+        a_f = aux_vals[name] if p.aux else ann[p.value_node]
+        a = a_f.reshape(len(x), -1) / np.broadcast_to(
+            act_scale(g, p.value_node), a_f.shape[1:]).reshape(-1)
         q = qann[name]
         v = snn[name]
         if name == net.output and net.meta.get("readout") == "membrane":

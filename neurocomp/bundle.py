@@ -9,7 +9,11 @@
 * ``mapping.json`` -- every core: chip, index, population, neuron range, axons,
   synapses, memory (checked by ``neurocomp.mapping.check_mapping``);
 * ``summary.json`` -- hw, mode, latency_steps, cores, chips, layers, ...;
-* ``report.md`` -- layer table, diagnostics and costs.
+* ``report.md``, ``report.html`` (self-contained), ``report.json`` (the data
+  behind the report) and ``figures/*.png`` -- see :mod:`neurocomp.report`.
+
+Every file is a deterministic function of the inputs: compiling the same
+model with the same data and options twice gives byte-identical bundles.
 
 Writing is atomic: everything goes to a hidden sibling directory that
 replaces ``OUT`` only once complete, so a failed compile leaves no ``OUT`` (or
@@ -17,6 +21,7 @@ an existing one untouched).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -38,6 +43,27 @@ SUMMARY = "summary.json"
 REPORT = "report.md"
 NETX = "network.net"
 NIR = "network.nir"
+
+
+CHECKED = (LOWERED + ".json", LOWERED + ".npz", NETX, NIR)
+
+
+def sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_file(path: Path, summary: dict) -> None:
+    """Raise ``BundleError`` when bundle file ``path`` differs from the one
+    ``summary.json`` recorded at compile time (bundles without checksums pass)."""
+    want = (summary.get("checksums") or {}).get(Path(path).name)
+    if want is not None and sha256(path) != want:
+        raise BundleError(f"'{path}' is not the file compiled into this bundle (its checksum differs from "
+                          f"{SUMMARY}: damaged, or copied from another bundle); compile the bundle again")
 
 
 class BundleError(NeurocompError):
@@ -105,16 +131,25 @@ def layer_rows(net: LoweredNet) -> list[dict]:
 
 @dataclass
 class Bundle:
+    """A loaded bundle: its directory, the integer network and ``summary.json``."""
+
     path: Path
     net: LoweredNet
     summary: dict
 
     @property
     def latency_steps(self) -> int:
+        """Pipeline depth L recorded at compile time."""
         return int(self.summary["latency_steps"])
 
 
+_SUMMARY_KEYS = ("hw", "mode", "latency_steps", "input_shape", "outputs", "layers")
+
+
 def load_bundle(path: Path | str) -> Bundle:
+    """Load the bundle directory ``path`` that ``neurocomp compile -o`` wrote;
+    a missing, incomplete, corrupt or foreign directory is a one-line
+    ``BundleError`` saying how to fix it."""
     path = Path(path)
     if not path.exists():
         raise BundleError(f"bundle '{path}' does not exist; create it with 'neurocomp compile MODEL -o {path}'")
@@ -126,19 +161,41 @@ def load_bundle(path: Path | str) -> Bundle:
                           "compile it again")
     try:
         summary = json.loads((path / SUMMARY).read_text())
+    except Exception as e:
+        raise BundleError(f"bundle '{path}': {SUMMARY} is not valid JSON ({type(e).__name__}); "
+                          "compile the bundle again") from None
+    if not isinstance(summary, dict) or any(k not in summary for k in _SUMMARY_KEYS):
+        have = sorted(summary) if isinstance(summary, dict) else type(summary).__name__
+        raise BundleError(f"'{path}' is not a neurocomp bundle ({SUMMARY} lacks "
+                          f"{', '.join(k for k in _SUMMARY_KEYS if not isinstance(summary, dict) or k not in summary)}"
+                          f"; found {have}); compile the model with 'neurocomp compile MODEL -o {path}'")
+    for f in (LOWERED + ".json", LOWERED + ".npz"):
+        check_file(path / f, summary)
+    try:
         net = LoweredNet.load(path / LOWERED)
+        net.validate()
+        shape = list(net.populations[net.input].shape)
+        outputs = int(net.populations[net.output].size)
     except NeurocompError:
         raise
     except Exception as e:
-        raise BundleError(f"bundle '{path}' is corrupt ({type(e).__name__}: {' '.join(str(e).split())[:120]}); "
-                          "compile it again") from None
+        raise BundleError(f"bundle '{path}' is corrupt: {LOWERED}.json/.npz cannot be loaded "
+                          f"({type(e).__name__}: {' '.join(str(e).split())[:120]}); compile it again") from None
+    if list(summary["input_shape"]) != shape or int(summary["outputs"]) != outputs:
+        raise BundleError(f"bundle '{path}' is inconsistent: {SUMMARY} describes input {summary['input_shape']} "
+                          f"and {summary['outputs']} outputs but {LOWERED}.json has {shape} and {outputs}; "
+                          "compile it again")
     return Bundle(path, net, summary)
 
 
 def write_bundle(compiled, out: Path, *, steps: int, report=None, extra_summary: Optional[dict] = None,
                  files: Optional[dict] = None, log=lambda msg: None) -> dict:
     """Write every bundle file for ``compiled`` into ``out`` atomically; returns the summary.
-    ``report(summary) -> str`` renders ``report.md``."""
+
+    ``report(summary)`` returns the report files as ``{relative path: bytes or
+    str}`` (a plain string is ``report.md``); ``files`` adds more text files
+    (e.g. ``mapping.json``); ``log`` receives one-line notes (e.g. why
+    ``network.net`` was not written)."""
     from neurocomp.ir import save as save_ir
 
     net = compiled.net
@@ -164,9 +221,54 @@ def write_bundle(compiled, out: Path, *, steps: int, report=None, extra_summary:
         summary.update(extra_summary or {})
         for name, text in (files or {}).items():
             (tmp / name).write_text(text)
+        # lets 'simulate' tell a corrupt, mixed or foreign file from the one compiled here
+        summary["checksums"] = {f: sha256(tmp / f) for f in CHECKED if (tmp / f).exists()}
         (tmp / SUMMARY).write_text(json.dumps(summary, indent=1, default=_json_default) + "\n")
         if report is not None:
-            (tmp / REPORT).write_text(report(summary))
+            rep = report(summary)
+            for rel, content in ({REPORT: rep} if isinstance(rep, str) else rep).items():
+                p = tmp / rel
+                p.parent.mkdir(parents=True, exist_ok=True)
+                p.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return summary
+
+
+def save_bundle(compiled, out: Path | str, x=None, y=None, *, steps: Optional[int] = None,
+                report_samples: int = 200, log=None) -> dict:
+    """Partition ``compiled`` onto its hardware's cores, analyse it on the first
+    ``report_samples`` of ``x`` (labels ``y`` optional: they add accuracies and
+    the accuracy-vs-steps curve) and write the whole bundle -- networks,
+    mapping, summary and report -- into ``out`` atomically.  Returns the
+    summary.  ``steps`` defaults to L + 32 (L + 8 for sigma-delta is plenty, but
+    one default keeps bundles comparable).  ``log``: a
+    :class:`neurocomp.log.BuildLog` for progress (silent by default)."""
+    from rich.console import Console
+
+    from neurocomp.log import BuildLog
+    from neurocomp.report import analyse, map_to_cores, render
+
+    log = log or BuildLog(Console(stderr=True), quiet=True)
+    steps = int(steps or compiled.latency_steps + 32)
+    with log.task("partition onto cores") as t:
+        mapping, res = map_to_cores(compiled.net, compiled.hw)
+        t.detail = f"{res['cores']} cores, {res['chips']} chip{'s' if res['chips'] != 1 else ''}"
+    data = None
+    if x is not None:
+        n = min(report_samples, len(x))
+        with log.task(f"report: simulate {n} samples x {steps} steps", total=n) as t:
+            data = analyse(compiled, x, y, steps, mapping, n=n,
+                           progress=lambda done, total: t.update(completed=done))
+            if data["accuracy"]:
+                t.detail = f"SNN accuracy {data['accuracy']['snn']:.4f}"
+    extra = {"cores": res["cores"], "chips": res["chips"], "cores_method": res["method"], "resources": res}
+    if data is not None:
+        extra.update(calibration=data["accuracy"], spikes_per_sample=data["spikes_per_sample"])
+    with log.task("write bundle and report") as t:
+        summary = write_bundle(compiled, Path(out), steps=steps, extra_summary=extra,
+                               files={"mapping.json": mapping.to_json()},
+                               report=lambda summ: render(compiled, summ, data),
+                               log=lambda m: log.say(m, always=True))
+        t.detail = str(out)
     return summary
 
 

@@ -49,10 +49,9 @@ def inspect(model: Path):
     """Show the layers of MODEL (.keras or .h5).
 
     Show the model as neurocomp sees it: layer, op, output shape, parameters, neurons, synapses."""
-    from neurocomp.frontends.keras import load_keras
     from neurocomp.summary import layer_table
 
-    g = load_keras(model)
+    g = _load_model(model)
     rows = layer_table(g)
     t = Table(title=f"{g.graph.get('name', model.name)} ({model})")
     for col, just in (("layer", "left"), ("op", "left"), ("output shape", "left"),
@@ -84,56 +83,114 @@ def inspect(model: Path):
               help="One activation scale per channel or per layer.")
 @click.option("--netx/--no-netx", default=None, help="Keep weights NetX-expressible (default: on for rate).")
 @click.option("--v-init", type=float, default=None, help="Initial membrane as a fraction of threshold.")
-@click.option("--readout", type=click.Choice(["membrane", "count"]), default="membrane", show_default=True)
+@click.option("--readout", type=click.Choice(["membrane", "count", "first-spike", "k-spikes"]), default="membrane",
+              show_default=True)
+@click.option("--readout-k", type=int, default=3, show_default=True, help="Spikes the k-spikes read-out waits for.")
+@click.option("--encoding", type=click.Choice(["constant", "poisson", "signed-poisson", "if", "burst", "phase"]),
+              default="constant", show_default=True, help="Input encoding (sigma-delta: constant only).")
 @click.option("--input-bits", type=int, default=8, show_default=True)
 @click.option("--calib-samples", type=int, default=500, show_default=True)
 def compile_cmd(model, out, hw, mode, calib, steps, normalization, percentile, channelwise, netx, v_init,
-                readout, input_bits, calib_samples):
+                readout, input_bits, calib_samples, readout_k=3, encoding="constant"):
     """Compile MODEL (.keras/.h5) into a deployable bundle in OUT."""
     from pydantic import ValidationError
 
-    from neurocomp.bundle import write_bundle
+    from neurocomp.bundle import save_bundle
     from neurocomp.compiler import compile as compile_model
     from neurocomp.data import load_npz
-    from neurocomp.errors import DataError
-    from neurocomp.frontends.keras import load_keras
+    from neurocomp.errors import DataError, HardwareLimitError
     from neurocomp.hw import load_hw
     from neurocomp.options import ConvertOptions
-    from neurocomp.report import calibration_checks, map_to_cores, markdown
 
     if out.exists() and not out.is_dir():
         raise DataError(f"output path '{out}' exists and is a file; choose a directory name with -o")
+    if steps is not None and steps < 1:
+        raise DataError(f"--steps must be at least 1, got {steps}; pass a positive number of time steps")
     try:
         opt = ConvertOptions(mode=mode, normalization=normalization, percentile=percentile,
                              channelwise=channelwise, netx=netx, v_init=v_init, readout=readout,
-                             input_bits=input_bits, calib_samples=calib_samples)
+                             input_bits=input_bits, calib_samples=calib_samples, readout_k=readout_k,
+                             encoding=encoding)
     except ValidationError as e:
         err0 = e.errors()[0]
         raise DataError(f"option --{str(err0['loc'][0]).replace('_', '-')}: {err0['msg']}") from None
-    hw_cfg = load_hw(hw)
-    g = load_keras(model)
+    from neurocomp.compiler import check_options
+    check_options(opt)                  # nonsensical mode/encoding/read-out pairs fail before TensorFlow loads
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise DataError(f"the directory '{parent}' for -o {out} does not exist; create it first")
+    # everything that needs no model is checked before loading it (TensorFlow takes seconds)
+    log = _log()
+    log.say(f"compiling {model} for {hw} ({mode}) into {out}/")
+    with log.task("load hardware config") as t:
+        hw_cfg = load_hw(hw)
+        t.detail = hw_cfg.name
     if calib is None:
-        raise DataError(f"mode '{mode}' sets thresholds from data: pass --calib DATA.npz with a few hundred "
-                        "training inputs (array x_train or x)")
+        raise DataError(f"mode '{mode}' sets thresholds from calibration data and no --calib was given; pass "
+                        "--calib DATA.npz with a few hundred training inputs (array x_train or x)")
+    from neurocomp.data import read_npz
+    calib_arrays = read_npz(calib)
+    with log.task("load model") as t:
+        g = _load_model(model)
+        t.detail = f"{g.graph.get('name', model.name)}, {g.number_of_nodes()} nodes"
     from neurocomp.ir import input_nodes, output_nodes
     in_shape = g.nodes[input_nodes(g)[0]]["op"].shape
     n_out = int(np.prod(g.nodes[output_nodes(g)[0]]["op"].shape))
-    x_cal, y_cal = load_npz(calib, in_shape, purpose="calib", n_classes=n_out)
-    _say(f"compiling {model} for {hw_cfg.name} ({mode})")
-    compiled = compile_model(g, calib=x_cal, hw=hw_cfg, options=opt,
-                             on_pass=lambda i, n, name: _say(f"  pass [{i + 1}/{n}] {name}", verbose=True))
-    steps = steps or compiled.latency_steps + 32
-    _say("  partitioning onto cores")
-    mapping, res = map_to_cores(compiled.net, hw_cfg)
-    _say(f"  checking on {min(200, len(x_cal))} calibration samples ({steps} steps)")
-    diags, acc, spikes = calibration_checks(compiled, x_cal, y_cal, steps)
-    extra = {"cores": res["cores"], "chips": res["chips"], "cores_method": res["method"], "resources": res,
-             "calibration": acc, "spikes_per_sample": spikes}
-    summary = write_bundle(compiled, out, steps=steps, extra_summary=extra, files={"mapping.json": mapping.to_json()},
-                           report=lambda summ: markdown(compiled, summ, diags, acc, spikes),
-                           log=lambda m: _say(m, always=True))
-    _say(f"wrote {out}/ (latency {summary['latency_steps']} steps, {summary['cores']} cores, "
-         f"{summary['chips']} chip{'s' if summary['chips'] != 1 else ''})", always=True)
+    with log.task("load calibration data") as t:
+        x_cal, y_cal = load_npz(calib, in_shape, purpose="calib", n_classes=n_out, arrays=calib_arrays)
+        t.detail = f"{len(x_cal):,} samples{'' if y_cal is None else ' with labels'}"
+    compiled = _compile_with_log(log, compile_model, g, x_cal, hw_cfg, opt)
+    try:
+        summary = save_bundle(compiled, out, x_cal, y_cal, steps=steps, log=log)
+    except HardwareLimitError as e:
+        msg = _one_line(e)
+        if ";" not in msg:
+            msg += (f"; the model does not fit '{hw_cfg.name}': choose a larger chip with --hw (see "
+                    "'neurocomp hw list') or make the layer smaller")
+        raise HardwareLimitError(msg) from None
+    acc = summary.get("calibration")
+    log.say(f"wrote {out}/ (latency {summary['latency_steps']} steps, {summary['cores']} cores, "
+            f"{summary['chips']} chip{'s' if summary['chips'] != 1 else ''}"
+            + (f", calibration accuracy {acc['snn']:.4f} at {acc['steps']} steps" if acc else "")
+            + f"); report: {out / 'report.html'}", always=True)
+
+
+def _load_model(model: Path):
+    """The model as an IR graph; invalid weights (NaN, infinity) are a user error
+    with a fix, not an internal one."""
+    from neurocomp.errors import ModelLoadError
+    from neurocomp.frontends.keras import load_keras
+    from neurocomp.ir.ops import IRError
+
+    try:
+        return load_keras(model)
+    except ModelLoadError:
+        raise
+    except IRError as e:
+        msg = _one_line(e)
+        if "non-finite" in msg:
+            raise ModelLoadError(f"model '{model}': {msg} (NaN or infinity, e.g. from diverged training); "
+                                 "retrain or repair the weights and save the model again") from None
+        raise ModelLoadError(f"model '{model}' cannot be converted: {msg}; check the model, or report it if "
+                             "Keras runs it") from None
+
+
+def _compile_with_log(log, compile_model, g, x_cal, hw_cfg, opt):
+    """Run the compiler under a progress bar (one tick per pass), then print
+    every pass as a timed build-log line."""
+    from neurocomp.pipeline import passes_for
+
+    n_passes = len(passes_for(opt)) + 1          # + lowering
+    with log.task("compile", total=n_passes) as t:
+        def on_pass(i, n, name):
+            t.update(description=f"pass {i + 1}/{n + 1}: {name}", completed=i, total=n + 1)
+        compiled = compile_model(g, calib=x_cal, hw=hw_cfg, options=opt, on_pass=on_pass)
+        t.title = f"compile ({len(compiled.timings)} passes)"
+    for k, (name, sec) in enumerate(compiled.timings):
+        log.line(f"  [{k + 1}/{len(compiled.timings)}] {name}", sec,
+                 f"calibrated on {min(len(x_cal), opt.calib_samples):,} samples"
+                 if name in ("balance_thresholds", "spike_norm") else "")
+    return compiled
 
 
 @app.command()
@@ -147,7 +204,12 @@ def compile_cmd(model, out, hw, mode, calib, steps, normalization, percentile, c
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the results.")
 @click.option("--record", type=click.Path(path_type=Path), default=None,
               help="Save every population's spikes as boolean (samples, steps, neurons) arrays.")
-def simulate(bundle, data, backend, steps, limit, as_json, record):
+@click.option("--encoding", type=click.Choice(["constant", "poisson", "signed-poisson", "if", "burst", "phase"]),
+              default=None, help="Input encoding (default: the bundle's).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the stochastic encodings.")
+@click.option("--early-exit", type=float, default=None, metavar="MARGIN",
+              help="Stop a sample once the top-2 score margin stays >= MARGIN for 3 steps; reports mean_steps.")
+def simulate(bundle, data, backend, steps, limit, as_json, record, encoding=None, seed=0, early_exit=None):
     """Run a compiled BUNDLE on DATA with a backend and report accuracy and spikes."""
     import json as _json
     import time
@@ -157,15 +219,15 @@ def simulate(bundle, data, backend, steps, limit, as_json, record):
     from neurocomp.data import load_npz
     from neurocomp.encoding import encode
     from neurocomp.errors import DataError
-    from neurocomp.readout import needs_states, scores
+    from neurocomp.readout import EarlyExit, decide, needs_states
 
     b = load_bundle(bundle)
     net = b.net
-    steps = steps or int(b.summary.get("steps", b.latency_steps + 32))
+    steps = steps if steps is not None else int(b.summary.get("steps", b.latency_steps + 32))
     if steps < 1:
-        raise DataError(f"--steps must be positive, got {steps}")
+        raise DataError(f"--steps must be at least 1, got {steps}; pass a positive number of time steps")
     if limit is not None and limit < 1:
-        raise DataError(f"--limit must be positive, got {limit}")
+        raise DataError(f"--limit must be at least 1, got {limit}; pass a positive number of samples")
     x, y = load_npz(data, tuple(b.summary["input_shape"]), purpose="test",
                     n_classes=int(b.summary["outputs"]), limit=limit)
     if backend == "netx":
@@ -173,25 +235,37 @@ def simulate(bundle, data, backend, steps, limit, as_json, record):
             raise DataError(f"bundle '{bundle}' has no {NETX}: {b.summary['netx'].get('reason', 'not written')}; "
                             "use --backend event or lava")
         from neurocomp.backends.netx import NetxBackend
+        from neurocomp.bundle import check_file
+        check_file(b.path / NETX, b.summary)
         be = NetxBackend(path=b.path / NETX)
     else:
         be = get_backend(backend)
     if record is not None and record.exists() and record.is_dir():
         raise DataError(f"--record path '{record}' is a directory; give a .npz file name")
-    _say(f"simulating {len(x)} samples x {steps} steps on {backend}")
+    if record is not None and not record.parent.is_dir():
+        raise DataError(f"--record: directory '{record.parent}' does not exist; create it first")
+    log = _log()
     t0 = time.perf_counter()
     # every population's spikes are counted: the event simulator always counts them,
     # the Lava-based backends only for populations they record
-    res = be.run(net, encode(net, x, steps), record="all" if record or backend != "event" else None,
-                 record_states=needs_states(net))
+    done = [0]          # samples encoded so far: a sample's noise depends on its index, not its chunk
+
+    def encode_chunk(xc):
+        r = encode(net, xc, steps, encoding=encoding, seed=seed, sample_offset=done[0])
+        done[0] += len(xc)
+        return r
+    res = _run_with_progress(log, be, net, x, steps, backend, encode_chunk,
+                             record="all" if record or backend != "event" else None,
+                             record_states=needs_states(net))
     seconds = time.perf_counter() - t0
-    pred = scores(net, res).argmax(axis=1)
+    decision = decide(net, res, early_exit=None if early_exit is None else EarlyExit(margin=early_exit))
+    pred = decision.predictions
     spikes = float(sum(v.astype(np.int64).sum(axis=1) for v in res.spike_counts.values()).mean()) \
         if res.spike_counts else 0.0
     result = {"accuracy": None if y is None else float((pred == y).mean()), "samples": int(len(x)),
               "steps": steps, "latency_steps": b.latency_steps, "backend": backend,
               "seconds": round(seconds, 4), "sim_seconds": round(res.seconds, 4),
-              "spikes_per_sample": spikes, "predictions": pred.tolist()}
+              "spikes_per_sample": spikes, "predictions": pred.tolist(), "mean_steps": decision.mean_steps}
     if record is not None:
         arrays = {k: (v != 0) for k, v in res.spikes.items() if k != net.input}
         tmp = record.with_name(record.name + ".tmp.npz")
@@ -210,13 +284,60 @@ def simulate(bundle, data, backend, steps, limit, as_json, record):
         out.print(f"spikes recorded to {record}")
 
 
+def _log():
+    """The build log / progress writer for this invocation (stderr)."""
+    from neurocomp.log import BuildLog
+    return BuildLog(err, quiet=_state["quiet"], verbose=_state["verbose"])
+
+
 def _say(msg: str, verbose: bool = False, always: bool = False) -> None:
     """Progress on stderr (stdout stays clean for --json)."""
-    if _state["quiet"] and not always:
-        return
-    if verbose and not _state["verbose"]:
-        return
-    err.print(msg, markup=False, highlight=False)
+    _log().say(msg, verbose=verbose, always=always)
+
+
+_EVENT_CHUNK = 1000      # samples per progress tick on the event simulator
+
+
+def _run_with_progress(log, be, net, x, steps, backend, encode_fn, *, record, record_states):
+    """``be.run`` on ``encode_fn(x)`` under a progress bar: the event simulator
+    runs in chunks of samples (one tick each; samples are independent, so the
+    result is the same); Lava-based backends run in one call under a spinner.
+    A backend that cannot read its network file stops with one line."""
+    from neurocomp.backends.base import SimResult
+    from neurocomp.errors import NeurocompError
+
+    title = f"simulate {len(x):,} samples x {steps} steps on {backend}"
+    with log.task(title, total=len(x) if backend == "event" else None) as t:
+        if backend != "event":
+            from neurocomp.errors import BackendUnavailableError
+            try:
+                res = be.run(net, encode_fn(x), record=record, record_states=record_states)
+            except BackendUnavailableError:
+                raise
+            except (NeurocompError, OSError, KeyError, ValueError) as e:
+                if backend != "netx":
+                    raise
+                from neurocomp.bundle import BundleError
+                why = _one_line(e) if isinstance(e, NeurocompError) else f"{type(e).__name__}: {_one_line(e)}"
+                raise BundleError(f"network.net cannot be run by lava-dl NetX ({why[:160]}); it is corrupt or "
+                                  "not from this bundle: compile the bundle again, or use --backend event or "
+                                  "lava") from None
+            t.detail = f"{res.seconds:.2f} s simulated"
+            return res
+        parts = []
+        for i in range(0, len(x), _EVENT_CHUNK):
+            xc = x[i:i + _EVENT_CHUNK]
+            parts.append(be.run(net, encode_fn(xc), record=record, record_states=record_states))
+            t.advance(len(xc))
+    if len(parts) == 1:
+        return parts[0]
+    res = SimResult(steps=steps, samples=len(x), seconds=sum(p.seconds for p in parts),
+                    synaptic_events=sum(p.synaptic_events for p in parts))
+    res.spikes = {k: np.concatenate([p.spikes[k] for p in parts]) for k in parts[0].spikes}
+    res.states = {k: {v: np.concatenate([p.states[k][v] for p in parts]) for v in parts[0].states[k]}
+                  for k in parts[0].states}
+    res.spike_counts = {k: np.concatenate([p.spike_counts[k] for p in parts]) for k in parts[0].spike_counts}
+    return res
 
 
 @hw_app.command("list")
@@ -251,12 +372,20 @@ def hw_show(name: str):
 
 @app.command()
 @click.option("--out", "-o", "out_dir", type=click.Path(path_type=Path), default=Path("neurocomp-out/demo"),
-              show_default=True, help="Where the demo writes its model and bundle.")
-def demo(out_dir: Path):
+              show_default=True, help="Where the demo writes its model, data, bundles and report.")
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="Train on this .npz (x_train, y_train, x_test, y_test) instead of sklearn digits.")
+@click.option("--mode", "modes", type=click.Choice(["rate", "rate-soft", "sigma-delta"]), multiple=True,
+              help="Modes to compile (repeatable; default: all three).")
+@click.option("--epochs", type=click.IntRange(1, 1000), default=30, show_default=True, help="Training epochs.")
+@click.option("--lava-samples", type=click.IntRange(1, 1000), default=3, show_default=True,
+              help="Test samples also run on Lava and compared spike for spike.")
+def demo(out_dir: Path, data, modes, epochs, lava_samples):
     """Train a small CNN on sklearn digits and run it through neurocomp (no files needed)."""
-    from neurocomp.demo import run_demo
+    from neurocomp.demo import MODES, run_demo
 
-    run_demo(out_dir, console=out, quiet=_state["quiet"])
+    run_demo(out_dir, console=out, quiet=_state["quiet"], data=data, modes=tuple(modes) or MODES,
+             epochs=epochs, lava_samples=lava_samples, log=_log())
 
 
 def _one_line(msg: str) -> str:

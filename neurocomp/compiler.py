@@ -8,7 +8,7 @@ from typing import Any, Callable, Optional
 import networkx as nx
 import numpy as np
 
-from neurocomp.encoding import encode
+from neurocomp.encoding import check_encoding, default_encoding, encode
 from neurocomp.lowered import LoweredNet
 from neurocomp.options import ConvertOptions
 from neurocomp.pipeline import passes_for
@@ -21,9 +21,17 @@ class SimOutput:
     result: Any                      # backends.base.SimResult
     steps: int
     backend: str
+    winners: Optional[np.ndarray] = None       # (batch, n_out) bool, see readout.decide(ties=...)
+    decision_steps: Optional[np.ndarray] = None  # (batch,) step each decision was taken
+    encoding: str = "constant"
 
     def accuracy(self, y) -> float:
         return float((self.predictions == np.asarray(y).reshape(-1)).mean())
+
+    @property
+    def mean_steps(self) -> float:
+        """Mean steps per sample to the decision (``steps`` unless early exit or a spike-time read-out)."""
+        return float(np.mean(self.decision_steps)) if self.decision_steps is not None else float(self.steps)
 
 
 @dataclass
@@ -44,17 +52,41 @@ class Compiled:
         return self.net.depth() + 1
 
     def simulate(self, x: np.ndarray, steps: int, backend: str = "event", *, record=None,
-                 record_states=None) -> SimOutput:
-        """Run ``x`` (float samples, the Keras model's input shape) for ``steps``."""
-        from neurocomp.backends import get_backend
-        from neurocomp.readout import needs_states, scores
+                 record_states=None, encoding: Optional[str] = None, seed: int = 0,
+                 readout: Optional[str] = None, k: Optional[int] = None, ties: str = "first",
+                 early_exit=None) -> SimOutput:
+        """Run ``x`` (float samples, the Keras model's input shape) for ``steps``.
 
-        raster = encode(self.net, x, steps)
+        ``encoding``/``seed``: input encoding (default: the compiled one) and
+        the seed of the stochastic ones (``neurocomp.encoding``).  ``readout``,
+        ``k``, ``ties``, ``early_exit`` (an ``EarlyExit``, or a margin as a
+        float): how the decision is read (``neurocomp.readout.decide``).
+        """
+        from neurocomp.backends import get_backend
+        from neurocomp.readout import EarlyExit, decide, needs_states
+
+        enc = encoding or default_encoding(self.net)
+        raster = encode(self.net, x, steps, encoding=enc, seed=seed)
         states = set(needs_states(self.net)) | set(
             self.net.populations if record_states is True else (record_states or ()))
         res = get_backend(backend).run(self.net, raster, record=record, record_states=sorted(states))
-        sc = scores(self.net, res)
-        return SimOutput(sc.argmax(axis=1), sc, res, steps, backend)
+        if early_exit is not None and not isinstance(early_exit, EarlyExit):
+            early_exit = EarlyExit(margin=float(early_exit))
+        d = decide(self.net, res, readout=readout, k=k, ties=ties, early_exit=early_exit)
+        return SimOutput(d.predictions, d.scores, res, steps, backend, d.winners, d.steps, enc)
+
+
+def check_options(opt: ConvertOptions) -> None:
+    """Refuse option combinations that make no sense, in one line, before any work."""
+    from neurocomp.encoding import EncodingError
+    from neurocomp.readout import ReadoutError
+
+    if opt.mode == "sigma-delta" and opt.encoding != "constant":
+        raise EncodingError(f"encoding '{opt.encoding}' does not apply to mode sigma-delta (its input is the "
+                            "delta-coded constant current); use encoding 'constant' or a rate mode")
+    if opt.mode == "sigma-delta" and opt.readout not in ("membrane",):
+        raise ReadoutError(f"read-out '{opt.readout}' does not apply to mode sigma-delta (it is read from "
+                           "its Sigma decoder); leave the read-out at its default or use a rate mode")
 
 
 def compile(model, calib: Optional[np.ndarray] = None, hw="loihi2", options: Optional[ConvertOptions] = None,
@@ -73,6 +105,7 @@ def compile(model, calib: Optional[np.ndarray] = None, hw="loihi2", options: Opt
     opt = options or ConvertOptions(**option_overrides)
     if option_overrides and options is not None:
         opt = options.model_copy(update=option_overrides)
+    check_options(opt)
     hw_cfg = load_hw(hw) if isinstance(hw, str) else hw
     g = model if isinstance(model, nx.DiGraph) else load_keras(model)
     ctx = PassContext(hw=hw_cfg, options=opt.model_dump(),
@@ -81,5 +114,9 @@ def compile(model, calib: Optional[np.ndarray] = None, hw="loihi2", options: Opt
     g = run_pipeline(g, names, ctx, on_pass=on_pass)
     t0 = time.perf_counter()
     net = lower(g, opt, hw_cfg)
+    if opt.mode != "sigma-delta":
+        # the bundle's input neuron remembers the encoding; encode() reads it from there
+        net.populations[net.input].neuron.encoding = opt.encoding
+    check_encoding(net, opt.encoding)
     ctx.timings.append(("lower", time.perf_counter() - t0))
     return Compiled(g, net, opt, hw_cfg, ctx.notes, ctx.timings)

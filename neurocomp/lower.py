@@ -1,28 +1,53 @@
 """Lowering: a canonical, calibrated float IR becomes a ``LoweredNet``.
 
-Which float nodes become neuron populations is decided once, by
-``conversion_plan``; calibration (``balance_thresholds``) and lowering both
-read it.  Each population represents the *normalised* activation of one float
-node (activation / ``act_scale``, so that 1.0 is the neuron's threshold).
+Which float nodes become neuron populations, and which float-weighted
+connections feed each, is decided once, by ``conversion_plan``; calibration
+(``balance_thresholds``) and lowering both read it.  Each population
+represents the *normalised* activation of one float node (activation /
+``act_scale``, so that 1.0 is the neuron's threshold).
+
+Values without a population of their own are *views* of populations
+(``Part``: which population elements sit where in the value): flatten and
+reshape, zero padding (folded into the pads of the consumer's connections)
+and channel concatenation (each consumer reads one slice per source
+population).  A weighted layer without ReLU that feeds only an ``Add`` is
+fused into the ``Add``'s population: several connections summed into one
+population, each normalised from its own source scale to the common
+destination scale.  Branches of different depths are aligned with synaptic
+delays on the shorter ones (``_align_delays``).  Max pooling is a tree of
+ReLU populations, ``max(a, b) = relu(a - b) + b`` for ``b >= 0``
+(``maxpool="exact"``), or an average pool (``maxpool="avg"``).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import networkx as nx
 import numpy as np
 
 from neurocomp import numerics as nm
 from neurocomp.errors import UnsupportedLayerError
-from neurocomp.ir import inputs_of, topo_order
+from neurocomp.ir import copy_graph, inputs_of, topo_order
 from neurocomp.ir import ops
 from neurocomp.lowered import (InputNeuron, LIFNeuron, LoweredError, LoweredNet, SigmaDeltaNeuron,
                                SigmaNeuron)
 from neurocomp.quant import Formats, bias_to_mant_exp, choose_lif_format
 
 MODES = ("rate", "rate-soft", "sigma-delta")
+MAX_DELAY = 62                    # Lava DelayDense / Loihi 2: 6-bit synaptic delays
+
+
+@dataclass
+class FloatConn:
+    """One incoming connection of a population, in float (un-normalised) weights."""
+
+    src: str                      # source population
+    kind: str                     # dense | conv
+    weight: np.ndarray            # dense (n_src, n_dst); conv (kh, kw, C_src/groups, C_dst), Keras layout
+    geo: dict = field(default_factory=dict)     # conv: strides, pads, dilation, groups
+    delay: int = 0                # synaptic delay aligning it with the population's deepest input
 
 
 @dataclass
@@ -30,87 +55,423 @@ class PopPlan:
     """One population-to-be: what it computes and which float node holds its value."""
 
     name: str
-    kind: str                       # input | weighted | avg_pool | global_pool
+    kind: str                       # input | weighted | avg_pool | global_pool | add | max_pool | max_tree
     value_node: str                 # float node whose activation the population carries
-    op_node: Optional[str] = None   # the weighted / pooling node
-    src: Optional[str] = None       # source population
+    op_node: Optional[str] = None   # the weighted / pooling / add node
+    src: Optional[str] = None       # first source population
     shape: tuple = ()
     relu: bool = True
     is_output: bool = False
     pre_nodes: list = field(default_factory=list)   # input preprocessing (Scale) folded on the host
+    inputs: list = field(default_factory=list)      # FloatConn
+    bias: Optional[np.ndarray] = None               # float, per output channel (last axis)
+    aux: bool = False               # a max-pool tree population: scale and value belong to value_node
+    # aux: the float value it approximates, from {node: float activation} and {aux pop: value}
+    float_value: Optional[Callable] = None
+
+    @property
+    def sources(self) -> list[str]:
+        return [c.src for c in self.inputs]
+
+
+@dataclass
+class Part:
+    """Elements of population ``pop`` sit at flat positions ``index`` of a value."""
+
+    pop: str
+    index: np.ndarray
 
 
 _VIEW_KINDS = (ops.Flatten, ops.Reshape)
+_WEIGHTED = (ops.Dense, ops.Conv2D, ops.DepthwiseConv2D)
 
 
-def conversion_plan(g: nx.DiGraph) -> list[PopPlan]:
-    """Map the float graph onto populations; raise for what cannot be spiked yet."""
-    plans: dict[str, PopPlan] = {}
-    carrier: dict[str, str] = {}          # float node -> population carrying its value
-    order = topo_order(g)
-    for n in order:
+def _whole(pop: str, shape) -> list[Part]:
+    return [Part(pop, np.arange(int(np.prod(shape))))]
+
+
+def ungroup(k: np.ndarray, groups: int) -> np.ndarray:
+    """A grouped kernel ``(kh, kw, C/g, Co)`` as the equivalent ``groups=1`` kernel (zeros elsewhere)."""
+    if groups == 1:
+        return k
+    kh, kw, cg, co = k.shape
+    og = co // groups
+    full = np.zeros((kh, kw, cg * groups, co), k.dtype)
+    for g in range(groups):
+        full[:, :, g * cg:(g + 1) * cg, g * og:(g + 1) * og] = k[:, :, :, g * og:(g + 1) * og]
+    return full
+
+
+def maxpool_as_avg_conv(o: ops.MaxPool2D, channels: int) -> ops.Conv2D:
+    """The ``maxpool="avg"`` stand-in: a depthwise mean whose padding counts as zeros."""
+    kh, kw = o.pool
+    return ops.Conv2D(shape=o.shape, weight=np.full((kh, kw, 1, channels), 1.0 / (kh * kw)),
+                      bias=None, strides=tuple(o.strides), pads=tuple(o.pads), dilation=(1, 1),
+                      groups=channels)
+
+
+def calibration_graph(g: nx.DiGraph, maxpool: str = "exact") -> nx.DiGraph:
+    """The float network the spiking one approximates: ``g`` itself, or with
+    every max pool replaced by its average-pool stand-in (``maxpool="avg"``)."""
+    if maxpool != "avg" or not any(isinstance(g.nodes[n]["op"], ops.MaxPool2D) for n in g):
+        return g
+    h = copy_graph(g)
+    for n in h:
+        o = h.nodes[n]["op"]
+        if isinstance(o, ops.MaxPool2D):
+            c = h.nodes[inputs_of(h, n)[0]]["op"].shape[-1]
+            h.nodes[n]["op"] = maxpool_as_avg_conv(o, c)
+    return h
+
+
+def _padded_mean_matrix(o: ops.AvgPool2D, vshape, name) -> np.ndarray:
+    """Keras' 'same' average pool (padding excluded from each window's count) as an
+    explicit (n_in, n_out) matrix: the divisor differs at the borders, so no shared kernel."""
+    h, w, c = vshape
+    ho, wo, _ = o.shape
+    if h * w * c * ho * wo * c > 1 << 24:
+        raise UnsupportedLayerError(
+            f"layer '{name}' averages over padded windows (padding='same') on a {vshape} map, which "
+            "needs an explicit matrix too large here; use padding='valid' or ZeroPadding2D")
+    m = np.zeros((h * w * c, ho * wo * c))
+    ch = np.arange(c)
+    for oy in range(ho):
+        for ox in range(wo):
+            ys = [y for y in range(oy * o.strides[0] - o.pads[0][0], oy * o.strides[0] - o.pads[0][0]
+                                   + o.pool[0]) if 0 <= y < h]
+            xs = [x for x in range(ox * o.strides[1] - o.pads[1][0], ox * o.strides[1] - o.pads[1][0]
+                                   + o.pool[1]) if 0 <= x < w]
+            for y in ys:
+                for x in xs:
+                    m[(y * w + x) * c + ch, (oy * wo + ox) * c + ch] = 1.0 / (len(ys) * len(xs))
+    return m
+
+
+class _Planner:
+    """Builds the population plans of one float graph (see ``conversion_plan``)."""
+
+    def __init__(self, g: nx.DiGraph, maxpool: str):
+        self.g, self.maxpool = g, maxpool
+        self.plans: dict[str, PopPlan] = {}
+        self.carrier: dict[str, list[Part]] = {}     # float node -> where its value lives
+        self.fused: dict[str, tuple[list, np.ndarray]] = {}   # linear node -> (FloatConns, bias)
+
+    def shape(self, node):
+        return tuple(self.g.nodes[node]["op"].shape)
+
+    def parts(self, node, user) -> list[Part]:
+        if node in self.fused:
+            raise UnsupportedLayerError(f"layer '{node}' has no ReLU and feeds '{user}' besides an Add; "
+                                        "negative activations cannot be spiked")
+        if node not in self.carrier:
+            raise UnsupportedLayerError(f"layer '{user}' reads '{node}', whose value no population carries")
+        return self.carrier[node]
+
+    # -- geometry of parts -----------------------------------------------------------
+    def _image_geometry(self, part: Part, vshape, user) -> tuple[int, int, int, int, int]:
+        """(top, bottom, left, right, channel offset) placing a population in an image value."""
+        p = self.plans[part.pop]
+        hv, wv, cv = vshape
+        if len(p.shape) != 3:
+            if p.kind == "input" and np.array_equal(part.index, np.arange(int(np.prod(vshape)))):
+                p.shape = tuple(vshape)          # same flat order: the input is an image after all
+            else:
+                raise UnsupportedLayerError(
+                    f"layer '{user}' reads population '{part.pop}' of shape {p.shape} as an image; "
+                    "reshaping a flat layer's output into an image is not supported")
+        hp, wp, cp = p.shape
+        t, rest = divmod(int(part.index[0]), wv * cv)
+        l, o = divmod(rest, cv)
+        hh, ww, cc = np.meshgrid(np.arange(hp), np.arange(wp), np.arange(cp), indexing="ij")
+        expect = ((hh + t) * wv + (ww + l)) * cv + o + cc
+        if not np.array_equal(expect.reshape(-1), part.index):
+            raise UnsupportedLayerError(
+                f"layer '{user}' reads a value assembled along an axis other than channels; only "
+                "channel concatenation and zero padding can feed convolutions and pooling")
+        return t, hv - t - hp, l, wv - l - wp, o
+
+    def conv_from(self, parts, vshape, k, strides, pads, dilation, groups, user) -> list[FloatConn]:
+        """A convolution of a value made of ``parts``: one conv connection per source population."""
+        out = []
+        cv = vshape[2]
+        for part in parts:
+            t, b, l, r, o = self._image_geometry(part, vshape, user)
+            cp = self.plans[part.pop].shape[2]
+            kk, gg = k, groups
+            if not (o == 0 and cp == cv):
+                kk, gg = ungroup(k, groups)[:, :, o:o + cp, :], 1
+            geo = dict(strides=tuple(strides), pads=((pads[0][0] + t, pads[0][1] + b),
+                                                     (pads[1][0] + l, pads[1][1] + r)),
+                       dilation=tuple(dilation), groups=int(gg))
+            out.append(FloatConn(part.pop, "conv", np.asarray(kk, np.float64), geo))
+        return out
+
+    def dense_from(self, parts, w) -> list[FloatConn]:
+        return [FloatConn(p.pop, "dense", np.asarray(w, np.float64)[p.index]) for p in parts]
+
+    def identity_from(self, parts, vshape, coeff=1.0, user="") -> list[FloatConn]:
+        """Connections copying a value (times ``coeff``) into a population of its shape."""
+        if len(vshape) != 3:
+            out = []
+            for p in parts:
+                w = np.zeros((len(p.index), int(np.prod(vshape))))
+                w[np.arange(len(p.index)), p.index] = coeff
+                out.append(FloatConn(p.pop, "dense", w))
+            return out
+        c = vshape[2]
+        return self.conv_from(parts, vshape, np.full((1, 1, 1, c), float(coeff)), (1, 1),
+                              ((0, 0), (0, 0)), (1, 1), c, user)
+
+    # -- ops ---------------------------------------------------------------------------
+    def op_conns(self, n) -> tuple[list, Optional[np.ndarray]]:
+        """(FloatConns, bias) of a weighted or pooling node reading its input's parts."""
+        g = self.g
         o = g.nodes[n]["op"]
-        preds = inputs_of(g, n)
-        if isinstance(o, ops.Input):
-            plans[n] = PopPlan(n, "input", n, shape=o.shape)
-            carrier[n] = n
-            continue
-        src_node = preds[0]
-        src_pop = carrier.get(src_node)
-        if isinstance(o, ops.Scale) and src_pop and plans[src_pop].kind == "input" \
-                and plans[src_pop].value_node == src_node:
-            plans[src_pop].pre_nodes.append(n)
-            plans[src_pop].value_node = n
-            carrier[n] = src_pop
-        elif isinstance(o, (ops.Dense, ops.Conv2D, ops.DepthwiseConv2D)):
-            succ = list(g.successors(n))
-            nxt = g.nodes[succ[0]]["op"] if len(succ) == 1 else None
-            relu = isinstance(nxt, ops.Activation) and nxt.function == "relu"
-            value = succ[0] if relu else n
-            p = PopPlan(n, "weighted", value, op_node=n, src=src_pop, shape=o.shape, relu=relu)
-            plans[n] = p
-            carrier[n] = n
-            if relu:
-                carrier[succ[0]] = n
-        elif isinstance(o, ops.Activation) and n in carrier:
-            continue                           # the ReLU of a weighted population
-        elif isinstance(o, ops.Activation) and o.function in ("linear", "softmax"):
-            if o.function == "softmax" and not all(
-                    isinstance(g.nodes[s]["op"], ops.Output) for s in g.successors(n)):
-                raise UnsupportedLayerError(
-                    f"layer '{n}' applies softmax inside the network; a spiking network can only "
-                    "drop a softmax at the output (argmax is unchanged)")
-            carrier[n] = src_pop
-        elif isinstance(o, (ops.AvgPool2D, ops.GlobalAvgPool2D)):
-            if isinstance(o, ops.AvgPool2D) and any(p for pp in o.pads for p in pp):
-                raise UnsupportedLayerError(
-                    f"layer '{n}' averages over a padded window (padding='same'); use padding='valid'")
-            kind = "avg_pool" if isinstance(o, ops.AvgPool2D) else "global_pool"
-            plans[n] = PopPlan(n, kind, n, op_node=n, src=src_pop, shape=o.shape)
-            carrier[n] = n
-        elif isinstance(o, _VIEW_KINDS):
-            carrier[n] = src_pop
-        elif isinstance(o, ops.Output):
-            carrier[n] = src_pop
-            plans[src_pop].is_output = True
-        else:
+        src = inputs_of(g, n)[0]
+        parts, vshape = self.parts(src, n), self.shape(src)
+        if isinstance(o, ops.DepthwiseConv2D):
+            o = o.as_grouped_conv()
+        if isinstance(o, ops.Dense):
+            return self.dense_from(parts, o.weight), o.bias
+        if isinstance(o, ops.Conv2D):
+            return self.conv_from(parts, vshape, o.weight, o.strides, o.pads, o.dilation, o.groups,
+                                  n), o.bias
+        if isinstance(o, ops.AvgPool2D):
+            if any(p for pp in o.pads for p in pp):
+                return self.dense_from(parts, _padded_mean_matrix(o, vshape, n)), None
+            c = vshape[2]
+            k = np.full(tuple(o.pool) + (1, c), 1.0 / (o.pool[0] * o.pool[1]))
+            return self.conv_from(parts, vshape, k, o.strides, o.pads, (1, 1), c, n), None
+        if isinstance(o, ops.MaxPool2D):          # maxpool="avg"
+            a = maxpool_as_avg_conv(o, vshape[2])
+            return self.conv_from(parts, vshape, a.weight, a.strides, a.pads, (1, 1), a.groups, n), None
+        if isinstance(o, ops.GlobalAvgPool2D):
+            h, w, c = vshape
+            wd = np.zeros((h * w * c, c))
+            wd[np.arange(h * w * c), np.tile(np.arange(c), h * w)] = 1.0 / (h * w)
+            return self.dense_from(parts, wd), None
+        raise AssertionError(o.kind)
+
+    def add_pop(self, p: PopPlan) -> PopPlan:
+        p.src = p.inputs[0].src if p.inputs else None
+        self.plans[p.name] = p
+        return p
+
+    def relu_after(self, n) -> Optional[str]:
+        succ = list(self.g.successors(n))
+        nxt = self.g.nodes[succ[0]]["op"] if len(succ) == 1 else None
+        return succ[0] if isinstance(nxt, ops.Activation) and nxt.function == "relu" else None
+
+    def feeds_only_add(self, n) -> bool:
+        succ = list(self.g.successors(n))
+        return len(succ) == 1 and isinstance(self.g.nodes[succ[0]]["op"], ops.Add)
+
+    def neuron_pop(self, n, kind, conns, bias):
+        """A population for node ``n`` (ReLU folded in when it follows), or a fused linear term."""
+        relu_node = self.relu_after(n)
+        out_next = all(isinstance(self.g.nodes[s]["op"], ops.Output) or
+                       (isinstance(self.g.nodes[s]["op"], ops.Activation)
+                        and self.g.nodes[s]["op"].function in ("linear", "softmax"))
+                       for s in self.g.successors(n))
+        if relu_node is None and kind in ("weighted", "add") and self.feeds_only_add(n):
+            self.fused[n] = (conns, bias)         # summed into the Add's population
+            return
+        if relu_node is None and kind in ("weighted", "add") and not out_next:
             raise UnsupportedLayerError(
-                f"layer '{n}' ({o.kind}) cannot be converted to spikes yet; convertible ops: input, "
-                "dense, conv2d, depthwise_conv2d, avg_pool2d (valid), global_avg_pool2d, flatten, "
-                "reshape, relu, linear/softmax at the output, batchnorm after a weighted layer")
-        if src_pop is None:
-            raise UnsupportedLayerError(f"layer '{n}' ({o.kind}) reads a value no population carries")
-    outs = [p for p in plans.values() if p.is_output]
-    if len(outs) != 1:
-        raise UnsupportedLayerError(f"spiking conversion needs exactly one output, got {len(outs)}")
-    for p in plans.values():
-        if p.kind == "weighted" and not p.relu and not p.is_output:
-            raise UnsupportedLayerError(
-                f"layer '{p.name}' has no ReLU after it; hidden weighted layers must end in relu "
+                f"layer '{n}' has no ReLU after it; hidden weighted layers must end in relu "
                 "(negative activations cannot be spiked)")
-        if p.src and plans[p.src].is_output:
-            raise UnsupportedLayerError(f"output layer '{p.src}' feeds '{p.name}'")
-    return list(plans.values())
+        value = relu_node or n
+        self.add_pop(PopPlan(n, kind, value, op_node=n, shape=self.shape(n), relu=relu_node is not None
+                             or kind not in ("weighted", "add"), inputs=conns, bias=bias))
+        self.carrier[n] = _whole(n, self.shape(n))
+        if relu_node:
+            self.carrier[relu_node] = self.carrier[n]
+
+    def add_node(self, n):
+        conns, bias = [], np.zeros(self.shape(n)[-1])
+        for src in inputs_of(self.g, n):
+            if src in self.fused:
+                c, b = self.fused.pop(src)
+                conns += c
+                if b is not None:
+                    bias = bias + b
+            else:
+                conns += self.identity_from(self.parts(src, n), self.shape(src), 1.0, n)
+        self.neuron_pop(n, "add", conns, bias)
+
+    def concat_node(self, n, o):
+        shapes = [self.shape(s) for s in inputs_of(self.g, n)]
+        vshape = self.shape(n)
+        ax = o.axis % len(vshape)
+        pos = np.arange(int(np.prod(vshape))).reshape(vshape)
+        off, parts = 0, []
+        for s, shp in zip(inputs_of(self.g, n), shapes):
+            sl = [slice(None)] * len(vshape)
+            sl[ax] = slice(off, off + shp[ax])
+            where = pos[tuple(sl)].reshape(-1)          # positions of the operand's elements
+            parts += [Part(p.pop, where[p.index]) for p in self.parts(s, n)]
+            off += shp[ax]
+        self.carrier[n] = parts
+
+    def zero_pad_node(self, n, o):
+        src = inputs_of(self.g, n)[0]
+        h, w, c = self.shape(src)
+        (t, _), (l, _) = o.pads
+        _, wv, cv = self.shape(n)
+        hh, ww, cc = np.unravel_index(np.arange(h * w * c), (h, w, c))
+        where = ((hh + t) * wv + (ww + l)) * cv + cc
+        self.carrier[n] = [Part(p.pop, where[p.index]) for p in self.parts(src, n)]
+
+    def max_pool_node(self, n, o):
+        """``max(a, b) = relu(a - b) + b`` (b >= 0) as a tournament over the window:
+        each match is a ReLU population of the difference, the winner's expression
+        adds back the loser's, and a last population sums the final expression."""
+        g = self.g
+        src = inputs_of(g, n)[0]
+        parts, vshape = self.parts(src, n), self.shape(src)
+        c = vshape[2]
+        kh, kw = o.pool
+        shape = self.shape(n)
+        # an expression: {"win": {(a, b): coeff}, "pop": {population: coeff}}
+        level = [{"win": {(a, b): 1.0}, "pop": {}} for a in range(kh) for b in range(kw)]
+
+        def conns_of(expr):
+            out = []
+            if expr["win"]:
+                k = np.zeros((kh, kw, 1, c))
+                for (a, b), v in expr["win"].items():
+                    k[a, b] = v
+                out += self.conv_from(parts, vshape, k, o.strides, o.pads, (1, 1), c, n)
+            for pop, v in expr["pop"].items():
+                out += self.identity_from(_whole(pop, shape), shape, v, n)
+            return out
+
+        def value_fn(expr):
+            def f(acts, vals):
+                win = ops._windows(acts[src], o.pool, o.strides, (1, 1), o.pads)   # (N,Ho,Wo,C,kh,kw)
+                y = sum(v * win[..., a, b] for (a, b), v in expr["win"].items())
+                y = y + sum(v * vals[pop] for pop, v in expr["pop"].items())
+                return np.maximum(y, 0.0)
+            return f
+
+        k = 0
+        while len(level) > 1:
+            nxt = []
+            for i in range(0, len(level) - 1, 2):
+                a, b = level[i], level[i + 1]
+                diff = {"win": dict(a["win"]), "pop": dict(a["pop"])}
+                for key in ("win", "pop"):
+                    for r, v in b[key].items():
+                        diff[key][r] = diff[key].get(r, 0.0) - v
+                name = f"{n}.max{k}"
+                k += 1
+                self.add_pop(PopPlan(name, "max_tree", n, op_node=n, shape=shape, inputs=conns_of(diff),
+                                     aux=True, float_value=value_fn(diff)))
+                nxt.append({"win": dict(b["win"]), "pop": {name: 1.0, **b["pop"]}})
+            if len(level) % 2:
+                nxt.append(level[-1])
+            level = nxt
+        self.add_pop(PopPlan(n, "max_pool", n, op_node=n, shape=shape, inputs=conns_of(level[0])))
+        self.carrier[n] = _whole(n, shape)
+
+    # -- the walk --------------------------------------------------------------------
+    def run(self) -> list[PopPlan]:
+        g = self.g
+        for n in topo_order(g):
+            o = g.nodes[n]["op"]
+            preds = inputs_of(g, n)
+            if isinstance(o, ops.Input):
+                self.add_pop(PopPlan(n, "input", n, shape=o.shape))
+                self.carrier[n] = _whole(n, o.shape)
+                continue
+            first = self.carrier.get(preds[0])
+            if isinstance(o, ops.Scale) and first and len(first) == 1 \
+                    and self.plans[first[0].pop].kind == "input" \
+                    and self.plans[first[0].pop].value_node == preds[0]:
+                self.plans[first[0].pop].pre_nodes.append(n)
+                self.plans[first[0].pop].value_node = n
+                self.carrier[n] = first
+            elif isinstance(o, _WEIGHTED):
+                self.neuron_pop(n, "weighted", *self.op_conns(n))
+            elif isinstance(o, ops.Activation) and n in self.carrier:
+                continue                                   # the ReLU of a population
+            elif isinstance(o, ops.Activation) and o.function == "relu" and first and all(
+                    self.plans[p.pop].relu and self.plans[p.pop].kind != "input" for p in first):
+                self.carrier[n] = first                    # ReLU of non-negative values: identity
+            elif isinstance(o, ops.Activation) and o.function in ("linear", "softmax"):
+                if o.function == "softmax" and not all(
+                        isinstance(g.nodes[s]["op"], ops.Output) for s in g.successors(n)):
+                    raise UnsupportedLayerError(
+                        f"layer '{n}' applies softmax inside the network; a spiking network can only "
+                        "drop a softmax at the output (argmax is unchanged)")
+                self.carrier[n] = self.parts(preds[0], n)
+            elif isinstance(o, (ops.AvgPool2D, ops.GlobalAvgPool2D)) or (
+                    isinstance(o, ops.MaxPool2D) and self.maxpool == "avg"):
+                kind = "global_pool" if isinstance(o, ops.GlobalAvgPool2D) else "avg_pool"
+                self.neuron_pop(n, kind, *self.op_conns(n))
+            elif isinstance(o, ops.MaxPool2D):
+                self.max_pool_node(n, o)
+            elif isinstance(o, ops.Add):
+                self.add_node(n)
+            elif isinstance(o, ops.Concatenate):
+                self.concat_node(n, o)
+            elif isinstance(o, ops.ZeroPadding2D):
+                self.zero_pad_node(n, o)
+            elif isinstance(o, _VIEW_KINDS):
+                self.carrier[n] = self.parts(preds[0], n)
+            elif isinstance(o, ops.Output):
+                parts = self.parts(preds[0], n)
+                p = self.plans[parts[0].pop]
+                if len(parts) != 1 or not np.array_equal(parts[0].index, np.arange(len(parts[0].index))) \
+                        or p.kind == "input":
+                    raise UnsupportedLayerError(
+                        f"the network output '{preds[0]}' is not one layer's output (a concatenation, "
+                        "padding or the input); end the model with a Dense or Conv layer")
+                p.is_output = True
+            else:
+                raise UnsupportedLayerError(
+                    f"layer '{n}' ({o.kind}) cannot be converted to spikes yet; convertible ops: "
+                    "input, dense, conv2d, depthwise_conv2d, avg_pool2d (valid), max_pool2d, "
+                    "global_avg_pool2d, add, concatenate, zero_padding2d, flatten, reshape, relu, "
+                    "linear/softmax at the output, batchnorm after a weighted layer")
+        if self.fused:
+            n = next(iter(self.fused))
+            raise UnsupportedLayerError(f"layer '{n}' has no ReLU after it; hidden weighted layers must "
+                                        "end in relu (negative activations cannot be spiked)")
+        plans = list(self.plans.values())
+        outs = [p for p in plans if p.is_output]
+        if len(outs) != 1:
+            raise UnsupportedLayerError(f"spiking conversion needs exactly one output, got {len(outs)}")
+        for p in plans:
+            if p.kind in ("weighted", "add") and not p.relu and not p.is_output:
+                raise UnsupportedLayerError(
+                    f"layer '{p.name}' has no ReLU after it; hidden weighted layers must end in relu "
+                    "(negative activations cannot be spiked)")
+            for s in p.sources:
+                if self.plans[s].is_output:
+                    raise UnsupportedLayerError(f"output layer '{s}' feeds '{p.name}'")
+        _align_delays(plans)
+        return plans
+
+
+def _align_delays(plans: list[PopPlan]) -> None:
+    """Synaptic delays on the shorter inputs of every population, so that all
+    its inputs first arrive in the same step (residual and concatenated branches)."""
+    depth = {}
+    for p in plans:
+        depth[p.name] = max((depth[c.src] + 1 for c in p.inputs), default=0)
+        for c in p.inputs:
+            c.delay = depth[p.name] - depth[c.src] - 1
+            if c.delay > MAX_DELAY:
+                raise UnsupportedLayerError(
+                    f"aligning the branches into '{p.name}' needs a delay of {c.delay} steps from "
+                    f"'{c.src}', more than the chip's {MAX_DELAY}")
+
+
+def conversion_plan(g: nx.DiGraph, maxpool: str = "exact") -> list[PopPlan]:
+    """Map the float graph onto populations and their float connections; raise
+    for what cannot be spiked.  ``maxpool``: "exact" (ReLU tournament) or "avg"."""
+    return _Planner(g, maxpool).run()
 
 
 def act_scale(g: nx.DiGraph, node: str) -> np.ndarray:
@@ -122,34 +483,14 @@ def act_scale(g: nx.DiGraph, node: str) -> np.ndarray:
     return np.asarray(meta["act_scale"], dtype=np.float64)
 
 
-def _connection_weights(g, p: PopPlan, src_shape) -> tuple[str, np.ndarray, Optional[np.ndarray], dict]:
-    """(kind, float weight in Keras layout, float bias, conv geometry) of a population's input."""
-    o = g.nodes[p.op_node]["op"]
-    if isinstance(o, ops.DepthwiseConv2D):
-        o = o.as_grouped_conv()
-    if isinstance(o, ops.Dense):
-        return "dense", o.weight, o.bias, {}
-    if isinstance(o, ops.Conv2D):
-        return "conv", o.weight, o.bias, dict(strides=tuple(o.strides), pads=tuple(o.pads),
-                                              dilation=tuple(o.dilation), groups=int(o.groups))
-    if isinstance(o, ops.AvgPool2D):
-        c = src_shape[2]
-        k = np.full(tuple(o.pool) + (1, c), 1.0 / (o.pool[0] * o.pool[1]))
-        return "conv", k, None, dict(strides=tuple(o.strides), pads=tuple(o.pads), dilation=(1, 1),
-                                     groups=c)
-    if isinstance(o, ops.GlobalAvgPool2D):
-        h, w, c = src_shape
-        wd = np.zeros((h * w * c, c))
-        wd[np.arange(h * w * c), np.tile(np.arange(c), h * w)] = 1.0 / (h * w)
-        return "dense", wd, None, {}
-    raise AssertionError(p.kind)
-
-
-def normalised_weights(kind, w, b, geo, src_scale, dst_scale, src_shape):
+def normalised_weights(kind, w, b, geo, src_scale, dst_scale, src_shape, dst_shape=None):
     """``W * scale(source neuron) / scale(destination channel)``, ``b / scale``."""
     ls = np.broadcast_to(src_scale, src_shape).reshape(-1) if kind == "dense" else \
         np.broadcast_to(src_scale, (src_shape[-1],))
-    ld = np.broadcast_to(dst_scale, (w.shape[-1],))
+    if kind == "dense" and dst_shape is not None:     # e.g. a padded mean into an image
+        ld = np.broadcast_to(dst_scale, tuple(dst_shape)).reshape(-1)
+    else:
+        ld = np.broadcast_to(dst_scale, (w.shape[-1],))
     if kind == "dense":
         wn = w * ls[:, None] / ld[None, :]
     else:
@@ -158,6 +499,47 @@ def normalised_weights(kind, w, b, geo, src_scale, dst_scale, src_shape):
         src_ch = (np.arange(co)[None, :] // og) * cg + np.arange(cg)[:, None]     # (cg, co)
         wn = w * (ls[src_ch] / ld[None, :])[None, None]
     return wn, (None if b is None else b / ld)
+
+
+def _scale_of(g, plans: dict, name: str) -> np.ndarray:
+    p = plans[name]
+    s = act_scale(g, p.value_node)
+    return np.max(s) if p.kind == "input" else s
+
+
+@dataclass
+class _NormConn:
+    fc: FloatConn
+    w: np.ndarray                 # normalised weights (activation 1.0 -> 1.0)
+    sum_axes: object              # axes a destination neuron sums over
+
+    @property
+    def kind(self):
+        return self.fc.kind
+
+
+def _normalised(g, plans: dict, p: PopPlan) -> tuple[list[_NormConn], Optional[np.ndarray]]:
+    """A population's incoming connections and bias, normalised to its own scale."""
+    dst = _scale_of(g, plans, p.name)
+    conns = []
+    for fc in p.inputs:
+        w, _ = normalised_weights(fc.kind, fc.weight, None, fc.geo, _scale_of(g, plans, fc.src), dst,
+                                  tuple(plans[fc.src].shape), p.shape)
+        conns.append(_NormConn(fc, w, 0 if fc.kind == "dense" else (0, 1, 2)))
+    b = None
+    if p.bias is not None and np.any(p.bias):
+        b = p.bias / np.broadcast_to(dst, (p.shape[-1],))
+    return conns, b
+
+
+def _exact_bound(fc: FloatConn) -> int:
+    """Largest exact |sum| of one message: Lava's float32 conv (2^24), its explicit-matrix
+    fallback for delayed or asymmetrically padded convs, which must not reach Conv's
+    24-bit wrap (2^23), int32 dot products."""
+    if fc.kind == "conv":
+        (pt, pb), (pl, pr) = fc.geo["pads"]
+        return 1 << 23 if fc.delay or pt != pb or pl != pr else nm.FLOAT32_EXACT
+    return 1 << 31
 
 
 def _input_layer_format(net, inp: str, w_n, sum_axes, fmt, cap, signed, unit):
@@ -183,52 +565,44 @@ def _input_layer_format(net, inp: str, w_n, sum_axes, fmt, cap, signed, unit):
     return lf
 
 
-def _plan_weights(g, plans: dict, p: PopPlan):
-    """(kind, normalised weights, normalised bias, geometry, sum axes) of a population's input."""
-    src = plans[p.src]
-    src_shape = tuple(src.shape)
-    kind, w, b, geo = _connection_weights(g, p, src_shape)
-    src_scale = act_scale(g, src.value_node)
-    if src.kind == "input":
-        src_scale = np.max(src_scale)
-    w_n, b_n = normalised_weights(kind, w, b, geo, src_scale, act_scale(g, p.value_node), src_shape)
-    return kind, w_n, b_n, geo, (0 if kind == "dense" else (0, 1, 2))
-
-
 def _sd_state_limits(g, plans_list, opt, fmt) -> dict[str, float]:
     """Largest sigma units per activation 1.0 each sigma-delta population may use.
 
     Its own bounds: the 24-bit sigma for activations up to 4x the calibration
     scale, and exact sums downstream of it (Lava's float32 conv: 2^24; int32 dot
-    products: 2^31) -- ``4 * A * max column sum |W'| < bound``.  And its
-    consumers': payloads are A/64 per 1.0, and a consumer q with scale A_q
-    gets weights W'_q * A_q * 64 / A, which need A <= 64 * A_q * max|W'_q| / lim
-    to keep full mantissas (a large A upstream starves the weights below).
+    products: 2^31) -- ``4 * A * max column sum |W'| < bound`` per incoming
+    connection.  And its consumers': payloads are A/64 per 1.0, and a consumer q
+    with scale A_q gets weights W'_q * A_q * 64 / A, which need
+    A <= 64 * A_q * max|W'_q| / lim to keep full mantissas (a large A upstream
+    starves the weights below).
     """
     plans = {p.name: p for p in plans_list}
     lim = (1 << fmt.weight_bits) - 2
     floor = (1 << nm.ACT_SHIFT) / opt.sd_threshold        # keeps the delta threshold's resolution
-    own, wmax, needs = {}, {}, {}
+    own = {}
+    reads = {p.name: [] for p in plans_list}             # source -> [(consumer, wmax, mantissa need)]
     for p in plans_list:
         if p.kind == "input":
             continue
-        kind, w_n, _, _, axes = _plan_weights(g, plans, p)
-        colsum = float(np.abs(w_n).sum(axis=axes).max()) or 1.0
-        exact = nm.FLOAT32_EXACT if kind == "conv" else 1 << 31
-        own[p.name] = min(opt.sd_state_scale, (1 << (nm.UV_BITS - 1)) / 4, exact / (4 * colsum))
-        wmax[p.name] = float(np.abs(w_n).max()) or 1.0
-        nz = np.abs(w_n[w_n != 0])
-        uniform = nz.size and nz.max() - nz.min() <= 1e-9 * nz.max()    # pooling: no rounding to spread
-        exponent = kind == "dense" and not opt.netx_weights             # an exponent absorbs any scale
-        needs[p.name] = 0 if exponent else (64 if uniform else lim)     # mantissa the weights need
+        conns, _ = _normalised(g, plans, p)
+        a = min(opt.sd_state_scale, (1 << (nm.UV_BITS - 1)) / 4)
+        for k in conns:
+            colsum = float(np.abs(k.w).sum(axis=k.sum_axes).max()) or 1.0
+            a = min(a, _exact_bound(k.fc) / (4 * colsum))
+            nz = np.abs(k.w[k.w != 0])
+            uniform = nz.size and nz.max() - nz.min() <= 1e-9 * nz.max()   # pooling: no rounding to spread
+            exponent = k.kind == "dense" and not opt.netx_weights           # an exponent absorbs any scale
+            need = 0 if exponent else (64 if uniform else lim)
+            reads[k.fc.src].append((p.name, float(np.abs(k.w).max()) or 1.0, need))
+        own[p.name] = a
     allow = {}
     for p in reversed(plans_list):
         if p.kind == "input":
             continue
         a = own[p.name]
-        for q in plans_list:
-            if q.src == p.name and needs[q.name]:
-                a = min(a, (1 << nm.ACT_SHIFT) * allow[q.name] * wmax[q.name] / needs[q.name])
+        for q, wmax, need in reads[p.name]:
+            if need:
+                a = min(a, (1 << nm.ACT_SHIFT) * allow[q] * wmax / need)
         allow[p.name] = min(own[p.name], max(a, floor))
     return allow
 
@@ -240,12 +614,14 @@ def lower(g: nx.DiGraph, options=None, hw=None) -> LoweredNet:
     opt = options or ConvertOptions()
     mode = opt.mode
     fmt = Formats.from_hw(hw)
-    plans = conversion_plan(g)
+    plans = conversion_plan(g, opt.maxpool)
     net = LoweredNet(meta={"mode": mode, "payload_max": {}, "options": opt.model_dump()})
     by_name = {p.name: p for p in plans}
     pmax_in = (1 << opt.input_bits) - 1
     unit: dict[str, float] = {}            # payload per activation 1.0, per population
     sd_allow = _sd_state_limits(g, plans, opt, fmt) if mode == "sigma-delta" else {}
+    fan_out = {p.name: sum(s == p.name for q in plans for s in q.sources) for p in plans}
+    lim = (1 << fmt.weight_bits) - 2
     for p in plans:
         if p.kind == "input":
             scale = float(np.max(act_scale(g, p.value_node)))
@@ -261,15 +637,7 @@ def lower(g: nx.DiGraph, options=None, hw=None) -> LoweredNet:
             net.input = p.name
             unit[p.name] = pmax_in
             continue
-        src = by_name[p.src]
-        src_pop = net.populations[p.src]
-        kind, w, b, geo = _connection_weights(g, p, src_pop.shape)
-        src_scale = act_scale(g, src.value_node)
-        if src.kind == "input":
-            src_scale = np.max(src_scale)
-        w_n, b_n = normalised_weights(kind, w, b, geo, src_scale, act_scale(g, p.value_node),
-                                      src_pop.shape)
-        sum_axes = 0 if kind == "dense" else (0, 1, 2)
+        conns, b_n = _normalised(g, by_name, p)
         n = int(np.prod(p.shape))
         membrane = p.is_output and mode != "sigma-delta" and opt.readout == "membrane"
         if mode in ("rate", "rate-soft"):
@@ -279,16 +647,22 @@ def lower(g: nx.DiGraph, options=None, hw=None) -> LoweredNet:
                 # biases are b' * vth weight units and must fit the bias mantissa/exponent
                 cap = min(cap, int(fmt.max_bias_weight_units / float(np.abs(b_n).max())))
             cap = max(cap, 1)
-            src_signed = bool(getattr(src_pop.neuron, "signed", False))
-            allow_exp = kind == "dense" and not opt.netx_weights
-            if src.kind == "input" and not allow_exp:
+            signed = [bool(getattr(net.populations[k.fc.src].neuron, "signed", False)) for k in conns]
+            allow_exp = all(k.kind == "dense" for k in conns) and not opt.netx_weights
+            src0 = conns[0].fc.src
+            if len(conns) == 1 and by_name[src0].kind == "input" and not allow_exp \
+                    and fan_out[src0] == 1:
                 # without an exponent the worst-case input bound can starve the weights of bits:
                 # trade input bits for weight bits where that lowers the larger of the two errors
-                lf = _input_layer_format(net, p.src, w_n, sum_axes, fmt, cap, src_signed, unit)
+                lf = _input_layer_format(net, src0, conns[0].w, conns[0].sum_axes, fmt, cap,
+                                         signed[0], unit)
             else:
-                lf = choose_lif_format([w_n], [unit[p.src]], [net.max_payload(p.src)], [sum_axes], fmt,
-                                       allow_exp=allow_exp, vth_cap=cap, signed=[src_signed])
-            mant = lf.mantissas[0]
+                lf = choose_lif_format([k.w for k in conns], [unit[k.fc.src] for k in conns],
+                                       [net.max_payload(k.fc.src) for k in conns],
+                                       [k.sum_axes for k in conns], fmt, allow_exp=allow_exp,
+                                       vth_cap=cap, signed=signed)
+            mants = lf.mantissas
+            exps = [lf.weight_exp] * len(conns)
             # biases in whole weight units (x64 in v): what NetX's CUBA bias can hold
             bias_w = np.zeros(n) if b_n is None else np.round(np.broadcast_to(
                 b_n, p.shape).reshape(-1) * lf.vth)
@@ -298,35 +672,39 @@ def lower(g: nx.DiGraph, options=None, hw=None) -> LoweredNet:
                 v0 = np.full(n, int(opt.initial_membrane * (lf.vth << nm.VTH_SHIFT)), np.int64)
             neuron = LIFNeuron(vth=fmt.vth_max if membrane else lf.vth, du=4095, dv=0, bias_mant=bm,
                                bias_exp=be, v0=v0, reset="subtract" if mode == "rate-soft" else "zero")
-            wexp = lf.weight_exp
             unit[p.name] = 1
             net.meta.setdefault("vth_nominal", {})[p.name] = int(lf.vth)
         else:
-            u_src = unit[p.src]
-            wmax = float(np.abs(w_n).max()) or 1.0
-            lim = (1 << fmt.weight_bits) - 2
             # activation 1.0 == a_dst sigma units.  Bounded by: the 24-bit sigma (activations
-            # up to 4x the calibration scale), the weight mantissa range, and exactness of
-            # the sums of the payloads this population receives (float32 conv in Lava: 2^24,
-            # int32 dot products: 2^31) for activations up to 4x: 4 * a_dst * colsum(W') < bound
-            exact = nm.FLOAT32_EXACT if kind == "conv" else 1 << 31
-            cap = sd_allow[p.name]
-            if kind == "dense" and not opt.netx_weights:
-                # w_int * 2^e = W' * A / u_src, with |w_int| <= lim
-                e = math.ceil(math.log2(wmax * cap / u_src / lim))
-                e = min(max(e, fmt.weight_exp_min), 0)
-                a_dst = min(cap, lim * u_src * 2.0 ** e / wmax)
-            else:
-                e = 0
-                a_dst = min(cap, lim * u_src / wmax)
-            while True:      # rounding can push the exact-sum bound over: shrink until it holds
-                scale = a_dst / u_src / 2.0 ** e
-                mant = (2 * np.round(w_n * scale / 2) if w_n.min() < 0 < w_n.max()
-                        else np.round(w_n * scale)).astype(np.int64)
-                worst = net.max_payload(p.src) * float(np.abs(mant).sum(axis=sum_axes).max())
-                if worst < exact or a_dst < 1:
+            # up to 4x the calibration scale), every incoming weight mantissa range, and
+            # exactness of each connection's sums for activations up to 4x:
+            # 4 * a_dst * colsum(W') < bound (see _sd_state_limits)
+            u = [unit[k.fc.src] for k in conns]
+            wmax = [float(np.abs(k.w).max()) or 1.0 for k in conns]
+            expo = [k.kind == "dense" and not opt.netx_weights for k in conns]
+
+            def exponent(i, a):       # w_int * 2^e = W' * A / u_src, with |w_int| <= lim
+                if not expo[i]:
+                    return 0
+                return min(max(math.ceil(math.log2(wmax[i] * a / u[i] / lim)), fmt.weight_exp_min), 0)
+
+            a_dst = sd_allow[p.name]
+            for i in range(len(conns)):
+                a_dst = min(a_dst, lim * u[i] * 2.0 ** exponent(i, a_dst) / wmax[i])
+            while True:      # rounding can push an exact-sum bound over: shrink until all hold
+                exps = [exponent(i, a_dst) for i in range(len(conns))]
+                mants, ratio = [], math.inf
+                for k, ui, e in zip(conns, u, exps):
+                    scale = a_dst / ui / 2.0 ** e
+                    w = k.w
+                    m = (2 * np.round(w * scale / 2) if w.min() < 0 < w.max()
+                         else np.round(w * scale)).astype(np.int64)
+                    mants.append(m)
+                    worst = net.max_payload(k.fc.src) * float(np.abs(m).sum(axis=k.sum_axes).max())
+                    ratio = min(ratio, _exact_bound(k.fc) / worst if worst else ratio)
+                if ratio > 1 or a_dst < 1:
                     break
-                a_dst *= 0.97 * exact / worst
+                a_dst *= 0.97 * ratio
             state_exp = nm.ACT_SHIFT
             b_full = None if b_n is None else np.broadcast_to(b_n, p.shape).reshape(-1) * a_dst
             if p.is_output and not p.relu:
@@ -339,14 +717,20 @@ def lower(g: nx.DiGraph, options=None, hw=None) -> LoweredNet:
                 neuron = SigmaDeltaNeuron(vth=vth, bias=bias, spike_exp=0, state_exp=state_exp,
                                           act_mode="relu" if p.relu else "unit")
                 unit[p.name] = a_dst / (1 << state_exp)
-            wexp = e
             # payloads of this population stay below this bound for activations up to 4x
             # the calibration scale (documented guarantee for Lava's float32 conv)
             net.meta["payload_max"][p.name] = int(math.ceil(4 * unit[p.name]))
         net.add_population(p.name, p.shape, neuron)
-        cw = mant.T if kind == "dense" else mant
-        net.connect(name=f"{p.src}->{p.name}", src=p.src, dst=p.name, kind=kind,
-                    weight=np.ascontiguousarray(cw).astype(np.int64), weight_exp=int(wexp), **geo)
+        names = set()
+        for k, m, e in zip(conns, mants, exps):
+            fc = k.fc
+            name = f"{fc.src}->{p.name}"
+            while name in names:
+                name += "'"
+            names.add(name)
+            cw = m.T if fc.kind == "dense" else m
+            net.connect(name=name, src=fc.src, dst=p.name, kind=fc.kind, delay=int(fc.delay),
+                        weight=np.ascontiguousarray(cw).astype(np.int64), weight_exp=int(e), **fc.geo)
         if p.is_output:
             net.output = p.name
     net.meta["units"] = {k: float(v) for k, v in unit.items()}

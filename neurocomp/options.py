@@ -19,15 +19,24 @@ class ConvertOptions(BaseModel):
     normalization: Literal["max", "percentile", "spike-norm"] = Field(
         "percentile", description="how activation scales (thresholds) are set from calibration data")
     percentile: float = Field(99.9, gt=0, le=100, description="robust max for 'percentile'")
+    maxpool: Literal["exact", "avg"] = Field(
+        "exact", description="max pooling: exact (a tree of ReLU populations, max(a,b) = relu(a-b) + b; "
+        "exact for sigma-delta, approximate for rate neurons; ceil(log2(window size)) extra steps of "
+        "latency) or avg (an average pool instead: one population, not the ANN's function)")
     channelwise: bool = Field(False, description="one scale per output channel instead of per layer "
                               "(finer rates, but a wider weight range for the per-layer exponent)")
     input_bits: int = Field(8, ge=1, le=16, description="graded input payload bits (constant current)")
     v_init: Optional[float] = Field(None, ge=0, lt=1, description="initial membrane, fraction of "
                                     "threshold (0.5 rounds rates instead of flooring them); default: 0.5 "
                                     "for rate-soft, 0 for rate (NetX files cannot set an initial state)")
-    readout: Literal["membrane", "count"] = Field(
+    readout: Literal["membrane", "count", "first-spike", "k-spikes"] = Field(
         "membrane", description="rate modes: argmax of the output's integrated input (non-spiking "
-        "output layer) or of its spike counts")
+        "output layer), of its spike counts, or the first output neuron to spike (first-spike) or to "
+        "reach readout_k spikes (k-spikes); all but membrane keep a spiking output layer")
+    readout_k: int = Field(3, ge=1, description="spikes the k-spikes read-out waits for")
+    encoding: Literal["constant", "poisson", "signed-poisson", "if", "burst", "phase"] = Field(
+        "constant", description="input encoding (neurocomp.encoding); sigma-delta takes only constant "
+        "(delta-coded); simulate() can override it")
     max_steps: int = Field(128, ge=1, description="longest run the membrane read-out must not saturate "
                            "in (for logits up to twice the calibration scale)")
     sd_state_scale: int = Field(1 << 20, ge=64, le=1 << 21,

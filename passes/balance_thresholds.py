@@ -23,8 +23,8 @@ def robust_max(a: np.ndarray, percentile: float, axis=None) -> np.ndarray:
 
 @graph_pass
 def balance_thresholds(g: nx.DiGraph, ctx: PassContext) -> nx.DiGraph:
-    """Annotates meta.act_scale (per channel or per layer) on every node that becomes a population, from the robust max of its calibration activations. Requires: ctx.calib; canonical graph (fold_batchnorm)."""
-    from neurocomp.lower import conversion_plan
+    """Annotates meta.act_scale (per channel or per layer) on every node that becomes a population, from the robust max of its calibration activations (of the average-pool stand-in for max pools when maxpool="avg"); populations merging branches (add, concatenated slices) are normalised to their own node's scale, so branches meet on one scale. Requires: ctx.calib; canonical graph (fold_batchnorm)."""
+    from neurocomp.lower import calibration_graph, conversion_plan
 
     if ctx.calib is None:
         raise DataError("threshold balancing needs calibration inputs; pass --calib DATA.npz "
@@ -35,8 +35,8 @@ def balance_thresholds(g: nx.DiGraph, ctx: PassContext) -> nx.DiGraph:
     method = opt.normalization
     percentile = 100.0 if method == "max" else opt.percentile
     channelwise = opt.channelwise
-    plans = conversion_plan(g)
-    acts = run_float(g, ctx.calib, keep=[p.value_node for p in plans])
+    plans = [p for p in conversion_plan(g, opt.maxpool) if not p.aux]   # aux: the max pool's scale
+    acts = run_float(calibration_graph(g, opt.maxpool), ctx.calib, keep=[p.value_node for p in plans])
     scales = {}
     for p in plans:
         a = acts[p.value_node]

@@ -24,7 +24,9 @@ def spike_norm(g: nx.DiGraph, ctx: PassContext) -> nx.DiGraph:
         raise DataError("spike-norm applies to the rate modes; use --normalization percentile "
                         "with --mode sigma-delta")
     x = np.asarray(ctx.calib)[:200]
-    plans = [p for p in conversion_plan(g) if p.kind != "input" and not p.is_output]
+    # a max-pool tree's populations share the pool's scale, set from its last population
+    plans = [p for p in conversion_plan(g, opt.maxpool) if p.kind != "input" and not p.is_output
+             and not p.aux]
     factors = {}
     for p in plans:
         net = lower(g, opt.model_copy(update={"v_init": 0.0}), ctx.hw)

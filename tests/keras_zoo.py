@@ -224,6 +224,47 @@ def inception():
     return _digits_model(build)
 
 
+def zeropad_cnn():
+    """ZeroPadding2D folded into convolutions and a valid average pool (its zeros count in the
+    mean); asymmetric padding before a strided conv."""
+    return _digits_model(lambda: keras.Sequential([
+        _inp(), layers.ZeroPadding2D(1, name="pad1"),
+        layers.Conv2D(8, 3, activation="relu", name="conv1"),                       # 8x8
+        layers.ZeroPadding2D(((0, 1), (1, 0)), name="pad2"),
+        layers.Conv2D(12, 3, strides=2, activation="relu", name="conv2"),           # 4x4
+        layers.ZeroPadding2D(1, name="pad3"),
+        layers.AveragePooling2D(2, name="pool"),                                    # 3x3
+        layers.Flatten(name="flatten"), layers.Dense(10, name="logits")], name="zeropad_cnn"),
+        epochs=6)
+
+
+def resnet_bn():
+    """Two residual blocks with BatchNorm: an identity skip and a strided 1x1 projection skip
+    (conv + BN on both branches of the Add), ReLU after each Add, global average pooling."""
+    def block(x, filters, stride, name):
+        y = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False,
+                          name=f"{name}_c1")(x)
+        y = layers.BatchNormalization(momentum=0.8, name=f"{name}_bn1")(y)
+        y = layers.ReLU(name=f"{name}_r1")(y)
+        y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_c2")(y)
+        y = layers.BatchNormalization(momentum=0.8, name=f"{name}_bn2")(y)
+        if stride != 1 or x.shape[-1] != filters:
+            x = layers.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"{name}_proj")(x)
+            x = layers.BatchNormalization(momentum=0.8, name=f"{name}_projbn")(x)
+        return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([x, y]))
+
+    def build():
+        x = _inp()
+        y = layers.Conv2D(8, 3, padding="same", use_bias=False, name="stem")(x)
+        y = layers.BatchNormalization(momentum=0.8, name="stem_bn")(y)
+        y = layers.ReLU(name="stem_relu")(y)
+        y = block(y, 8, 1, "b1")
+        y = block(y, 16, 2, "b2")
+        y = layers.GlobalAveragePooling2D(name="gap")(y)
+        return keras.Model(x, layers.Dense(10, name="logits")(y), name="resnet_bn")
+    return _digits_model(build, epochs=8)
+
+
 def grouped_conv():
     """Grouped Conv2D (groups=4) between ordinary convolutions."""
     return _digits_model(lambda: keras.Sequential([
@@ -307,6 +348,8 @@ ZOO: dict[str, Callable[[], tuple]] = {
     "residual": residual,
     "inception": inception,
     "grouped_conv": grouped_conv,
+    "zeropad_cnn": zeropad_cnn,
+    "resnet_bn": resnet_bn,
     "noisy_regularised": noisy_regularised,
     "softmax_classifier": softmax_classifier,
     "nested_sequential": nested_sequential,

@@ -208,11 +208,14 @@ def test_compile_errors(digits_files, tmp_path):
 def test_failed_compile_leaves_existing_bundle_untouched(digits_files, tmp_path):
     out = tmp_path / "b"
     assert compile_bundle(digits_files, out).returncode == 0
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    def files():
+        return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    before = files()
+    assert "report.html" in before and "figures/raster.png" in before
     np.savez(tmp_path / "nan.npz", x=np.full((5, 8, 8, 1), np.nan))
     r = run("compile", digits_files / "cnn.keras", "-o", out, "--calib", tmp_path / "nan.npz")
     assert_one_line_error(r, "NaN")
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert files() == before
 
 
 def test_simulate_errors(digits_files, tmp_path):
@@ -228,3 +231,29 @@ def test_simulate_errors(digits_files, tmp_path):
     assert_one_line_error(run("simulate", out, "--data", digits_files / "test.npz", "--backend", "loihi2"),
                           "lava-loihi")
     assert_one_line_error(run("simulate", out, "--data", digits_files / "test.npz", "--backend", "tpu"), "tpu")
+
+
+def test_demo_fast_variant(tmp_path):
+    """`neurocomp demo` end to end, cut down (one mode, 3 epochs, 1 Lava sample)."""
+    import json
+    out = tmp_path / "demo"
+    r = run("demo", "-o", out, "--mode", "sigma-delta", "--epochs", "3", "--lava-samples", "1")
+    assert r.returncode == 0, r.stderr
+    for word in ("sigma-delta", "ANN acc", "SNN acc", "cores", "spikes/inf", "x Lava", "bit-exact",
+                 "report.html"):
+        assert word in r.stdout, word
+    row = next(ln for ln in r.stdout.splitlines() if "sigma-delta" in ln and "%" in ln)
+    assert "yes" in row                                   # Lava agreed with the event simulator
+    for f in ("digits_cnn.keras", "digits_test.npz", "digits_calib.npz", "report.md", "report.html",
+              "report.json", "figures/accuracy_vs_steps.png", "bundle-sigma-delta/summary.json",
+              "bundle-sigma-delta/report.html", "bundle-sigma-delta/figures/raster.png"):
+        assert (out / f).exists(), f
+    rep = json.loads((out / "report.json").read_text())
+    res, curve = rep["results"]["sigma-delta"], rep["curves"]["sigma-delta"]["snn"]
+    assert curve[res["steps"] - 1] == res["snn"] and res["exact"] is True
+    assert f"{res['snn']:.2%}" in row
+    for noise in ("oneDNN", "absl", "I0000", "WARNING", "Warning"):
+        assert noise not in r.stderr, noise
+    # the bundle it wrote runs
+    r = run("simulate", out / "bundle-sigma-delta", "--data", out / "digits_test.npz", "--limit", "20", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["samples"] == 20, r.stderr

@@ -356,12 +356,12 @@ def test_asymmetric_pads_use_sparse_fallback_exact():
     net.connect(name="c1", src="in", dst="a", kind="conv",
                 weight=rng.integers(-100, 128, (3, 3, 2, 4)) * 2,
                 strides=(2, 2), pads=((0, 1), (0, 1)))
-    # a delayed conv (explicit DelayDense), excitatory weights (invariant)
+    # a delayed conv (explicit DelaySparse), excitatory weights (invariant)
     net.connect(name="c2", src="in", dst="a", kind="conv", weight=rng.integers(0, 100, (2, 2, 2, 4)),
                 strides=(2, 2), delay=1)
     net.connect(name="d", src="a", dst="o", kind="dense", weight=rng.integers(-50, 120, (5, 36)))
     raster = binary(rng, (2, 20, 72), 0.4)
-    assert built_kinds(net, raster) == {"c1": "Sparse", "c2": "DelayDense", "d": "Dense"}
+    assert built_kinds(net, raster) == {"c1": "Sparse", "c2": "DelaySparse", "d": "Dense"}
     res = LavaBackend().run(net, raster, record="all", record_states=True)
     check_exact(net, raster, res)
     act = activity(res, net)

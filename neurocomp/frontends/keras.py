@@ -45,6 +45,14 @@ last; ``Dense`` on an input of rank > 1 (add a ``Flatten``); ``ReLU`` with
 relu, relu6 and softmax; ``Rescaling`` whose scale/offset vary along any axis
 but the channels axis; inputs with an unknown (``None``) dimension.
 
+neurocomp's own layers
+----------------------
+``neurocomp.training.QCFS`` (quantised clipped ReLU) becomes a ReLU capped at
+its trained threshold lambda, with ``meta["act_scale_hint"] = lambda`` and
+``meta["qcfs_levels"] = L`` on the node (threshold balancing may use the hint
+as the activation scale).  Only the class defined in ``neurocomp.training``
+matches (``OWN_HANDLERS``), never a user class of the same name.
+
 TensorFlow/Keras is imported lazily (inside the functions) and quietly, so
 ``import neurocomp.frontends.keras`` stays cheap.
 """
@@ -69,6 +77,11 @@ __all__ = ["load_keras", "SUPPORTED_LAYERS", "HANDLERS", "handler", "import_kera
 
 #: Keras layer class name -> conversion function (see :func:`handler`).
 HANDLERS: dict[str, Callable] = {}
+
+#: neurocomp's own layers (``neurocomp.training``) -> conversion function.  Kept apart
+#: from HANDLERS: those are matched only for classes defined by Keras itself.
+OWN_HANDLERS: dict[str, Callable] = {}
+_OWN_MODULE = "neurocomp.training"
 
 #: Model container classes whose layers are inlined.
 _MODEL_CLASSES = ("Sequential", "Functional", "Model")
@@ -479,6 +492,21 @@ def _concat(b, layer, name, inputs):
     return b.add(name, ops.Concatenate(axis=ax - 1), inputs, layer)
 
 
+def _qcfs(b, layer, name, inputs):
+    """QCFS (``neurocomp.training``): a ReLU capped at the trained threshold lambda.
+
+    The float IR computes the clipped (not the quantised) ReLU; the quantisation is
+    what the spiking network does by itself in about ``levels`` steps when its
+    threshold is lambda, hence the activation-scale hint."""
+    (src,) = inputs
+    lam = layer.threshold_value()
+    node = b.add(name, ops.Activation(function="relu", max_value=lam), [src], layer)
+    b.g.nodes[node]["meta"] = {"act_scale_hint": lam, "qcfs_levels": int(layer.levels)}
+    return node
+
+
+OWN_HANDLERS["QCFS"] = _qcfs
+
 SUPPORTED_LAYERS: tuple[str, ...] = tuple(sorted(HANDLERS))
 
 
@@ -511,9 +539,12 @@ def _convert_layer(b: _Builder, layer, inputs: list[str], scope: tuple[str, ...]
         raise UnsupportedLayerError(
             f"operation '{layer.name}' ({cls}, a keras.ops call) is not supported; use Keras "
             f"layers, supported layers: {_supported_list()}")
-    fn = HANDLERS.get(cls)
-    if fn is None or not type(layer).__module__.startswith("keras."):
-        raise _unsupported_class(layer.name, cls)  # custom classes never match by name
+    if type(layer).__module__ == _OWN_MODULE and cls in OWN_HANDLERS:
+        fn = OWN_HANDLERS[cls]
+    else:
+        fn = HANDLERS.get(cls)
+        if fn is None or not type(layer).__module__.startswith("keras."):
+            raise _unsupported_class(layer.name, cls)  # custom classes never match by name
     name = b.claim(layer, scope)
     try:
         return [fn(b, layer, name, list(inputs))]
@@ -665,7 +696,7 @@ def _prescan(path: Path, kind: str) -> None:
     except Exception:
         return  # let Keras report the problem
     for lname, cls in found:
-        if cls not in HANDLERS and cls not in _MODEL_CLASSES:
+        if cls not in HANDLERS and cls not in OWN_HANDLERS and cls not in _MODEL_CLASSES:
             raise _unsupported_class(lname, cls)
 
 
@@ -702,6 +733,7 @@ def _load_file(source) -> Any:
                              f"expected .keras (or legacy .h5); {_RESAVE_HINT}")
     _prescan(path, kind)
     keras = import_keras()
+    import neurocomp.training  # noqa: F401  registers QCFS & co. so files using them deserialise
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
