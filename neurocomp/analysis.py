@@ -15,7 +15,7 @@ import scipy.sparse as sp
 
 from neurocomp import numerics as nm
 from neurocomp.encoding import input_payloads
-from neurocomp.lowered import InputNeuron, LIFNeuron, LoweredNet, SigmaDeltaNeuron, SigmaNeuron
+from neurocomp.lowered import FewSpikeNeuron, InputNeuron, LIFNeuron, LoweredNet, SigmaDeltaNeuron, SigmaNeuron
 
 
 def connection_matrix(net: LoweredNet, c) -> sp.csr_matrix:
@@ -33,8 +33,10 @@ def quantised_ann(net: LoweredNet, x: np.ndarray) -> dict[str, np.ndarray]:
     """Per population, the steady-state value the spiking network approximates:
     rates (spikes per step, clipped to [0, 1]) for LIF populations, the
     output's per-step input over its threshold for a membrane read-out, and
-    decoded activations (1.0 = the calibration scale) for sigma-delta ones.
-    The input population keeps its integer payloads."""
+    decoded activations (1.0 = the calibration scale) for sigma-delta and
+    few-spike ones (few-spike: floored to its k bits and clipped, as the
+    cycle's binary expansion).  The input population keeps its integer payloads."""
+    cycle = int(net.meta.get("cycle_steps", 1))    # few-spike: values are per-cycle payload sums
     vals: dict[str, np.ndarray] = {}
     vth_nominal = net.meta.get("vth_nominal", {})
     for name, p in net.populations.items():
@@ -44,8 +46,12 @@ def quantised_ann(net: LoweredNet, x: np.ndarray) -> dict[str, np.ndarray]:
             continue
         z = np.zeros((len(x), p.size))
         for c in net.incoming(name):
-            z += (vals[c.src] @ connection_matrix(net, c)) * 2.0 ** c.weight_exp
-        if isinstance(n, LIFNeuron):
+            per = cycle if isinstance(net.populations[c.src].neuron, InputNeuron) else 1
+            z += (vals[c.src] * per @ connection_matrix(net, c)) * 2.0 ** c.weight_exp
+        if isinstance(n, FewSpikeNeuron):
+            b = 0 if n.bias is None else np.asarray(n.bias, np.float64)
+            vals[name] = np.clip(np.floor((z + b) / n.vth), 0, (1 << n.k) - 1)
+        elif isinstance(n, LIFNeuron):
             bias = nm.lif_bias(n.bias_mant if n.bias_mant is not None else np.zeros(p.size),
                                n.bias_exp if n.bias_exp is not None else np.zeros(p.size))
             z = z + bias / (1 << nm.ACT_SHIFT)
@@ -62,7 +68,7 @@ def quantised_ann(net: LoweredNet, x: np.ndarray) -> dict[str, np.ndarray]:
                 act = np.maximum(act, 0.0)
             vals[name] = act / (1 << n.state_exp)
     for name, unit in net.meta.get("units", {}).items():   # activation 1.0 == 1.0
-        if isinstance(net.populations[name].neuron, (SigmaDeltaNeuron, SigmaNeuron)):
+        if isinstance(net.populations[name].neuron, (SigmaDeltaNeuron, SigmaNeuron, FewSpikeNeuron)):
             vals[name] = vals[name] / unit
     return vals
 
@@ -86,6 +92,18 @@ def snn_values(net: LoweredNet, spikes: dict[str, np.ndarray]) -> dict[str, np.n
         n = net.populations[name].neuron
         if isinstance(n, SigmaDeltaNeuron):
             out[name] = s.astype(np.float64).sum(axis=1) / net.meta.get("units", {}).get(name, 1.0)
+        elif isinstance(n, FewSpikeNeuron) or (isinstance(n, SigmaNeuron) and "cycle_steps" in net.meta):
+            # the last complete cycle (few-spike): its payloads, or the decoder's gain over it
+            from neurocomp.few_spike import decode_window
+            k = int(net.meta["cycle_steps"])
+            t0, t1 = decode_window(s.shape[1], k)
+            if isinstance(n, FewSpikeNeuron):
+                t1 -= k - 1                       # this population's cycle ends earlier
+                t0 = t1 - k
+                v = s[:, max(t0, 0):max(t1, 0)].astype(np.float64).sum(axis=1)
+            else:
+                v = s[:, t1].astype(np.float64) - s[:, t0]
+            out[name] = v / net.meta.get("units", {}).get(name, 1.0)
         elif isinstance(n, SigmaNeuron):
             out[name] = s[:, -1].astype(np.float64) / net.meta.get("units", {}).get(name, 1.0)
         else:

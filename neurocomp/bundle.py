@@ -125,6 +125,8 @@ def layer_rows(net: LoweredNet) -> list[dict]:
             row.update(vth=int(n.vth), du=int(n.du), dv=int(n.dv), reset=n.reset)
         elif n.kind == "sigma_delta":
             row.update(vth=int(n.vth), spike_exp=int(n.spike_exp), state_exp=int(n.state_exp))
+        elif n.kind == "few_spike":
+            row.update(vth=int(n.vth), k=int(n.k))
         rows.append(row)
     return rows
 

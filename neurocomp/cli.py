@@ -71,8 +71,12 @@ def inspect(model: Path):
 @click.option("-o", "--out", "out", type=click.Path(path_type=Path), required=True,
               help="Bundle directory to write (replaced atomically).")
 @click.option("--hw", default="loihi2", show_default=True, help="Hardware name (see 'hw list') or YAML path.")
-@click.option("--mode", type=click.Choice(["rate", "rate-soft", "sigma-delta"]), default="rate",
+@click.option("--mode", type=click.Choice(["rate", "rate-soft", "sigma-delta", "few-spike"]), default="rate",
               show_default=True, help="Neuron mode.")
+@click.option("--fs-k", type=int, default=6, show_default=True,
+              help="few-spike: steps per cycle (activation bits); one cycle of latency per layer.")
+@click.option("--maxpool", type=click.Choice(["exact", "avg"]), default="exact", show_default=True,
+              help="MaxPooling2D as an exact tree of ReLU populations or as an average pool.")
 @click.option("--calib", type=click.Path(path_type=Path), help="Calibration inputs (.npz with x_train or x).")
 @click.option("--steps", type=int, default=None, help="Time steps per sample for reports and simulate "
               "(default: L + 32).")
@@ -91,7 +95,8 @@ def inspect(model: Path):
 @click.option("--input-bits", type=int, default=8, show_default=True)
 @click.option("--calib-samples", type=int, default=500, show_default=True)
 def compile_cmd(model, out, hw, mode, calib, steps, normalization, percentile, channelwise, netx, v_init,
-                readout, input_bits, calib_samples, readout_k=3, encoding="constant"):
+                readout, input_bits, calib_samples, readout_k=3, encoding="constant", fs_k=6,
+                maxpool="exact"):
     """Compile MODEL (.keras/.h5) into a deployable bundle in OUT."""
     from pydantic import ValidationError
 
@@ -110,7 +115,7 @@ def compile_cmd(model, out, hw, mode, calib, steps, normalization, percentile, c
         opt = ConvertOptions(mode=mode, normalization=normalization, percentile=percentile,
                              channelwise=channelwise, netx=netx, v_init=v_init, readout=readout,
                              input_bits=input_bits, calib_samples=calib_samples, readout_k=readout_k,
-                             encoding=encoding)
+                             encoding=encoding, fs_k=fs_k, maxpool=maxpool)
     except ValidationError as e:
         err0 = e.errors()[0]
         raise DataError(f"option --{str(err0['loc'][0]).replace('_', '-')}: {err0['msg']}") from None

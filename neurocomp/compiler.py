@@ -49,7 +49,7 @@ class Compiled:
     @property
     def latency_steps(self) -> int:
         """Pipeline depth L: steps before the output can respond."""
-        return self.net.depth() + 1
+        return self.net.latency_steps()
 
     def simulate(self, x: np.ndarray, steps: int, backend: str = "event", *, record=None,
                  record_states=None, encoding: Optional[str] = None, seed: int = 0,
@@ -84,8 +84,8 @@ def check_options(opt: ConvertOptions) -> None:
     if opt.mode == "sigma-delta" and opt.encoding != "constant":
         raise EncodingError(f"encoding '{opt.encoding}' does not apply to mode sigma-delta (its input is the "
                             "delta-coded constant current); use encoding 'constant' or a rate mode")
-    if opt.mode == "sigma-delta" and opt.readout not in ("membrane",):
-        raise ReadoutError(f"read-out '{opt.readout}' does not apply to mode sigma-delta (it is read from "
+    if opt.mode in ("sigma-delta", "few-spike") and opt.readout not in ("membrane",):
+        raise ReadoutError(f"read-out '{opt.readout}' does not apply to mode {opt.mode} (it is read from "
                            "its Sigma decoder); leave the read-out at its default or use a rate mode")
 
 

@@ -27,6 +27,7 @@ from typing import Callable, Optional
 import networkx as nx
 import numpy as np
 
+from neurocomp import few_spike
 from neurocomp import numerics as nm
 from neurocomp.errors import UnsupportedLayerError
 from neurocomp.ir import copy_graph, inputs_of, topo_order
@@ -35,7 +36,7 @@ from neurocomp.lowered import (InputNeuron, LIFNeuron, LoweredError, LoweredNet,
                                SigmaNeuron)
 from neurocomp.quant import Formats, bias_to_mant_exp, choose_lif_format
 
-MODES = ("rate", "rate-soft", "sigma-delta")
+MODES = ("rate", "rate-soft", "sigma-delta", "few-spike")
 MAX_DELAY = 62                    # Lava DelayDense / Loihi 2: 6-bit synaptic delays
 
 
@@ -607,6 +608,15 @@ def _sd_state_limits(g, plans_list, opt, fmt) -> dict[str, float]:
     return allow
 
 
+def _hops(net: LoweredNet) -> int:
+    """Longest path from the input to the output in connection hops (delays ignored)."""
+    d = {net.input: 0}
+    for name in net.populations:
+        for c in net.incoming(name):
+            d[name] = max(d.get(name, 0), d[c.src] + 1)
+    return d.get(net.output, 0)
+
+
 def lower(g: nx.DiGraph, options=None, hw=None) -> LoweredNet:
     """Build the integer network from a calibrated float graph (see ``ConvertOptions``)."""
     from neurocomp.options import ConvertOptions
@@ -635,12 +645,20 @@ def lower(g: nx.DiGraph, options=None, hw=None) -> LoweredNet:
                                  signed=bool(g.nodes[p.value_node].get("meta", {}).get("signed", False)))
             net.add_population(p.name, p.shape, neuron)
             net.input = p.name
-            unit[p.name] = pmax_in
+            # few-spike: a constant input delivers k payloads per cycle
+            unit[p.name] = pmax_in * (opt.fs_k if mode == "few-spike" else 1)
             continue
         conns, b_n = _normalised(g, by_name, p)
         n = int(np.prod(p.shape))
-        membrane = p.is_output and mode != "sigma-delta" and opt.readout == "membrane"
-        if mode in ("rate", "rate-soft"):
+        membrane = p.is_output and mode in ("rate", "rate-soft") and opt.readout == "membrane"
+        if mode == "few-spike":
+            neuron, mants, exps, unit[p.name] = few_spike.lower_population(
+                conns, [unit[k.fc.src] for k in conns], [net.max_payload(k.fc.src) for k in conns],
+                [bool(getattr(net.populations[k.fc.src].neuron, "signed", False)) for k in conns],
+                b_n, p.shape, p.is_output, p.relu, opt.fs_k, opt.netx_weights, fmt)
+            for k in conns:                 # a hop costs a cycle: branches align by whole cycles
+                k.fc.delay = int(k.fc.delay) * opt.fs_k
+        elif mode in ("rate", "rate-soft"):
             # membrane read-out: v integrates ~|logit| * vth * 64 per step and must stay below 2^23
             cap = (1 << 17) // (2 * opt.max_steps) if membrane else fmt.vth_max
             if b_n is not None and np.abs(b_n).max() > 0:
@@ -734,6 +752,9 @@ def lower(g: nx.DiGraph, options=None, hw=None) -> LoweredNet:
         if p.is_output:
             net.output = p.name
     net.meta["units"] = {k: float(v) for k, v in unit.items()}
-    net.meta["readout"] = "sigma" if mode == "sigma-delta" else opt.readout
+    net.meta["readout"] = {"sigma-delta": "sigma", "few-spike": "few-spike"}.get(mode, opt.readout)
+    if mode == "few-spike":
+        net.meta["cycle_steps"] = opt.fs_k
+        net.meta["latency_steps"] = few_spike.latency_steps(_hops(net), opt.fs_k)
     net.validate()
     return net

@@ -227,6 +227,11 @@ class LoweredNet:
                 d[name] = max(d.get(name, 0), d[c.src] + 1 + c.delay)
         return d.get(self.output, 0)
 
+    def latency_steps(self) -> int:
+        """Steps until the read-out is meaningful: ``depth() + 1``, or what the
+        lowering recorded for networks whose hops take longer (few-spike cycles)."""
+        return int(self.meta.get("latency_steps", self.depth() + 1))
+
     def conv_out_shape(self, c: Connection) -> tuple:
         h, w, _ = self.populations[c.src].shape
         kh, kw, _, co = c.weight.shape

@@ -659,7 +659,7 @@ def cost_report(net: LoweredNet, hw, mapping: Mapping, sim_result=None, steps: O
     per_core_ns = (core_syn * t_syn + neurons * steps * t_neu) if nc else np.zeros(1)
     xc_per_step = tot["inter_chip_messages"] / max(steps, 1)
     step_ns = float(per_core_ns.max() / max(steps, 1)) + t_step + (t_xc if xc_per_step > 0 else 0.0)
-    latency = net.depth() + 1
+    latency = net.latency_steps()
     return {"hw": hw.name, "steps": int(steps), "latency_steps": int(latency),
             "layers": out_layers, "total": tot,
             "time_per_step_ns": step_ns, "time_per_inference_ns": step_ns * steps,

@@ -5,7 +5,7 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Mode = Literal["rate", "rate-soft", "sigma-delta"]
+Mode = Literal["rate", "rate-soft", "sigma-delta", "few-spike"]
 
 
 class ConvertOptions(BaseModel):
@@ -15,7 +15,11 @@ class ConvertOptions(BaseModel):
 
     mode: Mode = Field("rate", description="rate: IF neurons, reset to zero (Lava LIF, NetX CUBA); "
                        "rate-soft: reset by subtraction (custom Lava process, Loihi 2 microcode); "
-                       "sigma-delta: graded spikes (Lava SigmaDelta, NetX SDNN)")
+                       "sigma-delta: graded spikes (Lava SigmaDelta, NetX SDNN); "
+                       "few-spike: FS neurons, k-step cycles of at most k graded spikes (custom Lava "
+                       "process, Loihi 2 microcode)")
+    fs_k: int = Field(6, ge=2, le=12, description="few-spike: steps per cycle = activation bits; each "
+                      "layer adds one cycle of latency")
     normalization: Literal["max", "percentile", "spike-norm"] = Field(
         "percentile", description="how activation scales (thresholds) are set from calibration data")
     percentile: float = Field(99.9, gt=0, le=100, description="robust max for 'percentile'")
@@ -59,6 +63,6 @@ class ConvertOptions(BaseModel):
     @property
     def netx_weights(self) -> bool:
         """Whether weights are kept exponent-free for NetX."""
-        if self.mode == "rate-soft":
+        if self.mode in ("rate-soft", "few-spike"):
             return False
         return self.netx if self.netx is not None else self.mode == "rate"

@@ -12,6 +12,8 @@ Read-outs (``ConvertOptions.readout``; the compiled one is ``net.meta["readout"]
   within the run, the spike count at the last step decides.
 * ``sigma``: sigma-delta: the output Sigma decoder's value (the decoded logit)
   plus its bias.
+* ``few-spike``: the output Sigma decoder's gain over its last complete
+  cycle (``neurocomp.few_spike.decode_window``) plus its bias.
 
 ``count``, ``first-spike`` and ``k-spikes`` share one network (a spiking output
 layer) and can be swapped at decision time; ``membrane`` and ``sigma`` cannot.
@@ -29,7 +31,7 @@ import numpy as np
 from neurocomp.errors import NeurocompError
 from neurocomp.lowered import LoweredNet
 
-READOUTS = ("membrane", "count", "first-spike", "k-spikes", "sigma")
+READOUTS = ("membrane", "count", "first-spike", "k-spikes", "sigma", "few-spike")
 SPIKING = ("count", "first-spike", "k-spikes")        # read from a spiking output layer
 
 
@@ -86,7 +88,7 @@ def _resolve(net: LoweredNet, readout: Optional[str]) -> str:
         raise ReadoutError(f"unknown read-out '{readout}'; choose one of {', '.join(READOUTS)}")
     if compiled in SPIKING and readout in SPIKING:
         return readout
-    if compiled == "sigma" or readout == "sigma":
+    if compiled in ("sigma", "few-spike") or readout in ("sigma", "few-spike"):
         raise ReadoutError(f"read-out '{readout}' does not fit this network: sigma-delta networks are read "
                            "from their Sigma decoder (read-out 'sigma') and only they are")
     raise ReadoutError(f"read-out '{readout}' does not fit a network compiled for read-out '{compiled}' "
@@ -103,7 +105,18 @@ def _series(net: LoweredNet, res, readout: str, steps: int):
     """Per step: (tie-broken score, primary score for ties, normalised score), each (batch, steps, n)."""
     out = net.output
     spikes = res.spikes[out][:, :steps]
-    t_eff = np.maximum(np.arange(1, steps + 1) - net.depth(), 1).astype(np.float64)[None, :, None]
+    t_eff = np.maximum(np.arange(2, steps + 2) - net.latency_steps(), 1).astype(np.float64)[None, :, None]
+    if readout == "few-spike":
+        from neurocomp.few_spike import decode_window
+        k = int(net.meta["cycle_steps"])
+        sig = spikes.astype(np.int64)
+        win = np.array([decode_window(t + 1, k) for t in range(steps)])        # (steps, 2)
+        gain = sig[:, win[:, 1]] - sig[:, win[:, 0]]
+        gain = ((gain + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)     # sigma wraps at int32; the gain does not
+        bias = net.populations[out].neuron.bias
+        s = gain.astype(np.float64) + (0.0 if bias is None else bias)
+        unit = float(net.meta.get("units", {}).get(out, 1.0)) or 1.0
+        return s, s, s / unit
     if readout == "sigma":
         bias = net.populations[out].neuron.bias
         s = spikes.astype(np.float64) + (0.0 if bias is None else bias)
@@ -162,7 +175,7 @@ def decide(net: LoweredNet, res, *, readout: Optional[str] = None, k: Optional[i
         arrived = primary.max(axis=2) >= kk                        # (batch, steps)
         t_dec = np.where(arrived.any(axis=1), arrived.argmax(axis=1) + 1, steps)
     elif early_exit is not None:
-        t_dec = _exit_steps(norm, early_exit, net.depth() + 1)
+        t_dec = _exit_steps(norm, early_exit, net.latency_steps())
     rows = np.arange(batch)
     sc = score[rows, t_dec - 1]
     pred = sc.argmax(axis=1)

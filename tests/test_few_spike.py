@@ -89,3 +89,41 @@ def test_cycle_lengths_must_agree():
     net.connect(name="y", src="a", dst="b", kind="dense", weight=np.eye(2, dtype=np.int64))
     with pytest.raises(LoweredError, match="one cycle length"):
         net.validate()
+
+
+# -- converted models ------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["mlp_digits", "lenet", "resnet_bn"])
+def test_few_spike_mode_keeps_the_ann_accuracy_at_its_latency(zoo, digits, name):
+    import neurocomp
+    from neurocomp.ir import predict
+    x_tr, _, x_te, y_te = digits
+    model, _ = zoo(name)
+    c = neurocomp.compile(model, calib=x_tr[:300], mode="few-spike", fs_k=6)
+    ann = float((predict(c.graph, x_te).argmax(1) == y_te).mean())
+    out = c.simulate(x_te, c.latency_steps)
+    assert out.accuracy(y_te) >= ann - 0.01, (out.accuracy(y_te), ann)
+    # at most k spikes per neuron and cycle: few spikes per inference
+    n_neurons = sum(p.size for n, p in c.net.populations.items() if n not in (c.net.input, c.net.output))
+    cycles = c.latency_steps / 6
+    per_neuron = sum(v.sum(axis=1) for n, v in out.result.spike_counts.items() if n != c.net.output).mean()
+    assert per_neuron / n_neurons <= 6 * cycles
+
+
+@pytest.mark.xdist_group("lava")
+def test_converted_few_spike_network_is_bit_exact_on_lava(zoo, digits):
+    import neurocomp
+    from neurocomp.encoding import encode
+    x_tr, _, x_te, _ = digits
+    model, _ = zoo("lenet")
+    c = neurocomp.compile(model, calib=x_tr[:300], mode="few-spike", fs_k=4)
+    raster = encode(c.net, x_te[:2], c.latency_steps + 4)
+    ev = EventBackend().run(c.net, raster, record="all", record_states=True)
+    lv = LavaBackend().run(c.net, raster, record="all", record_states=True)
+    for pop in ev.spikes:
+        np.testing.assert_array_equal(ev.spikes[pop], lv.spikes[pop], err_msg=pop)
+        for var in ev.states.get(pop, {}):
+            np.testing.assert_array_equal(ev.states[pop][var], lv.states[pop][var], err_msg=f"{pop}.{var}")
+    assert all(isinstance(p.neuron, (InputNeuron, FewSpikeNeuron, SigmaNeuron)) for p in c.net.populations.values())
+    assert c.simulate(x_te[:2], c.latency_steps, backend="lava").predictions.tolist() == \
+        c.simulate(x_te[:2], c.latency_steps).predictions.tolist()
