@@ -20,8 +20,10 @@ spec: ``../shared/specs/lava_loihi_spec.md``) and orders of magnitude faster:
 """
 from __future__ import annotations
 
+import functools
 import os
 import time
+import types
 from dataclasses import dataclass
 from typing import Optional
 
@@ -49,6 +51,33 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 
 # -- numba kernels --------------------------------------------------------------
 
+# below this batch a kernel runs on one thread: waking the thread pool costs more than
+# it saves (tens of microseconds per launch, several launches per step)
+PARALLEL_MIN_BATCH = 32
+
+
+class _batched:
+    """Compile a kernel twice -- parallel over the batch (``prange``) and serial --
+    and call the serial twin for batches below ``PARALLEL_MIN_BATCH`` (the batch
+    is the first argument's first axis)."""
+
+    def __init__(self, **flags):
+        self.flags = flags
+
+    def __call__(self, f):
+        par = numba.njit(parallel=True, cache=True, **self.flags)(f)
+        twin = types.FunctionType(f.__code__, f.__globals__, f.__name__ + "_serial", f.__defaults__,
+                                  f.__closure__)
+        twin.__qualname__ = f.__qualname__ + "_serial"      # its own numba cache entry
+        ser = numba.njit(cache=True, **self.flags)(twin)
+
+        @functools.wraps(f)
+        def kernel(*args):
+            return (ser if args[0].shape[0] < PARALLEL_MIN_BATCH else par)(*args)
+        kernel.parallel, kernel.serial = par, ser
+        return kernel
+
+
 @numba.njit(inline="always")
 def _wrap32(x):
     return ((x + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
@@ -74,7 +103,7 @@ def _finish_one(x, is_conv, graded, weight_exp):
     return _wrap32(x)
 
 
-@numba.njit(parallel=True, cache=True)
+@_batched()
 def _propagate(spk, indptr, indices, data, dense_rows, n_dst, graded, is_conv, weight_exp, scratch, out):
     """One connection, one step: ``out[b] = finish(sum_i payload(spk[b, i]) * row_i)``.
 
@@ -111,7 +140,7 @@ def _propagate(spk, indptr, indices, data, dense_rows, n_dst, graded, is_conv, w
             ob[j] = _finish_one(acc[j], is_conv, graded, weight_exp)
 
 
-@numba.njit(parallel=True, cache=True)
+@_batched()
 def _finish(acc, is_conv, graded, weight_exp, out):
     """``_finish_one`` over a batch of exact integer sums (the GEMM path)."""
     batch, n = acc.shape
@@ -122,7 +151,7 @@ def _finish(acc, is_conv, graded, weight_exp, out):
             ob[j] = _finish_one(np.int64(ab[j]), is_conv, graded, weight_exp)
 
 
-@numba.njit(parallel=True, cache=True)
+@_batched()
 def _spike_stats(spk, fan_out, row_counts):
     """Non-zero payloads per sample (into ``row_counts``); returns (their
     total, the synaptic events they cause = sum of the spiking neurons' fan-out)."""
@@ -149,7 +178,7 @@ def _rtz_decay(x, keep):
     return q - 2 * q * (p < 0)
 
 
-@numba.njit(parallel=True, fastmath=True, cache=True)
+@_batched(fastmath=True)
 def _lif_step(a, u, v, du, dv, vth, bias, subtract, spk, fan_out, row_counts):
     """One LIF step for a batch (Lava's PyLifModelBitAcc, see neurocomp.numerics);
     also counts spikes per sample and returns the synaptic events they cause
@@ -180,7 +209,7 @@ def _lif_step(a, u, v, du, dv, vth, bias, subtract, spk, fan_out, row_counts):
     return row_counts.sum(), int(events.sum())
 
 
-@numba.njit(parallel=True, fastmath=True, cache=True)
+@_batched(fastmath=True)
 def _if_step(a, v, vth, bias, subtract, spk, fan_out, row_counts):
     """``_lif_step`` without decays (du=4095, dv=0: the conversion default), when
     ``u`` is not recorded: ``u`` is then this step's input alone, so it is not
@@ -207,7 +236,7 @@ def _if_step(a, v, vth, bias, subtract, spk, fan_out, row_counts):
     return row_counts.sum(), int(events.sum())
 
 
-@numba.njit(parallel=True, cache=True)
+@_batched()
 def _sigma_step(a, sigma, spk):
     batch, n = sigma.shape
     for b in numba.prange(batch):
@@ -224,7 +253,7 @@ def _abs32(x):
     return x if x == -(1 << 31) else abs(x)
 
 
-@numba.njit(parallel=True, cache=True)
+@_batched()
 def _sigma_delta_step(a, sigma, act, residue, error, vth, bias, state_exp, relu, cum_error, spk):
     batch, n = sigma.shape
     for b in numba.prange(batch):
@@ -249,7 +278,7 @@ def _sigma_delta_step(a, sigma, act, residue, error, vth, bias, state_exp, relu,
             sb[j] = s >> state_exp
 
 
-@numba.njit(parallel=True, cache=True)
+@_batched()
 def _few_spike_step(a, fx, v, k, phase, vth, bias, spk):
     """One few-spike step at ``phase`` (``neurocomp.lowered.FewSpikeNeuron``)."""
     batch, n = v.shape
