@@ -54,7 +54,8 @@ def quantised_ann(net: LoweredNet, x: np.ndarray) -> dict[str, np.ndarray]:
         elif isinstance(n, LIFNeuron):
             bias = nm.lif_bias(n.bias_mant if n.bias_mant is not None else np.zeros(p.size),
                                n.bias_exp if n.bias_exp is not None else np.zeros(p.size))
-            z = z + bias / (1 << nm.ACT_SHIFT)
+            # a synaptic filter (du < 4095) integrates each input 4096 / (du + 1) times
+            z = z * (nm.DECAY_UNITY / (int(n.du) + 1)) + bias / (1 << nm.ACT_SHIFT)
             vth = vth_nominal.get(name, n.vth) or 1
             r = z / vth
             vals[name] = r if name == net.output else np.clip(r, 0.0, 1.0)

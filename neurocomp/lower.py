@@ -20,6 +20,7 @@ ReLU populations, ``max(a, b) = relu(a - b) + b`` for ``b >= 0``
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -638,8 +639,9 @@ def lower(g: nx.DiGraph, options=None, hw=None) -> LoweredNet:
             pre_scale, pre_offset = np.ones(1), np.zeros(1)
             for s in (g.nodes[n]["op"] for n in p.pre_nodes):     # y = (x*s1+o1)*s2+o2 ...
                 pre_scale, pre_offset = pre_scale * s.scale, pre_offset * s.scale + s.offset
+            rate = opt.max_rate if mode in ("rate", "rate-soft") else 1.0     # firing-rate scaling
             neuron = InputNeuron(graded=True, encoding="delta" if mode == "sigma-delta" else "constant",
-                                 payload_per_unit=pmax_in / scale, payload_max=pmax_in,
+                                 payload_per_unit=pmax_in * rate / scale, payload_max=pmax_in,
                                  pre_scale=np.asarray(pre_scale, np.float64),
                                  pre_offset=np.asarray(pre_offset, np.float64),
                                  signed=bool(g.nodes[p.value_node].get("meta", {}).get("signed", False)))
@@ -667,31 +669,41 @@ def lower(g: nx.DiGraph, options=None, hw=None) -> LoweredNet:
             cap = max(cap, 1)
             signed = [bool(getattr(net.populations[k.fc.src].neuron, "signed", False)) for k in conns]
             allow_exp = all(k.kind == "dense" for k in conns) and not opt.netx_weights
+            # a synaptic filter multiplies the steady-state current by tau: thresholds and biases
+            # follow, and the per-step input must leave u (24 bits) room for that gain
+            du, tau = 4095, 1.0
+            if opt.synapse_tau > 1 and not membrane:
+                du = max(0, min(4095, int(round(4096 / opt.synapse_tau)) - 1))
+                tau = 4096 / (du + 1)
+                cap = max(1, int(cap / tau))
+            layer_fmt = dataclasses.replace(
+                fmt, accumulator_bits=fmt.accumulator_bits - int(math.ceil(math.log2(tau))))
             src0 = conns[0].fc.src
             if len(conns) == 1 and by_name[src0].kind == "input" and not allow_exp \
                     and fan_out[src0] == 1:
                 # without an exponent the worst-case input bound can starve the weights of bits:
                 # trade input bits for weight bits where that lowers the larger of the two errors
-                lf = _input_layer_format(net, src0, conns[0].w, conns[0].sum_axes, fmt, cap,
+                lf = _input_layer_format(net, src0, conns[0].w, conns[0].sum_axes, layer_fmt, cap,
                                          signed[0], unit)
             else:
                 lf = choose_lif_format([k.w for k in conns], [unit[k.fc.src] for k in conns],
                                        [net.max_payload(k.fc.src) for k in conns],
-                                       [k.sum_axes for k in conns], fmt, allow_exp=allow_exp,
+                                       [k.sum_axes for k in conns], layer_fmt, allow_exp=allow_exp,
                                        vth_cap=cap, signed=signed)
             mants = lf.mantissas
+            vth = int(round(lf.vth * tau))
             exps = [lf.weight_exp] * len(conns)
             # biases in whole weight units (x64 in v): what NetX's CUBA bias can hold
             bias_w = np.zeros(n) if b_n is None else np.round(np.broadcast_to(
-                b_n, p.shape).reshape(-1) * lf.vth)
+                b_n, p.shape).reshape(-1) * vth * opt.max_rate)
             bm, be, _ = bias_to_mant_exp(bias_w * (1 << nm.ACT_SHIFT), fmt, exp_min=nm.ACT_SHIFT)
             v0 = None
             if opt.initial_membrane and not membrane:
-                v0 = np.full(n, int(opt.initial_membrane * (lf.vth << nm.VTH_SHIFT)), np.int64)
-            neuron = LIFNeuron(vth=fmt.vth_max if membrane else lf.vth, du=4095, dv=0, bias_mant=bm,
+                v0 = np.full(n, int(opt.initial_membrane * (vth << nm.VTH_SHIFT)), np.int64)
+            neuron = LIFNeuron(vth=fmt.vth_max if membrane else vth, du=du, dv=0, bias_mant=bm,
                                bias_exp=be, v0=v0, reset="subtract" if mode == "rate-soft" else "zero")
             unit[p.name] = 1
-            net.meta.setdefault("vth_nominal", {})[p.name] = int(lf.vth)
+            net.meta.setdefault("vth_nominal", {})[p.name] = int(vth)
         else:
             # activation 1.0 == a_dst sigma units.  Bounded by: the 24-bit sigma (activations
             # up to 4x the calibration scale), every incoming weight mantissa range, and

@@ -41,6 +41,13 @@ class ConvertOptions(BaseModel):
     encoding: Literal["constant", "poisson", "signed-poisson", "if", "burst", "phase"] = Field(
         "constant", description="input encoding (neurocomp.encoding); sigma-delta takes only constant "
         "(delta-coded); simulate() can override it")
+    synapse_tau: float = Field(1.0, ge=1, le=64, description="rate modes: synaptic low-pass filter time "
+                               "constant in steps (Loihi current decay du = 4096/tau - 1; NengoDL's "
+                               "lowpass synapse); 1 = no filter.  Thresholds and biases are scaled by tau "
+                               "so rates are unchanged; smooths bursty input at a cost in latency")
+    max_rate: float = Field(1.0, gt=0, le=1, description="rate modes: spikes per step that stand for an "
+                            "activation at the calibration scale (firing-rate scaling; lower rates mean "
+                            "fewer spikes and smaller per-spike errors but need more steps)")
     max_steps: int = Field(128, ge=1, description="longest run the membrane read-out must not saturate "
                            "in (for logits up to twice the calibration scale)")
     sd_state_scale: int = Field(1 << 20, ge=64, le=1 << 21,
