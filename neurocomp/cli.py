@@ -380,7 +380,7 @@ def hw_show(name: str):
               show_default=True, help="Where the demo writes its model, data, bundles and report.")
 @click.option("--data", type=click.Path(path_type=Path), default=None,
               help="Train on this .npz (x_train, y_train, x_test, y_test) instead of sklearn digits.")
-@click.option("--mode", "modes", type=click.Choice(["rate", "rate-soft", "sigma-delta"]), multiple=True,
+@click.option("--mode", "modes", type=click.Choice(["rate", "rate-soft", "sigma-delta", "few-spike"]), multiple=True,
               help="Modes to compile (repeatable; default: all three).")
 @click.option("--epochs", type=click.IntRange(1, 1000), default=30, show_default=True, help="Training epochs.")
 @click.option("--lava-samples", type=click.IntRange(1, 1000), default=3, show_default=True,

@@ -51,6 +51,19 @@ class Compiled:
         """Pipeline depth L: steps before the output can respond."""
         return self.net.latency_steps()
 
+    def save(self, out, x=None, y=None, **kwargs) -> dict:
+        """Write the deployable bundle (networks, mapping, summary, report) into
+        ``out``, analysed on ``x`` / ``y``: ``neurocomp.bundle.save_bundle``."""
+        from neurocomp.bundle import save_bundle
+        return save_bundle(self, out, x, y, **kwargs)
+
+    def report(self, x, y=None, steps: Optional[int] = None, **kwargs) -> dict:
+        """The report's data (accuracy curve, per-layer diagnostics, cores, costs)
+        on ``x`` / ``y`` without writing files: ``neurocomp.report.analyse``."""
+        from neurocomp.report import analyse, map_to_cores
+        mapping, _ = map_to_cores(self.net, self.hw)
+        return analyse(self, x, y, steps or self.latency_steps + 32, mapping, **kwargs)
+
     def simulate(self, x: np.ndarray, steps: int, backend: str = "event", *, record=None,
                  record_states=None, encoding: Optional[str] = None, seed: int = 0,
                  readout: Optional[str] = None, k: Optional[int] = None, ties: str = "first",

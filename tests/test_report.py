@@ -194,3 +194,17 @@ def test_simulate_progress_goes_to_stderr(built):
     assert re.search(r"simulate 30 samples x 20 steps on event\s+\d+(\.\d\d)? m?s", r.stderr), r.stderr
     r = run("--quiet", "simulate", d / "b1", "--data", d / "report_samples.npz", "--limit", "30", "--json")
     assert r.returncode == 0 and r.stderr.strip() == "", r.stderr
+
+
+def test_python_api_object_saves_and_reports(zoo, digits, tmp_path):
+    """``compile()`` returns an object that can simulate, export and report."""
+    import neurocomp
+    from neurocomp.bundle import load_bundle
+    x_tr, y_tr, x_te, y_te = digits
+    model, _ = zoo("mlp_digits")
+    c = neurocomp.compile(model, calib=x_tr[:200], mode="rate-soft")
+    summary = c.save(tmp_path / "b", x_tr[:60], y_tr[:60])
+    b = load_bundle(tmp_path / "b")
+    assert b.summary["mode"] == "rate-soft" and summary["latency_steps"] == c.latency_steps
+    data = c.report(x_te[:40], y_te[:40], steps=c.latency_steps + 8, n=40)
+    assert len(data["curve"]["snn"]) == c.latency_steps + 8 and len(data["layers"]) >= 2
