@@ -522,8 +522,14 @@ def place_chips(net: LoweredNet, hw, mapping: Mapping, rates=None) -> tuple[Mapp
         n1 = max(len(nodes) - (k - k1) * cpc, min(n1, k1 * cpc))
         a, b = set(nodes[:n1]), set(nodes[n1:])
         if a and b and len(nodes) <= 4000:
-            a, b = kernighan_lin_bisection(g.subgraph(nodes), partition=(a, b), max_iter=10,
-                                           weight="weight", seed=0)
+            ka, kb = kernighan_lin_bisection(g.subgraph(nodes), partition=(a, b), max_iter=10,
+                                             weight="weight", seed=0)
+            # KL swaps node pairs, so the sizes survive, but networkx (2.8) may hand the
+            # two sides back in either order; the chip capacities are not symmetric
+            if len(ka) != n1:
+                ka, kb = kb, ka
+            if len(ka) == n1:
+                a, b = set(ka), set(kb)
         split(sorted(a), k1, first_chip, out)
         split(sorted(b), k - k1, first_chip + k1, out)
 

@@ -4,7 +4,9 @@ Limits (all from the hardware YAML): ``core.neurons``, ``core.input_axons``,
 ``core.output_axons`` and ``core.synapse_memory_bits`` with the per-encoding
 cost model of ``HardwareConfig.synapse_memory_bits`` (counting rules: see
 ``neurocomp.mapping``).  Dense connections use the ``dense`` encoding; conv
-connections whichever of ``conv_shared`` and ``sparse`` is smaller per core.
+connections whichever of ``conv_shared``, ``sparse`` and ``dense`` is smallest per core
+(``dense`` stores zeros but no target index: it wins where every axon of a small
+tile reaches most of its neurons, e.g. 1x1 tiles of wide 3x3 layers on Loihi 1).
 
 Populations are partitioned from the output back to the input, so that when a
 population is split the cores of everything it feeds are known and its
@@ -16,7 +18,11 @@ neurons' output axons (one per destination core) can be counted.
   channels), so each candidate tile shape is scored over all its tiles with a
   few numpy broadcasts (``conv_shared`` rows: distinct tap footprints per axis,
   ``_axis_classes``, times source channels); candidates are tried in increasing core count and the
-  first one where every tile fits wins.  Overlapping receptive fields (the
+  first one where every tile fits wins.  When that grid misses the layer's
+  bound, border bands (first/last 1-2 rows and/or columns) are cut off and
+  each of the up to 9 regions gets its own grid: border positions have
+  clipped receptive fields (fewer axons, more shared footprints), so they
+  take larger tiles than the interior.  Overlapping receptive fields (the
   halo of a spatial tile) are paid as input axons on each core, which is what
   makes channel groups win for wide layers and spatial tiles for large maps.
   Weights are counted structurally (zeros included), an upper bound of the
@@ -33,9 +39,14 @@ memory depends on the partition, so its total is the provable minimum under
 the cost model (every synapse costs at least the cheapest block's bits per
 synapse; ``conv_shared`` shares a row among at most ``P`` axons, ``P`` the
 destination positions one core can hold -- see ``_syn_lower_bits``).
-``proven_lower_bound`` adds whole-neuron capacity per core.
-Neither sees receptive-field halos, which is why tiled 3x3 convs sit above
-them (``benchmarks/mapping.py`` lists those layers).
+``proven_lower_bound`` adds whole-neuron capacity per core.  For a conv layer
+whose partition misses that bound, ``conv_capacity`` adds the footprint
+capacity bound of ``_conv_capacity``: per output position, the most neurons
+any tile or flat-range core containing it can hold given the input-axon
+limit (halo included) and the distinct clipped footprints it must store;
+#cores >= sum over neurons of 1 / capacity.  It is a fractional bound (each
+position may take its best core shape), so 3x3 layers whose best shapes
+differ from position to position still sit above it.
 
 Conv layers are tried as contiguous ranges only when tiles miss the bound:
 the range search counts synapses and is the slow part.
@@ -54,6 +65,8 @@ from neurocomp.mapping import (CoreRecord, Mapping, conn_bits, conv_tap_codes, p
                                row_bits_fn)
 
 FLAT_CONV_MAX_SYNAPSES = 1_000_000   # also try contiguous ranges for conv layers up to this size
+BORDER_BANDS = ((1, 1), (1, 0), (0, 1), (2, 2), (2, 1), (1, 2), (3, 3))   # (rows, cols) cut off
+CAPACITY_BOUND_WORK = 1_500_000      # footprint updates the capacity bound may spend on flat ranges
 
 
 class _Limits:
@@ -78,16 +91,17 @@ def _vec(f, x):
 
 # -- conv geometry (per axis) -------------------------------------------------------
 
-def _axis_classes(n_out, n_in, k, s, d, p0, t):
+def _axis_classes(n_out, n_in, k, s, d, p0, t, a0=0, a1=None):
     """(n_tiles, k) per tile of t outputs along one axis: how many distinct
     non-empty tap footprints of a given size (column j: j + 1 taps) the
     inputs it reaches have.  The footprint of input i is the set of taps
     that carry it to an output of the tile; inputs with equal footprints
     share a conv_shared row."""
-    starts = np.arange(0, n_out, t)
+    a1 = n_out if a1 is None else a1
+    starts = np.arange(a0, a1, t)
     out = np.zeros((starts.size, k), np.int64)
     for j, a in enumerate(starts):
-        o = np.arange(a, min(a + t, n_out))
+        o = np.arange(a, min(a + t, a1))
         bits = np.zeros(n_in, np.int64)
         for tap in range(k):
             i = o * s + tap * d - p0
@@ -126,18 +140,18 @@ class _ConvGeom:
                           (Wo, W, kw, c.strides[1], c.dilation[1], c.pads[1][0]))
         self.max_fanin = int(self.hy.sum(1).max()) * int(self.hx.sum(1).max()) * cg
 
-    def axis(self, which, t):
-        """Per tile of size t along rows/cols: (distinct inputs, max taps per input, taps)."""
+    def axis(self, which, t, a0=0, a1=None):
+        """Per tile of size t along rows/cols of [a0, a1): (distinct inputs, max taps per input, taps)."""
         cum = self.cy if which == 0 else self.cx
-        n = cum.shape[0] - 1
-        s = np.arange(0, n, t)
+        n = cum.shape[0] - 1 if a1 is None else a1
+        s = np.arange(a0, n, t)
         e = np.minimum(s + t, n)
         T = cum[e] - cum[s]
         return (T > 0).sum(1), T.max(1), T.sum(1)
 
-    def classes(self, which, t):
-        """Per tile of size t along rows/cols: counts of distinct footprints by size."""
-        return _axis_classes(*self._cls_args[which], t)
+    def classes(self, which, t, a0=0, a1=None):
+        """Per tile of size t along rows/cols of [a0, a1): counts of distinct footprints by size."""
+        return _axis_classes(*self._cls_args[which], t, a0, a1)
 
     def chan(self, t):
         """Per channel tile of size t: (source channels, max fan-out per source channel in tile)."""
@@ -154,18 +168,21 @@ class _ConvGeom:
         return rc, fc
 
 
-def _conv_out_axons_from(geom: _ConvGeom, th, tw, tc):
-    """Per source neuron (flat), destination tiles it reaches, for a tiled dst."""
-    def per_axis(hits, t):
-        n = hits.shape[0]
-        s = np.arange(0, n, t)
-        return (np.add.reduceat(hits, s, axis=0) > 0).sum(0)
-    ny, nx = per_axis(geom.hy, th), per_axis(geom.hx, tw)
+def _conv_out_axons_from(geom: _ConvGeom, regions):
+    """Per source neuron (flat), destination tiles it reaches, for a dst cut
+    into rectangular regions ``(y0, y1, x0, x1, th, tw, tc)``, each a uniform
+    grid of tiles (cores of different regions are different cores)."""
+    def per_axis(hits, a0, a1, t):
+        return (np.add.reduceat(hits[a0:a1], np.arange(0, a1 - a0, t), axis=0) > 0).sum(0)
     cs = np.arange(geom.Cs)
     g = cs // geom.cg
     lo, hi = g * geom.og, (g + 1) * geom.og - 1
-    ncc = hi // tc - lo // tc + 1
-    return (ny[:, None, None] * nx[None, :, None] * ncc[None, None, :]).ravel()
+    out = 0
+    for y0, y1, x0, x1, th, tw, tc in regions:
+        ny, nx = per_axis(geom.hy, y0, y1, th), per_axis(geom.hx, x0, x1, tw)
+        ncc = hi // tc - lo // tc + 1
+        out = out + ny[:, None, None] * nx[None, :, None] * ncc[None, None, :]
+    return np.asarray(out).ravel()
 
 
 # -- the pass ---------------------------------------------------------------------------
@@ -176,7 +193,7 @@ def partition_cores(net: LoweredNet, hw, place: bool = True) -> Mapping:
     when more than one chip is needed and ``place``)."""
     lim = _Limits(hw)
     pops = [n for n, p in net.populations.items() if not isinstance(p.neuron, InputNeuron)]
-    info = {}          # pop -> ("tile", th, tw, tc) or ("flat", core_of)
+    info = {}          # pop -> ("tile", [(y0, y1, x0, x1, th, tw, tc), ...]) or ("flat",)
     core_ids = {}      # pop -> per-neuron core id (global, unique)
     per_pop = {}
     lbs = {}
@@ -231,7 +248,7 @@ def _out_axons(net, name, info, core_ids):
     for c in net.outgoing(name):
         kind = info[c.dst]
         if kind[0] == "tile" and c.kind == "conv":
-            out += _conv_out_axons_from(_ConvGeom(net, c), *kind[1:])
+            out += _conv_out_axons_from(_ConvGeom(net, c), kind[1])
         else:
             from neurocomp.analysis import connection_matrix
             m = connection_matrix(net, c).tocoo()
@@ -253,7 +270,7 @@ def _partition_pop(net, hw, lim, name, out_ax, info):
     best = None
     lb = _lower_bound(net, hw, lim, name, out_ax)
     if conv_only:
-        best = _tile_partition(net, hw, lim, name, out_ax)
+        best = _tile_partition(net, hw, lim, name, out_ax, lb["cores"])
         n_syn = sum(int(np.prod(c.weight.shape[:3])) * p.size for c in ins)
         # contiguous ranges cost a synapse-level count; no use once tiles reach the bound
         at_bound = best is not None and len(best[0]) <= lb["proven"]
@@ -274,6 +291,12 @@ def _partition_pop(net, hw, lim, name, out_ax, info):
         best = _flat_partition(net, hw, lim, name, out_ax)
     recs, kind = best
     info[name] = kind
+    if conv_only and len(recs) > lb["cores"]:
+        # only worth its cost where the plain bound is not met
+        cc = _conv_capacity_cores(net, hw, lim, name)
+        lb["conv_capacity"] = cc
+        lb["cores"] = max(lb["cores"], cc)
+        lb["proven"] = max(lb["proven"], cc)
     return recs, lb
 
 
@@ -383,13 +406,255 @@ def _lower_bound(net, hw, lim, name, out_ax):
             "min_synapse_memory_bits": int(math.floor(mem))}
 
 
+# -- footprint capacity bound (conv layers) ------------------------------------------
+
+def _axis_intervals(n_out, n_in, k, s, d, p0):
+    """Every output interval [a, b) along one axis: (a, b, distinct inputs N,
+    D = sum of sizes of the distinct non-empty tap footprints, T = valid taps,
+    then k columns: distinct footprints of size 1..k, then k columns: inputs
+    whose footprint has size 1..k)."""
+    rows = []
+    for a in range(n_out):
+        bits = np.zeros(n_in, np.int64)
+        T = 0
+        for b in range(a + 1, n_out + 1):
+            o = b - 1
+            i = o * s + np.arange(k) * d - p0
+            ok = (i >= 0) & (i < n_in)
+            bits[i[ok]] |= (1 << np.arange(k))[ok]
+            T += int(ok.sum())
+            u, cnt = np.unique(bits[bits > 0], return_counts=True)
+            sz = np.array([bin(int(v)).count("1") for v in u], np.int64)
+            D = int(sz.sum())
+            rows.append((a, b, int((bits > 0).sum()), D, T,
+                         *np.bincount(sz - 1, minlength=k)[:k], *np.bincount(sz - 1, cnt, minlength=k)[:k]))
+    return np.array(rows, np.int64).reshape(-1, 5 + 2 * k)
+
+
+_AXIS_CACHE: dict = {}
+
+
+def _axis_table(args):
+    if args not in _AXIS_CACHE:
+        _AXIS_CACHE[args] = _axis_intervals(*args)
+    return _AXIS_CACHE[args]
+
+
+def _conv_capacity(net, hw, lim, name):
+    """Per destination position ``p`` of a conv layer, ``cap[p]``: an upper
+    bound on the neurons of ANY core (tile or flat range of the mapping
+    format) that holds a neuron at ``p``; ``None`` when the argument does not
+    apply (several inputs, grouped conv, zero kernel weights).
+
+    Argument.  Let a core hold output positions ``S`` and, at each, some
+    output channels; ``S_co`` the positions holding channel ``co``.  With a
+    kernel without zeros and ``groups == 1``: (a) the core's input axons are
+    ``|N(S)| * cin``, ``N(S)`` the input positions some tap of ``S`` reads;
+    (b) under ``conv_shared`` the classes restricted to one output channel
+    ``co`` are the distinct clipped footprints ``F(i) = {taps t : i - t in
+    S_co}``, so the stored synapses are >= ``cin * sum_co D(S_co)``, ``D(S)``
+    = sum of the sizes of the distinct footprints; under ``sparse`` >= ``cin
+    * sum_co T(S_co)`` (valid taps); under ``dense`` rows x width >=
+    ``|N(S)| cin x neurons``; every stored synapse costs >= the encoding's
+    cheapest bits per synapse.  A tile has ``S_co = S`` for all its ``tc``
+    channels (``D``, ``T``, ``N`` of a rectangle are products of per-axis
+    values), so ``tc <= (M - axon overhead) / (cin D(S) bits)`` etc.; a flat
+    range has every ``S_co`` a row-major sub-interval of ``S``, so its
+    neurons ``sum_co |S_co| <= rho(S) * sum_co D(S_co)`` with ``rho(S)`` the
+    largest ``|S'| / D(S')`` over sub-intervals (and, for ``|S| >= 3``, each of
+    the ``Co`` channels sits on every inner position, so ``S_co`` is one of
+    four intervals and the core needs ``>= Co`` times the least of their
+    ``D``; if that overflows, no such range fits).  For tiles the relaxed
+    ``tc`` is then stepped down while the exact cost of the tile (the
+    checker's count: per class ``f(|F| tc)``) overflows every encoding --
+    cost grows with ``tc``, so that is still an upper bound.  Every core ``K`` then has
+    ``|K| <= cap[p]`` for each of its neurons, so #cores = sum_K sum_{n in K}
+    1/|K| >= sum_n 1/cap[p(n)]."""
+    ins = net.incoming(name)
+    if len(ins) != 1 or ins[0].kind != "conv" or ins[0].groups != 1:
+        return None
+    c = ins[0]
+    from neurocomp import numerics as nm
+    if not (nm.to_int32(c.weight) != 0).all():
+        return None
+    H, W, cin = net.populations[c.src].shape
+    Ho, Wo, Co = net.populations[c.dst].shape
+    kh, kw = c.weight.shape[:2]
+    axy = (Ho, H, kh, c.strides[0], c.dilation[0], c.pads[0][0])
+    axx = (Wo, W, kw, c.strides[1], c.dilation[1], c.pads[1][0])
+    mb = {e: _min_bits_per_synapse(hw, e, c) for e in ("conv_shared", "sparse", "dense")}
+    ovh = {e: _rb(hw, e, c)[1] for e in mb}
+    Nl, A, M = lim.N, lim.A, lim.M
+    Q = A // cin                                      # most input positions one core can read
+
+    def enc_cap(npos, D, T, Nin):
+        """Neurons per core allowed by memory (float arrays), best encoding."""
+        rows = Nin * cin
+        cs = (M - rows * ovh["conv_shared"]) / (cin * mb["conv_shared"]) * npos / np.maximum(D, 1)
+        sp = (M - rows * ovh["sparse"]) / (cin * mb["sparse"]) * npos / np.maximum(T, 1)
+        de = (M - rows * ovh["dense"]) / (np.maximum(rows, 1) * mb["dense"])
+        return np.maximum(np.maximum(cs, sp), de)
+
+    # tiles: rectangles = pairs of axis intervals
+    ty, tx = _axis_table(axy), _axis_table(axx)
+    ty = ty[ty[:, 2] * int(tx[:, 2].min()) <= Q]
+    tx = tx[tx[:, 2] * int(ty[:, 2].min(initial=Q + 1)) <= Q] if ty.size else tx[:0]
+    cap = np.zeros((Ho, Wo))
+    if ty.size and tx.size:
+        npos = (ty[:, 1] - ty[:, 0])[:, None] * (tx[:, 1] - tx[:, 0])[None, :]
+        Nin = ty[:, 2][:, None] * tx[:, 2][None, :]
+        D = ty[:, 3][:, None] * tx[:, 3][None, :]
+        T = ty[:, 4][:, None] * tx[:, 4][None, :]
+        tc = np.floor(enc_cap(npos, D, T, Nin) / npos + 1e-9)
+        tc = np.minimum(np.minimum(tc, Co), Nl // npos)
+        # exact cost of the tile at tc (the checker's count for a tile): cost is
+        # monotone in tc, so step tc down while even the cheapest encoding overflows
+        fns = {e: (lambda w, e=e: _row_table(hw, e, c, int(w.max(initial=0)))[w]) for e in mb}
+        hy, my_ = ty[:, 5:5 + kh], ty[:, 5 + kh:5 + 2 * kh]
+        hx, mx_ = tx[:, 5:5 + kw], tx[:, 5 + kw:5 + 2 * kw]
+        ab = np.arange(1, kh + 1)[:, None] * np.arange(1, kw + 1)[None, :]     # footprint sizes
+        live = (Nin <= Q) & (tc >= 1)
+        for _ in range(6):
+            yi, xi = np.nonzero(live)
+            if yi.size == 0:
+                break
+            t = tc[yi, xi].astype(np.int64)
+            rows_ = Nin[yi, xi] * cin
+            w = ab[None] * t[:, None, None]                                    # (n, kh, kw)
+            cs = cin * np.einsum("na,nb,nab->n", hy[yi], hx[xi], fns["conv_shared"](w)) \
+                + rows_ * ovh["conv_shared"]
+            sp = cin * np.einsum("na,nb,nab->n", my_[yi], mx_[xi], fns["sparse"](w)) + rows_ * ovh["sparse"]
+            de = rows_ * (fns["dense"](npos[yi, xi] * t) + ovh["dense"])
+            bad = np.minimum(np.minimum(cs, sp), de) > M
+            if not bad.any():
+                break
+            tc[yi[bad], xi[bad]] -= 1
+            live[yi[bad], xi[bad]] = tc[yi[bad], xi[bad]] >= 1
+        v = np.where(Nin <= Q, np.maximum(tc, 0) * npos, 0).astype(np.float64)
+        my = (ty[:, 0][None, :] <= np.arange(Ho)[:, None]) & (np.arange(Ho)[:, None] < ty[:, 1][None, :])
+        mx = (tx[:, 0][None, :] <= np.arange(Wo)[:, None]) & (np.arange(Wo)[:, None] < tx[:, 1][None, :])
+        rowmax = np.where(my[:, :, None], v[None], 0).max(1)            # (Ho, n_x_intervals)
+        cap = np.where(mx[None, :, :], rowmax[:, None, :], 0).max(2)    # (Ho, Wo)
+    # flat ranges: row-major position intervals, exact footprints (2-D bit masks)
+    Lmax = min(Ho * Wo, Nl // Co + 2)
+    taps = []
+    ky, kx = np.meshgrid(np.arange(kh), np.arange(kw), indexing="ij")
+    for p in range(Ho * Wo):
+        y, x = divmod(p, Wo)
+        iy = y * c.strides[0] + ky * c.dilation[0] - c.pads[0][0]
+        ix = x * c.strides[1] + kx * c.dilation[1] - c.pads[1][0]
+        ok = (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
+        taps.append(list(zip((iy * W + ix)[ok].tolist(), (1 << (ky * kw + kx))[ok].tolist())))
+    vy = np.arange(Ho)[:, None] * c.strides[0] + np.arange(kh)[None, :] * c.dilation[0] - c.pads[0][0]
+    rowsig = [tuple(r) for r in ((vy >= 0) & (vy < H))]          # valid vertical taps per row
+    n = Ho * Wo
+    Dm = np.full((n, Lmax + 1), -1, np.int64)
+    Tm = np.zeros((n, Lmax + 1), np.int64)
+    Nm = np.zeros((n, Lmax + 1), np.int64)
+    memo = {}
+    span = -(-Lmax // Wo) + 1
+    work = 0
+    for u in range(n):
+        y, x = divmod(u, Wo)
+        key = (x, tuple(rowsig[y:y + span]))        # translation along y changes nothing else
+        if key in memo:
+            Dm[u], Tm[u], Nm[u] = memo[key]
+            Dm[u, n - u + 1:] = -1
+            continue
+        fp, cls = {}, {}
+        D = T = 0
+        for L in range(1, min(Lmax, n - u) + 1):
+            work += len(taps[u + L - 1])
+            if work > CAPACITY_BOUND_WORK:
+                return None                         # too costly: no capacity bound (still sound)
+            for i, b in taps[u + L - 1]:
+                old = fp.get(i, 0)
+                if old:
+                    cls[old] -= 1
+                    if not cls[old]:
+                        D -= bin(old).count("1")
+                new = old | b
+                fp[i] = new
+                cls[new] = cls.get(new, 0) + 1
+                if cls[new] == 1:
+                    D += bin(new).count("1")
+                T += 1
+            if len(fp) > Q:
+                break
+            Dm[u, L], Tm[u, L], Nm[u, L] = D, T, len(fp)
+        memo[key] = (Dm[u].copy(), Tm[u].copy(), Nm[u].copy())
+    ok = Dm >= 0
+    Ls = np.arange(Lmax + 1)[None, :].repeat(n, 0)
+    rcs = np.where(ok, Ls / np.maximum(Dm, 1), 0.0)
+    rsp = np.where(ok, Ls / np.maximum(Tm, 1), 0.0)
+    for L in range(2, Lmax + 1):                   # rho over sub-intervals
+        rcs[:, L] = np.where(ok[:, L], np.maximum(rcs[:, L], rcs[:, L - 1]), 0)
+        rsp[:, L] = np.where(ok[:, L], np.maximum(rsp[:, L], rsp[:, L - 1]), 0)
+        rcs[:-1, L] = np.where(ok[:-1, L], np.maximum(rcs[:-1, L], rcs[1:, L - 1]), 0)
+        rsp[:-1, L] = np.where(ok[:-1, L], np.maximum(rsp[:-1, L], rsp[1:, L - 1]), 0)
+    rows = Nm * cin
+    mem = np.maximum(np.maximum((M - rows * ovh["conv_shared"]) / (cin * mb["conv_shared"]) * rcs,
+                                (M - rows * ovh["sparse"]) / (cin * mb["sparse"]) * rsp),
+                     (M - rows * ovh["dense"]) / (np.maximum(rows, 1) * mb["dense"]))
+    fcap = np.where(ok, np.floor(np.minimum(np.minimum(mem + 1e-9, Nl), Co * Ls)), 0)
+    # |S| >= 3: every channel sits on all inner positions S°, so each S_co is one
+    # of S°, S° + first, S° + last, S -- its footprints cost at least the least of
+    # those four, for each of the Co channels; the core holds >= Co (|S| - 2) + 2
+    for L in range(3, Lmax + 1):
+        u = np.arange(n - L + 1)
+        if u.size == 0:
+            break
+        d4 = np.stack([Dm[u + 1, L - 2], Dm[u, L - 1], Dm[u + 1, L - 1], Dm[u, L]]).min(0)
+        r = Nm[u, L] * cin
+        need = np.minimum(np.minimum(cin * mb["conv_shared"] * Co * d4 + r * ovh["conv_shared"],
+                                     cin * mb["sparse"] * Co * Tm[u + 1, L - 2] + r * ovh["sparse"]),
+                          r * (Co * (L - 2) + 2) * mb["dense"] + r * ovh["dense"])
+        fcap[u, L] = np.where(ok[u, L] & (need <= M * (1 + 1e-12)), fcap[u, L], 0)
+    capf = np.zeros(n)
+    for L in range(1, Lmax + 1):
+        for j in range(L):
+            capf[j:] = np.maximum(capf[j:], fcap[:n - j, L])
+    return np.maximum(cap.ravel(), capf)
+
+
+_ROW_TABLES: dict = {}
+
+
+def _row_table(hw, enc, c, n):
+    """Bits of one stored row of 0..>=n synapses of ``c`` under ``enc`` (no
+    per-axon overhead), as an array; cached per chip, encoding and bit widths."""
+    f, _ = _rb(hw, enc, c)
+    key = (hw.name, enc, conn_bits(c), tuple(f(w) for w in (1, 2, 63, 64, 65, 1000)))
+    tab = _ROW_TABLES.get(key)
+    if tab is None or tab.size <= n:
+        tab = np.array([f(w) for w in range(max(n + 1, 64))], np.int64)
+        _ROW_TABLES[key] = tab
+    return tab
+
+
+def _conv_capacity_cores(net, hw, lim, name):
+    cap = _conv_capacity(net, hw, lim, name)
+    if cap is None:
+        return 0
+    Co = net.populations[name].shape[2]
+    if (cap <= 0).any():
+        return 0                                    # some neuron fits no core: reported elsewhere
+    return math.ceil(float((Co / cap).sum()) - 1e-6)
+
+
 # -- tiles ----------------------------------------------------------------------------
 
 def _sizes(n):
     return sorted({-(-n // k) for k in range(1, n + 1)})
 
 
-def _tile_partition(net, hw, lim, name, out_ax):
+def _tile_partition(net, hw, lim, name, out_ax, target=0):
+    """Uniform grid of tiles over the whole layer; when that needs more than
+    ``target`` cores, also cut off border bands (the first/last ``b`` rows
+    and/or columns, whose clipped receptive fields cost fewer axons and
+    store fewer footprint rows, so they take larger tiles) and tile each of
+    the up to 9 regions with its own grid.  Returns (records, ("tile",
+    regions)) for the fewest cores, or None."""
     p = net.populations[name]
     Ho, Wo, Co = p.shape
     geoms = [_ConvGeom(net, c) for c in net.incoming(name)]
@@ -399,77 +664,158 @@ def _tile_partition(net, hw, lim, name, out_ax):
                                  f"on '{hw.name}' (inputs from {', '.join(g.c.src for g in geoms)}); "
                                  "split the layer's inputs")
     O3 = out_ax.reshape(Ho, Wo, Co)
-    rbs = {id(g): (_rb(hw, "conv_shared", g.c), _rb(hw, "sparse", g.c)) for g in geoms}
+    sat = _sat(O3)
+    rbs = {id(g): (_rb(hw, "conv_shared", g.c), _rb(hw, "sparse", g.c), _rb(hw, "dense", g.c))
+           for g in geoms}
     cache = {}
 
-    def ax(g, which, t):
-        key = (id(g), which, t)
+    def ax(g, which, t, a0, a1):
+        key = (id(g), which, t, a0, a1)
         if key not in cache:
-            cache[key] = (g.axis(which, t) if which < 2 else g.chan(t)) if which < 3 else \
-                g.classes(which - 3, t)
+            cache[key] = g.chan(t) if which == 2 else \
+                g.axis(which, t, a0, a1) if which < 2 else g.classes(which - 3, t, a0, a1)
         return cache[key]
 
-    cands = []
-    for th in _sizes(Ho):
-        for tw in _sizes(Wo):
-            if th * tw > lim.N:
-                continue
-            for tc in _sizes(Co):
-                if th * tw * tc > lim.N:
+    best_cache = {}
+
+    def best_in(y0, y1, x0, x1, bound=None):
+        """Fewest-core uniform grid over the region (all channels)."""
+        key = (y0, y1, x0, x1)
+        if key in best_cache:
+            return best_cache[key]
+        h, w = y1 - y0, x1 - x0
+        cands = []
+        for th in _sizes(h):
+            for tw in _sizes(w):
+                if th * tw > lim.N:
                     continue
-                n = (-(-Ho // th)) * (-(-Wo // tw)) * (-(-Co // tc))
-                cands.append((n, -th * tw * tc, th, tw, tc))
-    cands.sort()
-    for n, _, th, tw, tc in cands:
-        ok, res = _score(geoms, rbs, ax, lim, O3, th, tw, tc)
-        if ok:
-            return _tile_records(name, p.shape, th, tw, tc, res), ("tile", th, tw, tc)
-    return None
+                for tc in _sizes(Co):
+                    if th * tw * tc > lim.N:
+                        continue
+                    n = (-(-h // th)) * (-(-w // tw)) * (-(-Co // tc))
+                    cands.append((n, -th * tw * tc, th, tw, tc))
+        cands.sort()
+        out = None
+        spatial_ok = {}
+        max_tc = {}        # (th, tw) -> a tc that failed on axons/memory: larger ones fail too
+        ungrouped = all(g.c.groups == 1 for g in geoms)
+        for n, _, th, tw, tc in cands:
+            if bound is not None and n >= bound:
+                break
+            if tc >= max_tc.get((th, tw), Co + 1):
+                continue
+            if (th, tw) not in spatial_ok:
+                # input axons of a tile are >= its source positions x cg per conv, whatever tc
+                a = sum(ax(g, 0, th, y0, y1)[0][:, None] * ax(g, 1, tw, x0, x1)[0][None, :] * g.cg
+                        for g in geoms)
+                spatial_ok[(th, tw)] = int(np.max(a)) <= lim.A
+            if not spatial_ok[(th, tw)]:
+                continue
+            ok, res = _score(geoms, rbs, ax, lim, O3, th, tw, tc, (y0, y1, x0, x1), sat)
+            if not ok and ungrouped and res != "output_axons":
+                # groups == 1: per tile, axons do not depend on tc and memory grows with
+                # the tile's channel count, and a wider grid's tiles hold as many channels
+                max_tc[(th, tw)] = min(tc, max_tc.get((th, tw), Co + 1))
+            if ok:
+                out = (n, (y0, y1, x0, x1, th, tw, tc), res)
+                break
+        if bound is None or out is not None:
+            best_cache[key] = out
+        return out
+
+    whole = best_in(0, Ho, 0, Wo)
+    best = None if whole is None else (whole[0], [whole])
+    if best is None or best[0] > target:
+        for by, bx in BORDER_BANDS:
+            if 2 * by >= Ho or 2 * bx >= Wo or max(by, bx) > 2 and Ho * Wo > 64:
+                continue                  # wide bands only pay (and are only cheap) on small maps
+            ys = [a for a in ((0, by), (by, Ho - by), (Ho - by, Ho)) if a[1] > a[0]]
+            xs = [a for a in ((0, bx), (bx, Wo - bx), (Wo - bx, Wo)) if a[1] > a[0]]
+            parts, tot = [], 0
+            for y0, y1 in ys:
+                for x0, x1 in xs:
+                    left = None if best is None else best[0] - tot
+                    r = best_in(y0, y1, x0, x1, left)
+                    if r is None:
+                        break
+                    parts.append(r)
+                    tot += r[0]
+                else:
+                    continue
+                break
+            else:
+                if best is None or tot < best[0]:
+                    best = (tot, parts)
+    if best is None:
+        return None
+    recs = [rec for _, (y0, y1, x0, x1, th, tw, tc), res in best[1] for rec in _tile_records(name, res)]
+    return recs, ("tile", [reg for _, reg, _ in best[1]])
 
 
-def _score(geoms, rbs, ax, lim, O3, th, tw, tc):
+def _sat(O3):
+    """Summed-area table of a (H, W, C) array, zero-padded in front."""
+    P = np.zeros(tuple(n + 1 for n in O3.shape), np.int64)
+    P[1:, 1:, 1:] = O3.cumsum(0).cumsum(1).cumsum(2)
+    return P
+
+
+def _score(geoms, rbs, ax, lim, O3, th, tw, tc, region=None, sat=None):
+    """Score the uniform (th, tw, tc) grid over ``region`` (y0, y1, x0, x1;
+    default the whole layer): (fits, per-tile counts).  ``sat``: ``_sat(O3)``."""
     Ho, Wo, Co = O3.shape
-    sh, sw, sc = np.arange(0, Ho, th), np.arange(0, Wo, tw), np.arange(0, Co, tc)
-    ny = np.minimum(sh + th, Ho) - sh
-    nx = np.minimum(sw + tw, Wo) - sw
+    y0, y1, x0, x1 = (0, Ho, 0, Wo) if region is None else region
+    sh, sw, sc = np.arange(y0, y1, th), np.arange(x0, x1, tw), np.arange(0, Co, tc)
+    ny = np.minimum(sh + th, y1) - sh
+    nx = np.minimum(sw + tw, x1) - sw
     ncn = np.minimum(sc + tc, Co) - sc
-    outs = np.add.reduceat(np.add.reduceat(np.add.reduceat(O3, sh, 0), sw, 1), sc, 2)
+    P = _sat(O3) if sat is None else sat
+    a = (sh[:, None, None], sw[None, :, None], sc[None, None, :])
+    b = ((sh + ny)[:, None, None], (sw + nx)[None, :, None], (sc + ncn)[None, None, :])
+    outs = (P[b[0], b[1], b[2]] - P[a[0], b[1], b[2]] - P[b[0], a[1], b[2]] - P[b[0], b[1], a[2]]
+            + P[a[0], a[1], b[2]] + P[a[0], b[1], a[2]] + P[b[0], a[1], a[2]] - P[a[0], a[1], a[2]])
     if outs.max() > lim.O:
-        return False, None
+        return False, "output_axons"
     axons = np.zeros(outs.shape, np.int64)
     syn = np.zeros(outs.shape, np.int64)
     mem = np.zeros(outs.shape, np.int64)
     encs = []
     for g in geoms:
-        ry, fy, sy = ax(g, 0, th)
-        rx, fx, sx = ax(g, 1, tw)
-        rc, fc = ax(g, 2, tc)
+        ry, fy, sy = ax(g, 0, th, y0, y1)
+        rx, fx, sx = ax(g, 1, tw, x0, x1)
+        rc, fc = ax(g, 2, tc, 0, Co)
         rows = ry[:, None, None] * rx[None, :, None] * rc[None, None, :]
         spr = fy[:, None, None] * fx[None, :, None] * fc[None, None, :]
         axons += rows
         if axons.max() > lim.A:
-            return False, None
+            return False, "input_axons"
         syn += sy[:, None, None] * sx[None, :, None] * (g.cg * ncn)[None, None, :]
-        (fcs, ocs), (fsp, osp) = rbs[id(g)]
+        (fcs, ocs), (fsp, osp), (fde, ode) = rbs[id(g)]
         # conv_shared: one row per (source channel, footprint rows x footprint cols),
         # each of |fy| * |fx| taps x the channel's output channels on the core
-        ky, kx = ax(g, 3, th), ax(g, 4, tw)
+        ky, kx = ax(g, 3, th, y0, y1), ax(g, 4, tw, x0, x1)
         a = np.arange(1, g.kh + 1)[:, None, None]
         b = np.arange(1, g.kw + 1)[None, :, None]
         rowb = _vec(fcs, a * b * fc[None, None, :])                  # (kh, kw, n_ctiles)
         m_cs = np.einsum("ya,xb,abc->yxc", ky, kx, rowb) * rc[None, None, :] + rows * ocs
         m_sp = rows * (_vec(fsp, spr) + osp)
-        use_cs = m_cs <= m_sp
-        mem += np.where(use_cs, m_cs, m_sp)
-        encs.append((g.c.name, use_cs))
+        # dense: every axon a row as wide as the tile (zeros stored; no index bits)
+        m_de = rows * (_vec(fde, ny[:, None, None] * nx[None, :, None] * ncn[None, None, :]) + ode)
+        enc = np.where(m_cs <= m_sp, 0, 1)
+        m = np.minimum(m_cs, m_sp)
+        enc = np.where(m_de < m, 2, enc)
+        mem += np.minimum(m, m_de)
+        encs.append((g.c.name, enc))
         if mem.max() > lim.M:
-            return False, None
+            return False, "synapse_memory_bits"
     neurons = ny[:, None, None] * nx[None, :, None] * ncn[None, None, :]
     return True, dict(sh=sh, sw=sw, sc=sc, ny=ny, nx=nx, ncn=ncn, outs=outs, axons=axons, syn=syn,
                       mem=mem, encs=encs, neurons=neurons)
 
 
-def _tile_records(name, shape, th, tw, tc, r):
+_ENC_NAMES = ("conv_shared", "sparse", "dense")
+
+
+def _tile_records(name, r):
     recs = []
     for i, h0 in enumerate(r["sh"]):
         for j, w0 in enumerate(r["sw"]):
@@ -481,7 +827,7 @@ def _tile_records(name, shape, th, tw, tc, r):
                     neurons=int(r["neurons"][i, j, k]), input_axons=int(r["axons"][i, j, k]),
                     output_axons=int(r["outs"][i, j, k]), synapses=int(r["syn"][i, j, k]),
                     synapse_memory_bits=int(r["mem"][i, j, k]),
-                    encodings={cn: ("conv_shared" if u[i, j, k] else "sparse") for cn, u in r["encs"]}))
+                    encodings={cn: _ENC_NAMES[int(u[i, j, k])] for cn, u in r["encs"]}))
     return recs
 
 
@@ -498,6 +844,11 @@ class _FlatConn:
             self.indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n_dst))])
             self.indices = cols.astype(np.int64)
             self.fd, self.od = _rb(hw, "dense", c)
+            # column-major keys col * n_dst + row (sorted): first non-zero row >= a per column
+            self.n_dst = n_dst
+            self.ckeys = np.sort(cols.astype(np.int64) * n_dst + rows)
+            self.ncol = int(c.effective_weight().shape[1])
+            self._first = (None, None)
         else:
             from neurocomp.analysis import connection_matrix
             m = connection_matrix(net, c).T.tocsr()
@@ -505,6 +856,7 @@ class _FlatConn:
             self.indptr, self.indices = m.indptr.astype(np.int64), m.indices.astype(np.int64)
             self.fs, self.os = _rb(hw, "sparse", c)
             self.fc, self.oc = _rb(hw, "conv_shared", c)
+            self.fd, self.od = _rb(hw, "dense", c)
             self.cs = net.populations[c.src].shape[2]
             dst = np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(self.indptr))
             code = conv_tap_codes(net, c, self.indices, dst).astype(np.uint64)
@@ -519,13 +871,24 @@ class _FlatConn:
     def cost(self, a, b):
         """(input axons, synapses, memory bits, encoding) of dst neurons [a, b)."""
         lo, hi = self.indptr[a], self.indptr[b]
+        if self.c.kind == "dense":
+            # distinct sources of rows [a, b): columns whose first non-zero row >= a is < b
+            if self.ckeys.size == 0:
+                return 0, 0, 0, "dense"
+            if self._first[0] != a:
+                q = np.arange(self.ncol, dtype=np.int64) * self.n_dst + a
+                pos = np.searchsorted(self.ckeys, q)
+                hit = pos < self.ckeys.size
+                key = self.ckeys[np.minimum(pos, self.ckeys.size - 1)]
+                hit &= key // self.n_dst == np.arange(self.ncol)
+                self._first = (a, np.sort(np.where(hit, key % self.n_dst, self.n_dst + 1)))
+            rows = int(np.searchsorted(self._first[1], b))
+            return rows, int(hi - lo), rows * (self.fd(b - a) + self.od), "dense"
         cols = self.indices[lo:hi]
         if cols.size == 0:
-            return 0, 0, 0, ("dense" if self.c.kind == "dense" else "sparse")
+            return 0, 0, 0, "sparse"
         src, inv, fan = np.unique(cols, return_inverse=True, return_counts=True)
         rows = int(src.size)
-        if self.c.kind == "dense":
-            return rows, int(cols.size), rows * (self.fd(b - a) + self.od), "dense"
         vals, cnt = np.unique(fan, return_counts=True)
         m_sp = int(sum(int(n) * self.fs(int(v)) for v, n in zip(vals, cnt))) + rows * self.os
         # conv_shared: one row per distinct (source channel, set of (tap, output channel))
@@ -534,8 +897,9 @@ class _FlatConn:
         _, first = np.unique(h, return_index=True)
         wv, wc = np.unique(fan[first], return_counts=True)
         m_cs = int(sum(int(n) * self.fc(int(v)) for v, n in zip(wv, wc))) + rows * self.oc
-        return (rows, int(cols.size), m_cs, "conv_shared") if m_cs <= m_sp else \
-            (rows, int(cols.size), m_sp, "sparse")
+        m_de = rows * (self.fd(b - a) + self.od)
+        best = min((m_cs, "conv_shared"), (m_sp, "sparse"), (m_de, "dense"), key=lambda t: t[0])
+        return rows, int(cols.size), best[0], best[1]
 
 
 def _flat_partition(net, hw, lim, name, out_ax, max_cores=None):
