@@ -213,20 +213,11 @@ def test_partitioning_accepts_merging_populations(models, calib, name):
 
 
 def _agree(c, x, steps):
-    from neurocomp.backends.event import EventBackend
-    from neurocomp.backends.lava import LavaBackend
     from neurocomp.encoding import encode
 
-    raster = encode(c.net, x, steps)
-    ev = EventBackend().run(c.net, raster, record="all", record_states=True)
-    lv = LavaBackend().run(c.net, raster, record="all", record_states=True)
-    spiking = 0
-    for pop in ev.spikes:
-        np.testing.assert_array_equal(ev.spikes[pop], lv.spikes[pop], err_msg=pop)
-        for var in ev.states.get(pop, {}):
-            np.testing.assert_array_equal(ev.states[pop][var], lv.states[pop][var], err_msg=f"{pop}.{var}")
-        spiking += int(np.count_nonzero(ev.spikes[pop]))
-    assert spiking > 0
+    from backend_agreement import assert_identical, run_event_and_lava
+
+    assert assert_identical(*run_event_and_lava(c.net, encode(c.net, x, steps))) > 0
 
 
 @pytest.mark.xdist_group("lava")

@@ -143,22 +143,13 @@ def test_converted_accuracy(models, calib, name, mode):
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("name", ["mlp_digits", "lenet", "mlp_rescale_bn_dropout"])
 def test_converted_models_agree_on_event_and_lava(models, calib, name, mode):
-    from neurocomp.backends.event import EventBackend
-    from neurocomp.backends.lava import LavaBackend
+    from backend_agreement import assert_identical, run_event_and_lava
     from neurocomp.encoding import encode
 
     model, x, _ = models[name]
     c = neurocomp.compile(model, calib=calib_for(name, calib), mode=mode)
     raster = encode(c.net, x[:3], c.latency_steps + 8)
-    ev = EventBackend().run(c.net, raster, record="all", record_states=True)
-    lv = LavaBackend().run(c.net, raster, record="all", record_states=True)
-    spiking = 0
-    for pop in ev.spikes:
-        np.testing.assert_array_equal(ev.spikes[pop], lv.spikes[pop], err_msg=pop)
-        for var in ev.states.get(pop, {}):
-            np.testing.assert_array_equal(ev.states[pop][var], lv.states[pop][var], err_msg=f"{pop}.{var}")
-        spiking += int(np.count_nonzero(ev.spikes[pop]))
-    assert spiking > 0
+    assert assert_identical(*run_event_and_lava(c.net, raster)) > 0
     kinds = {type(p.neuron) for p in c.net.populations.values()}
     assert (SigmaDeltaNeuron in kinds) == (mode == "sigma-delta") and (LIFNeuron in kinds) != (mode == "sigma-delta")
 

@@ -235,17 +235,12 @@ def test_early_exit(compiled, mlp, readout, mode):
 
 @pytest.mark.xdist_group("lava")
 def test_poisson_input_bit_exact_on_event_and_lava(compiled, mlp):
-    from neurocomp.backends.event import EventBackend
-    from neurocomp.backends.lava import LavaBackend
+    from backend_agreement import assert_identical, run_event_and_lava
 
     c = compiled("poisson", readout="first-spike")
     raster = encode(c.net, mlp[1][:3], c.latency_steps + 8, seed=11)
-    ev = EventBackend().run(c.net, raster, record="all", record_states=True)
-    lv = LavaBackend().run(c.net, raster, record="all", record_states=True)
-    for pop in ev.spikes:
-        np.testing.assert_array_equal(ev.spikes[pop], lv.spikes[pop], err_msg=pop)
-        for var in ev.states.get(pop, {}):
-            np.testing.assert_array_equal(ev.states[pop][var], lv.states[pop][var], err_msg=f"{pop}.{var}")
+    ev, lv = run_event_and_lava(c.net, raster)
+    assert_identical(ev, lv)
     assert np.count_nonzero(ev.spikes[c.net.output]) > 0
     a, b = decide(c.net, ev), decide(c.net, lv)
     np.testing.assert_array_equal(a.predictions, b.predictions)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from backend_agreement import assert_identical, run_event_and_lava
 from neurocomp.backends.event import EventBackend
-from neurocomp.backends.lava import LavaBackend
 from neurocomp.lowered import FewSpikeNeuron, InputNeuron, LoweredError, LoweredNet, SigmaNeuron
 
 
@@ -65,13 +65,8 @@ def test_event_and_lava_agree_on_a_few_spike_network():
     rng = np.random.default_rng(3)
     net = fs_net(rng)
     raster = np.repeat(rng.integers(0, 16, (3, 1, 72)), 14, axis=1).astype(np.int32)
-    ev = EventBackend().run(net, raster, record="all", record_states=True)
-    lv = LavaBackend().run(net, raster, record="all", record_states=True)
-    for pop in ev.spikes:
-        np.testing.assert_array_equal(ev.spikes[pop], lv.spikes[pop], err_msg=pop)
-    for pop in ev.states:
-        for var in ev.states[pop]:
-            np.testing.assert_array_equal(ev.states[pop][var], lv.states[pop][var], err_msg=f"{pop}.{var}")
+    ev, lv = run_event_and_lava(net, raster)
+    assert_identical(ev, lv)
     assert ev.spikes["c"].any() and ev.spikes["h"].any()
     # spikes carry payloads 2^(k-1-phase): the phase is global
     k = net.populations["c"].neuron.k
@@ -118,12 +113,7 @@ def test_converted_few_spike_network_is_bit_exact_on_lava(zoo, digits):
     model, _ = zoo("lenet")
     c = neurocomp.compile(model, calib=x_tr[:300], mode="few-spike", fs_k=4)
     raster = encode(c.net, x_te[:2], c.latency_steps + 4)
-    ev = EventBackend().run(c.net, raster, record="all", record_states=True)
-    lv = LavaBackend().run(c.net, raster, record="all", record_states=True)
-    for pop in ev.spikes:
-        np.testing.assert_array_equal(ev.spikes[pop], lv.spikes[pop], err_msg=pop)
-        for var in ev.states.get(pop, {}):
-            np.testing.assert_array_equal(ev.states[pop][var], lv.states[pop][var], err_msg=f"{pop}.{var}")
+    assert assert_identical(*run_event_and_lava(c.net, raster)) > 0
     assert all(isinstance(p.neuron, (InputNeuron, FewSpikeNeuron, SigmaNeuron)) for p in c.net.populations.values())
     assert c.simulate(x_te[:2], c.latency_steps, backend="lava").predictions.tolist() == \
         c.simulate(x_te[:2], c.latency_steps).predictions.tolist()
