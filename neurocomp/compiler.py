@@ -102,6 +102,9 @@ def check_options(opt: ConvertOptions) -> None:
                            "its Sigma decoder); leave the read-out at its default or use a rate mode")
 
 
+RATE_CORRECTION_SAMPLES = 300      # calibration samples simulated by correct_rates
+
+
 def compile(model, calib: Optional[np.ndarray] = None, hw="loihi2", options: Optional[ConvertOptions] = None,
             on_pass: Optional[Callable[[int, int, str], None]] = None, **option_overrides) -> Compiled:
     """Compile a Keras model (object or file) or an IR graph into a spiking network.
@@ -132,4 +135,12 @@ def compile(model, calib: Optional[np.ndarray] = None, hw="loihi2", options: Opt
         net.populations[net.input].neuron.encoding = opt.encoding
     check_encoding(net, opt.encoding)
     ctx.timings.append(("lower", time.perf_counter() - t0))
+    if opt.mode == "rate" and opt.rate_correction and ctx.calib is not None:
+        from neurocomp.quant import Formats
+        from neurocomp.rate_correction import correct_rates_if_better
+        t0 = time.perf_counter()
+        x = ctx.calib[:RATE_CORRECTION_SAMPLES]
+        net, ctx.notes["rate_correction"] = correct_rates_if_better(net, x, net.latency_steps() + 32,
+                                                                    Formats.from_hw(hw_cfg))
+        ctx.timings.append(("correct_rates", time.perf_counter() - t0))
     return Compiled(g, net, opt, hw_cfg, ctx.notes, ctx.timings)

@@ -48,6 +48,9 @@ class ConvertOptions(BaseModel):
     max_rate: float = Field(1.0, gt=0, le=1, description="rate modes: spikes per step that stand for an "
                             "activation at the calibration scale (firing-rate scaling; lower rates mean "
                             "fewer spikes and smaller per-spike errors but need more steps)")
+    rate_correction: bool = Field(True, description="rate: after lowering, lower each reset-to-zero "
+                                  "layer's threshold until its mean rate on calibration data matches the "
+                                  "quantised ANN (the reset discards charge, so rates sink layer by layer)")
     max_steps: int = Field(128, ge=1, description="longest run the membrane read-out must not saturate "
                            "in (for logits up to twice the calibration scale)")
     sd_state_scale: int = Field(1 << 20, ge=64, le=1 << 21,
