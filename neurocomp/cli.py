@@ -77,6 +77,12 @@ def inspect(model: Path):
               help="few-spike: steps per cycle (activation bits); one cycle of latency per layer.")
 @click.option("--maxpool", type=click.Choice(["exact", "avg"]), default="exact", show_default=True,
               help="MaxPooling2D as an exact tree of ReLU populations or as an average pool.")
+@click.option("--synapse-tau", type=float, default=1.0, show_default=True,
+              help="Rate modes: synaptic low-pass time constant in steps (1: none).")
+@click.option("--max-rate", type=float, default=1.0, show_default=True,
+              help="Rate modes: spikes per step at the calibration scale (firing-rate scaling).")
+@click.option("--rate-correction/--no-rate-correction", default=True, show_default=True,
+              help="rate: correct reset-to-zero thresholds on calibration data when it helps.")
 @click.option("--calib", type=click.Path(path_type=Path), help="Calibration inputs (.npz with x_train or x).")
 @click.option("--steps", type=int, default=None, help="Time steps per sample for reports and simulate "
               "(default: L + 32).")
@@ -96,7 +102,7 @@ def inspect(model: Path):
 @click.option("--calib-samples", type=int, default=500, show_default=True)
 def compile_cmd(model, out, hw, mode, calib, steps, normalization, percentile, channelwise, netx, v_init,
                 readout, input_bits, calib_samples, readout_k=3, encoding="constant", fs_k=6,
-                maxpool="exact"):
+                maxpool="exact", synapse_tau=1.0, max_rate=1.0, rate_correction=True):
     """Compile MODEL (.keras/.h5) into a deployable bundle in OUT."""
     from pydantic import ValidationError
 
@@ -115,7 +121,8 @@ def compile_cmd(model, out, hw, mode, calib, steps, normalization, percentile, c
         opt = ConvertOptions(mode=mode, normalization=normalization, percentile=percentile,
                              channelwise=channelwise, netx=netx, v_init=v_init, readout=readout,
                              input_bits=input_bits, calib_samples=calib_samples, readout_k=readout_k,
-                             encoding=encoding, fs_k=fs_k, maxpool=maxpool)
+                             encoding=encoding, fs_k=fs_k, maxpool=maxpool, synapse_tau=synapse_tau,
+                             max_rate=max_rate, rate_correction=rate_correction)
     except ValidationError as e:
         err0 = e.errors()[0]
         raise DataError(f"option --{str(err0['loc'][0]).replace('_', '-')}: {err0['msg']}") from None
