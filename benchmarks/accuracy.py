@@ -14,11 +14,25 @@ are compiled in each mode (percentile, channel-wise; the MobileNet also with
 ``maxpool="avg"``, the average-pool stand-in, against the same ANN) and
 checked bit-exact against Lava on a few samples (``--lava N``).
 
+Issue 7 adds ``few-spike`` (fs_k 4 and 6) to the MLP/CNN tables: its latency
+L is (hops) * k + 1 steps, after which the output cycle is complete.
+
 Targets (issue 4): sigma-delta within 0.1 pt of the ANN by T = L+4; rate
-modes within 0.5 pt by L+8 and 0.15 pt by L+32.
+modes within 0.5 pt by L+8 and 0.15 pt by L+32; few-spike (like sigma-delta)
+within 0.1 pt at T = L.
+
+``--compare`` (issue 7 item 6): on the MNIST CNN, every mode x input encoding
+x read-out that makes sense -- rate and rate-soft with encodings constant,
+poisson, signed-poisson, if, burst, phase and read-outs membrane, count,
+first-spike, k-spikes; sigma-delta and few-spike (constant input, their own
+decoder read-out) -- with accuracy at a few T, mean spikes per inference and
+the mean steps and accuracy with early exit; and the same CNN trained with
+``neurocomp.training.QCFS`` activations (``--qcfs-levels``, cached like the
+other models) next to the plain one in rate-soft and few-spike.
 
     .venv/bin/python benchmarks/accuracy.py [--limit N] [--models mlp,cnn,resnet,mobilenet]
                                             [--lava N] [--json out.json]
+    .venv/bin/python benchmarks/accuracy.py --compare [--limit N] [--json out.json]
 """
 from __future__ import annotations
 
@@ -34,8 +48,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 MNIST = ROOT.parent / "shared" / "datasets" / "mnist.npz"
 CACHE = ROOT / "benchmarks" / ".cache"
-OFFSETS = (1, 2, 4, 8, 16, 32, 64)
-CONFIGS = [  # (mode, normalization, channelwise)
+OFFSETS = (0, 1, 2, 4, 8, 16, 32, 64)
+CONFIGS = [  # (mode, normalization, channelwise[, extra options])
     ("sigma-delta", "percentile", True),
     ("sigma-delta", "max", True),
     ("rate-soft", "percentile", True),
@@ -46,6 +60,10 @@ CONFIGS = [  # (mode, normalization, channelwise)
     ("rate", "percentile", False),
     ("rate", "max", True),
     ("rate", "spike-norm", True),
+    ("few-spike", "percentile", True, {"fs_k": 4}),
+    ("few-spike", "percentile", True, {"fs_k": 6}),
+    ("few-spike", "max", True, {"fs_k": 6}),
+    ("few-spike", "percentile", False, {"fs_k": 6}),
 ]
 
 
@@ -58,10 +76,19 @@ ARCH_CONFIGS = [  # (mode, normalization, channelwise, maxpool)
 AVG_CONFIGS = [(m, n, cw, "avg") for m, n, cw, _ in ARCH_CONFIGS]
 
 
+def _cfg(c) -> tuple:
+    """(mode, normalization, channelwise, maxpool, extra options) from a CONFIGS entry."""
+    if len(c) == 3:
+        return c + ("exact", {})
+    if isinstance(c[3], dict):
+        return c[:3] + ("exact", c[3])
+    return tuple(c[:4]) + (c[4] if len(c) > 4 else {},)
+
+
 def configs_for(name: str) -> list:
     if name not in ARCH_MODELS:
-        return [c + ("exact",) for c in CONFIGS]
-    return ARCH_CONFIGS + (AVG_CONFIGS if name == "mobilenet" else [])
+        return [_cfg(c) for c in CONFIGS]
+    return [_cfg(c) for c in ARCH_CONFIGS + (AVG_CONFIGS if name == "mobilenet" else [])]
 
 
 def load_mnist():
@@ -70,9 +97,18 @@ def load_mnist():
         return f(d["x_train"]), d["y_train"].astype(np.int64), f(d["x_test"]), d["y_test"].astype(np.int64)
 
 
-def build(name: str):
+def build(name: str, qcfs_levels: int = 4):
     import keras
     L = keras.layers
+    if name == "cnn_qcfs":                       # the CNN with QCFS activations (issue 7 item 5)
+        from neurocomp.training import QCFS
+        return keras.Sequential([
+            L.Input((28, 28, 1)),
+            L.Conv2D(16, 5), L.BatchNormalization(), QCFS(levels=qcfs_levels, threshold=2.0),
+            L.AveragePooling2D(2),
+            L.Conv2D(32, 5), L.BatchNormalization(), QCFS(levels=qcfs_levels, threshold=2.0),
+            L.AveragePooling2D(2),
+            L.Flatten(), L.Dense(10)], name="mnist_cnn_qcfs")
     if name == "mlp":
         return keras.Sequential([L.Input((28, 28, 1)), L.Flatten(), L.Dense(256, activation="relu"),
                                  L.Dense(256, activation="relu"), L.Dense(10)], name="mnist_mlp")
@@ -107,14 +143,15 @@ def build(name: str):
         L.Flatten(), L.Dense(10)], name="mnist_cnn")
 
 
-def trained(name: str, data, epochs: int, retrain: bool):
+def trained(name: str, data, epochs: int, retrain: bool, qcfs_levels: int = 4):
     import keras
-    path = CACHE / f"{name}.keras"
+    import neurocomp.training  # noqa: F401  registers QCFS for loading
+    path = CACHE / (f"{name}{qcfs_levels}.keras" if name == "cnn_qcfs" else f"{name}.keras")
     if path.exists() and not retrain:
         return keras.models.load_model(path, compile=False)
     keras.utils.set_random_seed(0)
     x_tr, y_tr, _, _ = data
-    m = build(name)
+    m = build(name, qcfs_levels)
     m.compile(optimizer=keras.optimizers.Adam(1e-3),
               loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
     t0 = time.time()
@@ -155,10 +192,10 @@ def evaluate(model, data, limit, calib_n=500, configs=None, lava=0):
     calib = x_tr[np.random.default_rng(0).choice(len(x_tr), calib_n, replace=False)]
     rows = []
     ann_acc = None
-    for mode, norm, cw, maxpool in configs or [c + ("exact",) for c in CONFIGS]:
+    for mode, norm, cw, maxpool, extra in configs or [_cfg(c) for c in CONFIGS]:
         t0 = time.time()
         c = neurocomp.compile(model, calib=calib, mode=mode, normalization=norm, channelwise=cw,
-                              max_steps=256, maxpool=maxpool)
+                              max_steps=256, maxpool=maxpool, **extra)
         if ann_acc is None:
             ann_acc = float((predict(c.graph, x_te).argmax(1) == y_te).mean())
         q_acc = float((quantised_ann(c.net, x_te)[c.net.output].argmax(1) == y_te).mean())
@@ -170,24 +207,30 @@ def evaluate(model, data, limit, calib_n=500, configs=None, lava=0):
             accs.append(float((scores(c.net, out.result, L + k).argmax(1) == y_te).mean()))
             spikes.append(float(counts[:, :L + k].sum(axis=1).mean()))
         lava_note = lava_check(c, x_te[:lava], L + 4) if lava else ""
-        rows.append(dict(mode=mode, normalization=norm, channelwise=cw, maxpool=maxpool, L=L, ann=ann_acc,
+        rows.append(dict(mode=mode, normalization=norm, channelwise=cw, maxpool=maxpool, **extra, L=L, ann=ann_acc,
                          qann=q_acc, snn=accs, spikes=spikes, seconds=time.time() - t0,
                          sim_seconds=out.result.seconds, lava=lava_note))
-        print(f"  {mode:11s} {norm:10s} {'ch' if cw else 'layer':5s} maxpool={maxpool} L={L} "
+        print(f"  {_label(mode, extra):11s} {norm:10s} {'ch' if cw else 'layer':5s} maxpool={maxpool} L={L} "
               + " ".join(f"{a:.4f}" for a in accs) + f"  ({time.time() - t0:.0f} s) {lava_note}",
               flush=True)
     return rows
 
 
+def _label(mode, extra) -> str:
+    return f"{mode} k={extra['fs_k']}" if "fs_k" in extra else mode
+
+
 def table(name, rows, n):
     head = f"| model | mode | normalisation | L | ANN | quantised ANN | " + " | ".join(
-        f"T=L+{k}" for k in OFFSETS) + " | spikes/inf @L+8 | spikes/inf @L+32 | targets |"
+        f"T=L+{k}" if k else "T=L" for k in OFFSETS) + " | spikes/inf @L+8 | spikes/inf @L+32 | targets |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         ann = r["ann"]
         gap = {k: (ann - a) * 100 for k, a in zip(OFFSETS, r["snn"])}
         if r["mode"] == "sigma-delta":
             ok = "ok" if gap[4] <= 0.1 else f"MISS: -{gap[4]:.2f} pt @L+4 (target 0.1)"
+        elif r["mode"] == "few-spike":
+            ok = "ok" if gap[0] <= 0.1 else f"MISS: -{gap[0]:.2f} pt @L (target 0.1)"
         else:
             miss = []
             if gap[8] > 0.5:
@@ -196,13 +239,121 @@ def table(name, rows, n):
                 miss.append(f"-{gap[32]:.2f} pt @L+32 (0.15)")
             ok = "ok" if not miss else "MISS: " + ", ".join(miss)
         pool = "" if r.get("maxpool", "exact") == "exact" else f", maxpool={r['maxpool']}"
-        lines.append(f"| {name} | {r['mode']} | {r['normalization']}{' ch' if r['channelwise'] else ' layer'}{pool} "
+        lines.append(f"| {name} | {_label(r['mode'], r)} | {r['normalization']}{' ch' if r['channelwise'] else ' layer'}{pool} "
                      f"| {r['L']} | {ann:.4f} | {r['qann']:.4f} | "
                      + " | ".join(f"{a:.4f}" for a in r["snn"])
-                     + f" | {r['spikes'][3]:,.0f} | {r['spikes'][5]:,.0f} | {ok} |")
+                     + f" | {r['spikes'][OFFSETS.index(8)]:,.0f} | {r['spikes'][OFFSETS.index(32)]:,.0f} | {ok} |")
     lava = [f"- {r['mode']}{'' if r.get('maxpool', 'exact') == 'exact' else ', maxpool=' + r['maxpool']}: "
             f"Lava vs event {r['lava']}" for r in rows if r.get("lava")]
     return "\n".join(lines) + f"\n\n({n} test images)\n" + ("\n".join(lava) + "\n" if lava else "")
+
+
+# -- issue 7 item 6: modes x encodings x read-outs on the CNN -------------------------------------
+
+CMP_OFFSETS = (0, 4, 8, 16, 32)                  # accuracy at T = L + these
+RATE_ENCODINGS = ("constant", "poisson", "signed-poisson", "if", "burst", "phase")
+EARLY_EXITS = (0.1, 0.5)                         # readout.EarlyExit margins (normalised scores)
+EXIT_PATIENCE = 3
+
+
+def _spikes_until(counts: np.ndarray, t: np.ndarray) -> float:
+    """Mean over samples of all spikes in the first ``t[i]`` steps of sample i."""
+    cum = np.cumsum(counts, axis=1, dtype=np.int64)
+    return float(cum[np.arange(len(t)), np.asarray(t) - 1].mean())
+
+
+def compare(models: dict, data, limit, calib_n=500, qcfs_levels=4) -> list:
+    """Rows of the comparison table: one per (model, mode, encoding, read-out)."""
+    import neurocomp
+    from neurocomp.readout import EarlyExit, decide
+
+    x_tr, _, x_te, y_te = data
+    x_te, y_te = x_te[:limit], y_te[:limit]
+    calib = x_tr[np.random.default_rng(0).choice(len(x_tr), calib_n, replace=False)]
+    rows = []
+
+    def emit(row):
+        rows.append(row)
+        print(f"  {row['model']:9s} {row['mode']:14s} {row['encoding']:14s} {row['readout']:11s} L={row['L']} "
+              + " ".join(f"{a:.4f}" for a in row["acc"])
+              + "".join(f"  exit@{e['margin']}: {e['acc']:.4f} in {e['steps']:.1f} steps"
+                        for e in row.get("exit", []))
+              + f"  ({row['seconds']:.0f} s)", flush=True)
+
+    for mname, model in models.items():
+        ann = float((np.asarray(model.predict(x_te, batch_size=500, verbose=0)).argmax(1) == y_te).mean())
+        setups = []                                   # (mode label, options, encodings, read-outs)
+        if mname == "cnn":
+            for mode in ("rate", "rate-soft"):
+                setups.append((mode, dict(mode=mode), RATE_ENCODINGS, ("membrane",)))
+                setups.append((mode, dict(mode=mode, readout="count"), RATE_ENCODINGS,
+                               ("count", "first-spike", "k-spikes")))
+            setups.append(("sigma-delta", dict(mode="sigma-delta"), ("constant",), ("sigma",)))
+        else:                                          # the QCFS net: the modes it is made for
+            setups.append(("rate-soft", dict(mode="rate-soft"), ("constant",), ("membrane",)))
+            setups.append(("rate-soft", dict(mode="rate-soft", readout="count"), ("constant",),
+                           ("count", "first-spike", "k-spikes")))
+        for k in (4, 6):
+            setups.append((f"few-spike k={k}", dict(mode="few-spike", fs_k=k), ("constant",), ("few-spike",)))
+        for label, opts, encodings, readouts in setups:
+            c = neurocomp.compile(model, calib=calib, normalization="percentile", channelwise=True,
+                                  max_steps=256, **opts)
+            L = c.latency_steps
+            steps = L + max(CMP_OFFSETS)
+            for enc in encodings:
+                t0 = time.time()
+                out = c.simulate(x_te, steps, encoding=enc if label not in ("sigma-delta",) else None, seed=0)
+                counts = sum(out.result.spike_counts.values())        # (batch, steps)
+                for ro in readouts:
+                    row = dict(model=mname, mode=label, encoding=enc, readout=ro, L=L, ann=ann,
+                               T=[L + o for o in CMP_OFFSETS])
+                    if ro in ("first-spike", "k-spikes"):
+                        d = decide(c.net, out.result, readout=ro)
+                        acc = float((d.predictions == y_te).mean())
+                        row.update(acc=[acc], decision_steps=float(d.steps.mean()),
+                                   spikes=[_spikes_until(counts, d.steps)],
+                                   k=int(c.options.readout_k) if ro == "k-spikes" else 1)
+                    else:
+                        accs, spk = [], []
+                        for t in row["T"]:
+                            d = decide(c.net, out.result, readout=ro, steps=t)
+                            accs.append(float((d.predictions == y_te).mean()))
+                            spk.append(float(counts[:, :t].sum(axis=1).mean()))
+                        row.update(acc=accs, spikes=spk, exit=[])
+                        for m in EARLY_EXITS:
+                            d = decide(c.net, out.result, readout=ro,
+                                       early_exit=EarlyExit(margin=m, patience=EXIT_PATIENCE))
+                            row["exit"].append(dict(margin=m, acc=float((d.predictions == y_te).mean()),
+                                                    steps=float(d.steps.mean()),
+                                                    spikes=_spikes_until(counts, d.steps)))
+                    row["seconds"] = time.time() - t0
+                    emit(row)
+    return rows
+
+
+def compare_table(rows, n) -> str:
+    head = ("| model | mode | encoding | read-out | L | ANN | " + " | ".join(
+        f"T=L+{o}" if o else "T=L" for o in CMP_OFFSETS)
+        + " | spikes/inf @L+8 | spikes/inf @L+32 | " + " | ".join(
+            f"exit m={m}: acc / mean steps / spikes" for m in EARLY_EXITS) + " |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    i8, i32 = CMP_OFFSETS.index(8), CMP_OFFSETS.index(32)
+    for r in rows:
+        if "decision_steps" in r:          # spike-time read-outs decide by themselves
+            cells = [f"{r['acc'][0]:.4f} (decided @ {r['decision_steps']:.1f} steps, "
+                     f"{r['spikes'][0]:,.0f} spikes)"] + [""] * (len(CMP_OFFSETS) - 1)
+            tail = [""] * (2 + len(EARLY_EXITS))
+        else:
+            cells = [f"{a:.4f}" for a in r["acc"]]
+            tail = [f"{r['spikes'][i8]:,.0f}", f"{r['spikes'][i32]:,.0f}"] + [
+                f"{e['acc']:.4f} / {e['steps']:.1f} / {e['spikes']:,.0f}" for e in r["exit"]]
+        ro = r["readout"] + (f" (k={r['k']})" if r["readout"] == "k-spikes" else "")
+        lines.append(f"| {r['model']} | {r['mode']} | {r['encoding']} | {ro} | {r['L']} | {r['ann']:.4f} | "
+                     + " | ".join(cells + tail) + " |")
+    return ("\n".join(lines) + f"\n\n({n} test images; normalisation percentile, channel-wise; early exit: top-1 minus "
+            f"top-2 score >= margin m (in the output's calibration scale) for {EXIT_PATIENCE} steps, not "
+            "before L; spike-time read-outs: accuracy at their decision step, mean decision step, spikes "
+            "until then; ANN: the Keras model (for QCFS, with its quantised activations))\n")
 
 
 def main(argv=None):
@@ -215,6 +366,10 @@ def main(argv=None):
     ap.add_argument("--lava", type=int, default=0, metavar="N",
                     help="also check N test samples bit-exact on Lava (resnet, mobilenet)")
     ap.add_argument("--retrain", action="store_true")
+    ap.add_argument("--modes", help="only these modes (comma-separated), e.g. sigma-delta")
+    ap.add_argument("--compare", action="store_true",
+                    help="the mode x encoding x read-out comparison on the CNN and its QCFS-trained twin")
+    ap.add_argument("--qcfs-levels", type=int, default=4, help="QCFS quantisation levels (--compare)")
     ap.add_argument("--json", type=Path, help="also write the results as JSON")
     args = ap.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -222,11 +377,23 @@ def main(argv=None):
     import_keras()
     data = load_mnist()
     results, out = {}, []
+    if args.compare:
+        models = {"cnn": trained("cnn", data, args.epochs_cnn, args.retrain),
+                  f"cnn_qcfs{args.qcfs_levels}": trained("cnn_qcfs", data, args.epochs_cnn, args.retrain,
+                                                         args.qcfs_levels)}
+        rows = compare(models, data, args.limit, qcfs_levels=args.qcfs_levels)
+        print()
+        print(compare_table(rows, min(args.limit, 10000)))
+        if args.json:
+            args.json.write_text(json.dumps({"compare": rows, "early_exit_margins": EARLY_EXITS,
+                                             "patience": EXIT_PATIENCE, "limit": args.limit}, indent=1))
+        return 0
     for name in args.models.split(","):
         epochs = {"mlp": args.epochs_mlp, "cnn": args.epochs_cnn}.get(name, args.epochs_arch)
         model = trained(name, data, epochs, args.retrain)
         print(f"{name}:", flush=True)
-        results[name] = evaluate(model, data, args.limit, configs=configs_for(name),
+        cfgs = [c for c in configs_for(name) if not args.modes or c[0] in args.modes.split(",")]
+        results[name] = evaluate(model, data, args.limit, configs=cfgs,
                                  lava=args.lava if name in ARCH_MODELS else 0)
         out.append(table(name, results[name], min(args.limit, 10000)))
     print()

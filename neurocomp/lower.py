@@ -567,8 +567,12 @@ def _input_layer_format(net, inp: str, w_n, sum_axes, fmt, cap, signed, unit):
     return lf
 
 
-def _sd_state_limits(g, plans_list, opt, fmt) -> dict[str, float]:
-    """Largest sigma units per activation 1.0 each sigma-delta population may use.
+SD_STATE_EXP_MAX = 7              # Loihi 2 / Lava SigmaDelta: state_exp is a 3-bit field
+
+
+def _sd_state_limits(g, plans_list, opt, fmt) -> tuple[dict[str, float], dict[str, int]]:
+    """Largest sigma units per activation 1.0 each sigma-delta population may
+    use, and its ``state_exp`` (payload = sigma delta >> state_exp).
 
     Its own bounds: the 24-bit sigma for activations up to 4x the calibration
     scale, and exact sums downstream of it (Lava's float32 conv: 2^24; int32 dot
@@ -577,6 +581,14 @@ def _sd_state_limits(g, plans_list, opt, fmt) -> dict[str, float]:
     with scale A_q gets weights W'_q * A_q * 64 / A, which need
     A <= 64 * A_q * max|W'_q| / lim to keep full mantissas (a large A upstream
     starves the weights below).
+
+    Where a consumer bounds A that way, ``state_exp = 7`` (one more bit than
+    the default 6, the most the chip's 3-bit field holds) doubles A at the
+    same payload unit A / 2^state_exp: the population's own incoming weights
+    and bias gain a bit, and so, through its relaxed bound, do the populations
+    upstream of it (deep chains otherwise shrink A ~4x per layer down to the
+    floor where the delta threshold is one payload unit).  Not for NetX
+    (its SDNN neurons fix state_exp = 6).
     """
     plans = {p.name: p for p in plans_list}
     lim = (1 << fmt.weight_bits) - 2
@@ -597,7 +609,7 @@ def _sd_state_limits(g, plans_list, opt, fmt) -> dict[str, float]:
             need = 0 if exponent else (64 if uniform else lim)
             reads[k.fc.src].append((p.name, float(np.abs(k.w).max()) or 1.0, need))
         own[p.name] = a
-    allow = {}
+    allow, sexp = {}, {}
     for p in reversed(plans_list):
         if p.kind == "input":
             continue
@@ -606,7 +618,11 @@ def _sd_state_limits(g, plans_list, opt, fmt) -> dict[str, float]:
             if need:
                 a = min(a, (1 << nm.ACT_SHIFT) * allow[q] * wmax / need)
         allow[p.name] = min(own[p.name], max(a, floor))
-    return allow
+        sexp[p.name] = nm.ACT_SHIFT
+        if not opt.netx and a < own[p.name] and 2 * allow[p.name] <= own[p.name]:
+            allow[p.name] *= 1 << (SD_STATE_EXP_MAX - nm.ACT_SHIFT)     # same payload unit
+            sexp[p.name] = SD_STATE_EXP_MAX
+    return allow, sexp
 
 
 def _hops(net: LoweredNet) -> int:
@@ -630,7 +646,7 @@ def lower(g: nx.DiGraph, options=None, hw=None) -> LoweredNet:
     by_name = {p.name: p for p in plans}
     pmax_in = (1 << opt.input_bits) - 1
     unit: dict[str, float] = {}            # payload per activation 1.0, per population
-    sd_allow = _sd_state_limits(g, plans, opt, fmt) if mode == "sigma-delta" else {}
+    sd_allow, sd_exp = _sd_state_limits(g, plans, opt, fmt) if mode == "sigma-delta" else ({}, {})
     fan_out = {p.name: sum(s == p.name for q in plans for s in q.sources) for p in plans}
     lim = (1 << fmt.weight_bits) - 2
     for p in plans:
@@ -721,6 +737,11 @@ def lower(g: nx.DiGraph, options=None, hw=None) -> LoweredNet:
             a_dst = sd_allow[p.name]
             for i in range(len(conns)):
                 a_dst = min(a_dst, lim * u[i] * 2.0 ** exponent(i, a_dst) / wmax[i])
+            if sd_exp.get(p.name, nm.ACT_SHIFT) > nm.ACT_SHIFT and a_dst < sd_allow[p.name]:
+                # incoming weights cap A below the plan: state_exp 7 would halve the payload unit
+                # the consumers were planned for; keep state_exp 6 at the plan's payload unit
+                sd_exp[p.name] = nm.ACT_SHIFT
+                a_dst = min(a_dst, sd_allow[p.name] / (1 << (SD_STATE_EXP_MAX - nm.ACT_SHIFT)))
             while True:      # rounding can push an exact-sum bound over: shrink until all hold
                 exps = [exponent(i, a_dst) for i in range(len(conns))]
                 mants, ratio = [], math.inf
@@ -735,7 +756,7 @@ def lower(g: nx.DiGraph, options=None, hw=None) -> LoweredNet:
                 if ratio > 1 or a_dst < 1:
                     break
                 a_dst *= 0.97 * ratio
-            state_exp = nm.ACT_SHIFT
+            state_exp = sd_exp.get(p.name, nm.ACT_SHIFT)
             b_full = None if b_n is None else np.broadcast_to(b_n, p.shape).reshape(-1) * a_dst
             if p.is_output and not p.relu:
                 # a Sigma decoder (NetX sigma_output): the host adds the bias when reading out

@@ -21,6 +21,12 @@ def robust_max(a: np.ndarray, percentile: float, axis=None) -> np.ndarray:
     return np.where(np.isfinite(s) & (s > 0), s, 1.0)
 
 
+def _hint(g: nx.DiGraph, node: str):
+    """The frontend's activation-scale hint on ``node`` (a QCFS layer's lambda), or None."""
+    h = g.nodes[node].get("meta", {}).get("act_scale_hint")
+    return float(h) if h is not None and np.isfinite(h) and float(h) > 0 else None
+
+
 @graph_pass
 def balance_thresholds(g: nx.DiGraph, ctx: PassContext) -> nx.DiGraph:
     """Annotates meta.act_scale (per channel or per layer) on every node that becomes a population, from the robust max of its calibration activations (of the average-pool stand-in for max pools when maxpool="avg"); populations merging branches (add, concatenated slices) are normalised to their own node's scale, so branches meet on one scale. Requires: ctx.calib; canonical graph (fold_batchnorm)."""
@@ -37,7 +43,7 @@ def balance_thresholds(g: nx.DiGraph, ctx: PassContext) -> nx.DiGraph:
     channelwise = opt.channelwise
     plans = [p for p in conversion_plan(g, opt.maxpool) if not p.aux]   # aux: the max pool's scale
     acts = run_float(calibration_graph(g, opt.maxpool), ctx.calib, keep=[p.value_node for p in plans])
-    scales = {}
+    scales, hinted = {}, []
     for p in plans:
         a = acts[p.value_node]
         if p.kind == "input":
@@ -45,6 +51,12 @@ def balance_thresholds(g: nx.DiGraph, ctx: PassContext) -> nx.DiGraph:
             g.nodes[p.value_node].setdefault("meta", {})["signed"] = bool(a.min() < 0)
         elif p.is_output:
             s = robust_max(np.abs(a), percentile)    # one scale: argmax must not change
+        elif _hint(g, p.value_node) is not None:
+            # a QCFS activation (neurocomp.training): its trained clip lambda is the scale, one for
+            # the layer, so the neuron's threshold is lambda and L steps reproduce its L levels
+            lam = _hint(g, p.value_node)
+            s = np.full(a.shape[-1], lam) if channelwise else np.asarray(lam, dtype=np.float64)
+            hinted.append(p.name)
         elif channelwise:
             s = robust_max(a.reshape(-1, a.shape[-1]), percentile, axis=0)
         else:
@@ -52,6 +64,6 @@ def balance_thresholds(g: nx.DiGraph, ctx: PassContext) -> nx.DiGraph:
         g.nodes[p.value_node].setdefault("meta", {})["act_scale"] = s.tolist()
         scales[p.name] = s
     ctx.notes["balance_thresholds"] = {"method": method, "percentile": percentile,
-                                       "channelwise": channelwise,
+                                       "channelwise": channelwise, "from_hint": hinted,
                                        "scales": {k: float(np.mean(v)) for k, v in scales.items()}}
     return g
