@@ -172,6 +172,12 @@ def decide(net: LoweredNet, res, *, readout: Optional[str] = None, k: Optional[i
         kk = 1 if readout == "first-spike" else int(k or net.meta.get("options", {}).get("readout_k", 3))
         if kk < 1:
             raise ReadoutError(f"k must be >= 1, got {kk}")
+        # spikes before the input can have reached the output come from biases and the
+        # initial membrane alone: they carry no decision, so counting starts at the latency
+        early = min(max(net.latency_steps() - 1, 0), steps)
+        if early:
+            primary = primary - primary[:, early - 1:early]
+            primary[:, :early] = 0
         arrived = primary.max(axis=2) >= kk                        # (batch, steps)
         t_dec = np.where(arrived.any(axis=1), arrived.argmax(axis=1) + 1, steps)
     elif early_exit is not None:
