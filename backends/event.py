@@ -74,7 +74,6 @@ class _batched:
         @functools.wraps(f)
         def kernel(*args):
             return (ser if args[0].shape[0] < PARALLEL_MIN_BATCH else par)(*args)
-        kernel.parallel, kernel.serial = par, ser
         return kernel
 
 

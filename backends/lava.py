@@ -241,28 +241,11 @@ class LavaBackend:
         _quiet_lava()
         net.validate()
         _check_supported(net)
-        raster = np.asarray(raster)
-        inp = net.populations[net.input]
-        if raster.ndim != 3 or raster.shape[2] != inp.size:
-            raise ValueError(f"raster must be (batch, steps, {inp.size}), got {raster.shape}")
-        batch, steps, n_in = raster.shape
-        names = record_set(net, record)
-        wanted = state_set(net, record_states)
-        state_pops = [p for p in net.populations if p in wanted]
-        res = SimResult(steps=steps, samples=batch)
-        for nme in names:
-            res.spikes[nme] = np.zeros((batch, steps, net.populations[nme].size), np.int32)
-        for nme in state_pops:
-            kind = net.populations[nme].neuron.kind
-            res.states[nme] = {v: np.zeros((batch, steps, net.populations[nme].size), np.int32)
-                               for v in STATE_VARS[kind]}
-        if net.input in res.spikes:                 # the input emits the raster as given
-            res.spikes[net.input][...] = raster
-        if batch == 0 or steps == 0:
+        raster, res, names, state_pops = empty_result(net, raster, record, record_states)
+        chunks = raster_chunks(raster.shape)
+        if not chunks:
             return res
-        chunk = max(1, min(batch, _RASTER_BUDGET // max(1, n_in * steps)))
-        for b0 in range(0, batch, chunk):
-            b1 = min(batch, b0 + chunk)
+        for b0, b1 in chunks:
             res.seconds += self._run_chunk(net, raster[b0:b1], b0, names, state_pops, res)
         res.spike_counts = {k: np.count_nonzero(v, axis=2).astype(np.int32)
                             for k, v in res.spikes.items() if k != net.input}
@@ -277,6 +260,40 @@ class LavaBackend:
             return stream_chunk(g, net, raster.shape, b0, list(g.spike_taps), state_pops, res)
         finally:
             g.close()
+
+
+def empty_result(net: LoweredNet, raster, record, record_states) -> tuple:
+    """``(raster, result, recorded populations, state populations)``: the checked
+    raster and a ``SimResult`` with zeroed recordings (the input's spikes are the
+    raster as given).  Shared by the Lava and NetX backends."""
+    raster = np.asarray(raster)
+    inp = net.populations[net.input]
+    if raster.ndim != 3 or raster.shape[2] != inp.size:
+        raise ValueError(f"raster must be (batch, steps, {inp.size}), got {raster.shape}")
+    batch, steps, _ = raster.shape
+    names = record_set(net, record)
+    wanted = state_set(net, record_states)
+    state_pops = [p for p in net.populations if p in wanted]
+    res = SimResult(steps=steps, samples=batch)
+    for nme in names:
+        res.spikes[nme] = np.zeros((batch, steps, net.populations[nme].size), np.int32)
+    for nme in state_pops:
+        kind = net.populations[nme].neuron.kind
+        res.states[nme] = {v: np.zeros((batch, steps, net.populations[nme].size), np.int32)
+                           for v in STATE_VARS[kind]}
+    if net.input in res.spikes:
+        res.spikes[net.input][...] = raster
+    return raster, res, names, state_pops
+
+
+def raster_chunks(shape) -> list[tuple[int, int]]:
+    """``(b0, b1)`` sample ranges of one built graph each, within ``_RASTER_BUDGET``
+    input elements (none for an empty raster)."""
+    batch, steps, n_in = shape
+    if batch == 0 or steps == 0:
+        return []
+    chunk = max(1, min(batch, _RASTER_BUDGET // max(1, n_in * steps)))
+    return [(b0, min(batch, b0 + chunk)) for b0 in range(0, batch, chunk)]
 
 
 def stream_chunk(g, net, raster_shape, b0, rec_names, state_pops, res) -> float:

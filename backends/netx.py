@@ -63,9 +63,9 @@ from neurocomp.errors import NeurocompError
 from neurocomp.lowered import (Connection, InputNeuron, LIFNeuron, LoweredNet, SigmaDeltaNeuron,
                                SigmaNeuron)
 
-from .base import STATE_VARS, SimResult, record_set, state_set
-from .lava import (_RASTER_BUDGET, GRADED_MESSAGE_BITS, _Graph, _allow_lava_start_method, _quiet_lava,
-                   from_lava, stream_chunk, to_lava)
+from .base import STATE_VARS, SimResult
+from .lava import (GRADED_MESSAGE_BITS, _Graph, _allow_lava_start_method, _quiet_lava, empty_result,
+                   from_lava, raster_chunks, stream_chunk, to_lava)
 
 __all__ = ["NetxError", "netx_expressible", "write_netx", "netx_network_args", "netx_input",
            "NetxBackend"]
@@ -597,24 +597,9 @@ class NetxBackend:
             record_states=False) -> SimResult:
         _quiet_lava()
         plan = _plan(net)
-        raster = np.asarray(raster)
-        inp = net.populations[net.input]
-        if raster.ndim != 3 or raster.shape[2] != inp.size:
-            raise ValueError(f"raster must be (batch, steps, {inp.size}), got {raster.shape}")
-        batch, steps, n_in = raster.shape
-        names = record_set(net, record)
-        wanted = state_set(net, record_states)
-        state_pops = [p for p in net.populations if p in wanted]
-        res = SimResult(steps=steps, samples=batch)
-        for nme in names:
-            res.spikes[nme] = np.zeros((batch, steps, net.populations[nme].size), np.int32)
-        for nme in state_pops:
-            kind = net.populations[nme].neuron.kind
-            res.states[nme] = {v: np.zeros((batch, steps, net.populations[nme].size), np.int32)
-                               for v in STATE_VARS[kind]}
-        if net.input in res.spikes:
-            res.spikes[net.input][...] = raster
-        if batch == 0 or steps == 0:
+        raster, res, names, state_pops = empty_result(net, raster, record, record_states)
+        chunks = raster_chunks(raster.shape)
+        if not chunks:
             return res
         tmp = None
         path = self.path
@@ -625,9 +610,7 @@ class NetxBackend:
                 write_netx(net, path)
             elif not os.path.exists(path):
                 raise NetxError(f"NetX file not found: {path}")
-            chunk = max(1, min(batch, _RASTER_BUDGET // max(1, n_in * steps)))
-            for b0 in range(0, batch, chunk):
-                b1 = min(batch, b0 + chunk)
+            for b0, b1 in chunks:
                 res.seconds += self._run_chunk(net, plan, path, raster[b0:b1], b0, names,
                                                state_pops, res)
         finally:

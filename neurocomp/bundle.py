@@ -94,7 +94,8 @@ def atomic_dir(out: Path):
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _json_default(o):
+def json_default(o):
+    """``json.dumps`` fallback for numpy scalars and arrays."""
     if isinstance(o, np.integer):
         return int(o)
     if isinstance(o, np.floating):
@@ -225,7 +226,7 @@ def write_bundle(compiled, out: Path, *, steps: int, report=None, extra_summary:
             (tmp / name).write_text(text)
         # lets 'simulate' tell a corrupt, mixed or foreign file from the one compiled here
         summary["checksums"] = {f: sha256(tmp / f) for f in CHECKED if (tmp / f).exists()}
-        (tmp / SUMMARY).write_text(json.dumps(summary, indent=1, default=_json_default) + "\n")
+        (tmp / SUMMARY).write_text(json.dumps(summary, indent=1, default=json_default) + "\n")
         if report is not None:
             rep = report(summary)
             for rel, content in ({REPORT: rep} if isinstance(rep, str) else rep).items():

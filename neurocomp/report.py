@@ -28,7 +28,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from neurocomp.bundle import layer_rows
+from neurocomp.bundle import json_default, layer_rows
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
@@ -484,14 +484,6 @@ def to_html(bl: list[tuple], figs: dict[str, bytes], title: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def _json_default(o):
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(type(o))
 
 
 def render(compiled, summary: dict, data: Optional[dict]) -> dict[str, bytes]:
@@ -504,7 +496,7 @@ def render(compiled, summary: dict, data: Optional[dict]) -> dict[str, bytes]:
     files = {REPORT_MD: to_markdown(bl).encode(),
              REPORT_HTML: to_html(bl, figs, f"neurocomp report: {name}").encode()}
     if data is not None:
-        files[REPORT_JSON] = (json.dumps(data, indent=1, default=_json_default) + "\n").encode()
+        files[REPORT_JSON] = (json.dumps(data, indent=1, default=json_default) + "\n").encode()
     files.update(figs)
     return files
 
@@ -544,4 +536,4 @@ def demo_report(results: dict, curves: dict, ann: float, samples: int, title: st
     data = {"samples": samples, "ann": ann, "results": results,
             "curves": {m: {"steps": list(range(1, len(c) + 1)), "snn": c} for m, c in curves.items()}}
     return {REPORT_MD: to_markdown(bl).encode(), REPORT_HTML: to_html(bl, figs, title).encode(),
-            REPORT_JSON: (json.dumps(data, indent=1, default=_json_default) + "\n").encode(), **figs}
+            REPORT_JSON: (json.dumps(data, indent=1, default=json_default) + "\n").encode(), **figs}
