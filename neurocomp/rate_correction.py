@@ -61,25 +61,29 @@ def correct_rates(net: LoweredNet, x: np.ndarray, steps: int, fmt: Formats) -> d
     return scales
 
 
-def agreement(net: LoweredNet, x: np.ndarray, steps: int) -> float:
-    """Fraction of ``x`` on which the spiking network's decision equals the quantised ANN's."""
-    from neurocomp.analysis import quantised_ann
+def agreement(net: LoweredNet, x: np.ndarray, steps: int, reference: np.ndarray) -> float:
+    """Fraction of ``x`` on which the spiking network's decision equals ``reference``."""
     from neurocomp.backends.event import EventBackend
     from neurocomp.encoding import encode
     from neurocomp.readout import needs_states, scores
 
     res = EventBackend().run(net, encode(net, x, steps), record_states=needs_states(net))
-    return float((scores(net, res).argmax(1) == quantised_ann(net, x)[net.output].argmax(1)).mean())
+    return float((scores(net, res).argmax(1) == reference).mean())
 
 
 def correct_rates_if_better(net: LoweredNet, x: np.ndarray, steps: int, fmt: Formats) -> tuple:
     """``(network, note)``: the rate-corrected copy of ``net`` if it agrees more
     often with the quantised ANN on ``x`` than ``net`` does, else ``net``."""
     import copy
-    before = agreement(net, x, steps)
+    from neurocomp.analysis import quantised_ann
+
+    # the uncorrected network's quantised ANN is the reference for both: the correction
+    # rescales biases, which would move the corrected network's own quantised ANN
+    reference = quantised_ann(net, x)[net.output].argmax(1)
+    before = agreement(net, x, steps, reference)
     fixed = copy.deepcopy(net)
     scales = correct_rates(fixed, x, steps, fmt)
-    after = agreement(fixed, x, steps)
+    after = agreement(fixed, x, steps, reference)
     note = {"agreement_before": before, "agreement_after": after, "applied": after > before,
             "threshold_scales": scales}
     return (fixed if after > before else net), note
