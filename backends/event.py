@@ -9,9 +9,13 @@ spec: ``../shared/specs/lava_loihi_spec.md``) and orders of magnitude faster:
   When a step's spikes are dense enough, one float32 GEMM (dense) or torch
   convolution (conv) is faster than row adds; it is used only where it is
   provably exact: every partial sum is bounded by
-  ``max_payload * max_j sum_i |w_ij| < 2^24``.
-* All samples of a batch run together; the kernels are numba-compiled and
-  parallel over the batch.  Integer arithmetic throughout (int64
+  ``max_payload * max_j sum_i |w_ij| < 2^24``.  A conv can also be
+  computed destination-major in integers (``_conv_gather``; for depthwise
+  convs such as pooling, a whole output row per kernel tap).  A measured cost
+  model (``PATH_NS``) picks the cheapest exact path per connection and step.
+* All samples of a batch run together: the batch is split into one part per
+  core, each simulated by numba-compiled kernels in its own thread (they
+  release the GIL).  Integer arithmetic throughout (int64
   accumulators, explicit int32 / 24-bit wraps where Lava wraps), so there is
   no float rounding to bound.
 * A connection from the input whose raster repeats itself (constant
@@ -23,13 +27,13 @@ from __future__ import annotations
 import functools
 import os
 import time
-import types
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Optional
 
 import numba
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from neurocomp import numerics as nm
 from neurocomp.lowered import (Connection, FewSpikeNeuron, InputNeuron, LIFNeuron, LoweredNet,
@@ -40,41 +44,19 @@ from .base import STATE_VARS, SimResult, record_set, state_set
 
 _I32_MIN, _I32_MAX = -(1 << 31), (1 << 31) - 1
 
-# numba's OpenMP layer spin-waits between kernels; next to torch's and TensorFlow's own
-# thread pools (and on a busy machine) the spinning threads starve the working ones and
-# runs slow down 3-10x, bimodally.  The workqueue layer sleeps instead and is as fast
-# here.  It is chosen at the first parallel launch, so this must run before it; an
-# explicit NUMBA_THREADING_LAYER wins.
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
-
-
 # -- numba kernels --------------------------------------------------------------
 
-# below this batch a kernel runs on one thread: waking the thread pool costs more than
-# it saves (tens of microseconds per launch, several launches per step)
-PARALLEL_MIN_BATCH = 32
+# The batch is split into one part per core, and each part runs the whole simulation in
+# its own Python thread with serial kernels that release the GIL.  Parallel kernels
+# (numba prange) were slower here: each step launches ~15 small kernels, and a launch
+# costs ~350 us on numba's workqueue layer, while its OpenMP layer spin-waits between
+# launches and, next to torch's pool or on a busy machine, slows runs 2-4x.
+MIN_SAMPLES_PER_THREAD = 32
 
 
-class _batched:
-    """Compile a kernel twice -- parallel over the batch (``prange``) and serial --
-    and call the serial twin for batches below ``PARALLEL_MIN_BATCH`` (the batch
-    is the first argument's first axis)."""
-
-    def __init__(self, **flags):
-        self.flags = flags
-
-    def __call__(self, f):
-        par = numba.njit(parallel=True, cache=True, **self.flags)(f)
-        twin = types.FunctionType(f.__code__, f.__globals__, f.__name__ + "_serial", f.__defaults__,
-                                  f.__closure__)
-        twin.__qualname__ = f.__qualname__ + "_serial"      # its own numba cache entry
-        ser = numba.njit(cache=True, **self.flags)(twin)
-
-        @functools.wraps(f)
-        def kernel(*args):
-            return (ser if args[0].shape[0] < PARALLEL_MIN_BATCH else par)(*args)
-        return kernel
+def _kernel(**flags):
+    """A serial numba kernel that releases the GIL (so batch parts run concurrently)."""
+    return numba.njit(cache=True, nogil=True, **flags)
 
 
 @numba.njit(inline="always")
@@ -102,18 +84,18 @@ def _finish_one(x, is_conv, graded, weight_exp):
     return _wrap32(x)
 
 
-@_batched()
+@_kernel()
 def _propagate(spk, indptr, indices, data, dense_rows, n_dst, graded, is_conv, weight_exp, scratch, out):
     """One connection, one step: ``out[b] = finish(sum_i payload(spk[b, i]) * row_i)``.
 
     Rows are dense (``dense_rows`` (n_src, n_dst), indptr empty) or CSR;
     ``finish`` is ``_finish_one``.  Every kernel here indexes one sample's row
     view (``x[b]``), never ``x[b, j]``: numba cannot vectorise 2-D indexing
-    inside ``prange`` and runs it ~20x slower.
+    in a loop over the batch and runs it ~20x slower.
     """
     batch, n_src = spk.shape
     use_csr = indptr.shape[0] > 0
-    for b in numba.prange(batch):
+    for b in range(batch):
         acc = scratch[b]
         sb = spk[b]
         ob = out[b]
@@ -139,34 +121,127 @@ def _propagate(spk, indptr, indices, data, dense_rows, n_dst, graded, is_conv, w
             ob[j] = _finish_one(acc[j], is_conv, graded, weight_exp)
 
 
-@_batched()
+@_kernel()
+def _conv_gather(spk, wt, h, w, cin, ho, wo, sh, sw, dh, dw, pt, pl, groups, graded, out):
+    """One conv connection, one step, destination-major: each output neuron sums
+    the kernel taps that read it (HWC layout; ``wt`` (kh, kw, cin/groups, cout)).
+    Same message as ``_propagate``'s conv.  Integer accumulators wrapping at 32
+    bits are exact here: a conv's finishing (24-bit wrap) depends on the sum
+    modulo 2^24 only.  Zero inputs are skipped; each other adds a contiguous
+    weight row."""
+    batch = spk.shape[0]
+    kh, kw, cg, cout = wt.shape
+    og = cout // groups
+    acc = np.zeros(cout, np.int32)
+    for b in range(batch):
+        sb = spk[b]
+        ob = out[b]
+        for oy in range(ho):
+            for ox in range(wo):
+                acc[:] = 0
+                for ky in range(kh):
+                    iy = oy * sh + ky * dh - pt
+                    if iy < 0 or iy >= h:
+                        continue
+                    for kx in range(kw):
+                        ix = ox * sw + kx * dw - pl
+                        if ix < 0 or ix >= w:
+                            continue
+                        base = (iy * w + ix) * cin
+                        for g in range(groups):
+                            for ci in range(cg):
+                                p = sb[base + g * cg + ci]
+                                if p == 0:
+                                    continue
+                                if not graded:
+                                    p = 1
+                                wr = wt[ky, kx, ci]
+                                for o in range(g * og, (g + 1) * og):
+                                    acc[o] += p * wr[o]
+                o0 = (oy * wo + ox) * cout
+                for o in range(cout):
+                    x = np.int64(acc[o])
+                    ob[o0 + o] = ((x + (1 << 23)) & 0xFFFFFF) - (1 << 23)
+
+
+@_kernel()
+def _depthwise_gather(spk, wrow, idx, h, w, cin, ho, sh, dh, pt, out):
+    """A depthwise conv (pooling) connection, one step, one output row at a time:
+    for each kernel tap, the whole row of outputs (x, channel) adds
+    ``wrow[ky, kx, j] * input[row, idx[kx, j]]`` -- one long vector loop
+    instead of a short one per pixel (channels are few).  ``wrow`` is zero
+    where a tap falls in the horizontal padding.  Exact as ``_conv_gather``."""
+    batch = spk.shape[0]
+    kh, kw, n = wrow.shape
+    acc = np.zeros(n, np.int32)
+    row = w * cin
+    for b in range(batch):
+        sb = spk[b]
+        ob = out[b]
+        for oy in range(ho):
+            acc[:] = 0
+            for ky in range(kh):
+                iy = oy * sh + ky * dh - pt
+                if iy < 0 or iy >= h:
+                    continue
+                rb = sb[iy * row:(iy + 1) * row]
+                for kx in range(kw):
+                    wr = wrow[ky, kx]
+                    ix = idx[kx]
+                    for j in range(n):          # binary payloads are 0/1 (see _run_chunk)
+                        acc[j] += wr[j] * rb[ix[j]]
+            o0 = oy * n
+            for j in range(n):
+                x = np.int64(acc[j])
+                ob[o0 + j] = ((x + (1 << 23)) & 0xFFFFFF) - (1 << 23)
+
+
+def depthwise_rows(src_shape, c: Connection) -> tuple[np.ndarray, np.ndarray]:
+    """``_depthwise_gather``'s tables for a depthwise conv: per tap, the weight
+    of every output (x, channel) of a row (``wrow`` (kh, kw, wo * cout)) and the
+    input element it reads within the input row (``idx`` (kw, wo * cout))."""
+    h, w, cin = src_shape
+    kh, kw, _, cout = c.weight.shape
+    (_, _), (pl, pr) = c.pads
+    sw, dw = c.strides[1], c.dilation[1]
+    wo = (w + pl + pr - (kw - 1) * dw - 1) // sw + 1
+    ix = np.arange(wo)[None, :] * sw + np.arange(kw)[:, None] * dw - pl        # (kw, wo)
+    inside = (ix >= 0) & (ix < w)
+    idx = np.where(inside, ix, 0)[:, :, None] * cin + np.arange(cout)
+    wt = nm.to_int32(c.weight)[:, :, 0, :]                                       # (kh, kw, cout)
+    wrow = wt[:, :, None, :] * inside[None, :, :, None]
+    return (np.ascontiguousarray(wrow.reshape(kh, kw, wo * cout)).astype(np.int32),
+            np.ascontiguousarray(idx.reshape(kw, wo * cout)).astype(np.int64))
+
+
+@_kernel()
 def _finish(acc, is_conv, graded, weight_exp, out):
     """``_finish_one`` over a batch of exact integer sums (the GEMM path)."""
     batch, n = acc.shape
-    for b in numba.prange(batch):
+    for b in range(batch):
         ab = acc[b]
         ob = out[b]
         for j in range(n):
             ob[j] = _finish_one(np.int64(ab[j]), is_conv, graded, weight_exp)
 
 
-@_batched()
+@_kernel()
 def _spike_stats(spk, fan_out, row_counts):
     """Non-zero payloads per sample (into ``row_counts``); returns (their
     total, the synaptic events they cause = sum of the spiking neurons' fan-out)."""
     batch, n = spk.shape
-    events = np.zeros(batch, np.float64)
-    for b in numba.prange(batch):
+    events = 0
+    for b in range(batch):
         c = 0
-        e = 0.0
+        e = 0
         sb = spk[b]
         for i in range(n):
-            if sb[i] != 0:
-                c += 1
-                e += fan_out[i]
+            nz = sb[i] != 0
+            c += nz
+            e += nz * fan_out[i]
         row_counts[b] = c
-        events[b] = e
-    return row_counts.sum(), int(events.sum())
+        events += e
+    return row_counts.sum(), events
 
 
 @numba.njit(inline="always")
@@ -177,68 +252,72 @@ def _rtz_decay(x, keep):
     return q - 2 * q * (p < 0)
 
 
-@_batched(fastmath=True)
+# The LIF kernels below compute in int32 lanes: ``np.int32(x)`` truncates, which is
+# Lava's 32-bit wrap, and keeping every intermediate 32 bits wide lets LLVM pack twice
+# as many neurons per vector as int64 would (1.7x here).  Only the decay products need
+# 64 bits.  ``bias`` is int32 and ``fan_out`` (synapses per neuron) int32; the step
+# returns (spiking neurons, synaptic events they cause), counting spikes per sample
+# into ``row_counts``.  Branch-free so LLVM vectorises them.
+
+@_kernel(fastmath=True)
 def _lif_step(a, u, v, du, dv, vth, bias, subtract, spk, fan_out, row_counts):
-    """One LIF step for a batch (Lava's PyLifModelBitAcc, see neurocomp.numerics);
-    also counts spikes per sample and returns the synaptic events they cause
-    (``fan_out``: synapses per neuron, float64, length n).  Branch-free so LLVM
-    vectorises it."""
+    """One LIF step for a batch (Lava's PyLifModelBitAcc, see neurocomp.numerics)."""
     batch, n = u.shape
     ku = 4096 - (du + 1)
     kv = 4096 - dv
-    evth = np.int64(vth) << 6
-    events = np.zeros(batch, np.float64)
-    for b in numba.prange(batch):
+    evth = np.int32(vth << 6)            # vth < 2^17 (LoweredNet.validate)
+    events = 0
+    for b in range(batch):
         cnt = 0
-        ev = 0.0
+        ev = 0
         ab, ub, vb, sb = a[b], u[b], v[b], spk[b]
         for j in range(n):
-            d = _wrap32(_wrap32(_rtz_decay(ub[j], ku)) + _wrap32(np.int64(ab[j]) << 6))
-            d = d - (d > (1 << 23)) * (1 << 24) + (d <= -(1 << 23)) * (1 << 24)   # one conditional wrap
+            d = np.int32(np.int32(_rtz_decay(ub[j], ku)) + np.int32(np.int64(ab[j]) << 6))
+            d = np.int32(d - (d > (1 << 23)) * (1 << 24) + (d <= -(1 << 23)) * (1 << 24))  # 24-bit wrap
             ub[j] = d
-            nv = _wrap32(_rtz_decay(vb[j], kv) + d + bias[j])
-            nv = min(max(nv, -(1 << 23) + 1), (1 << 23) - 1)
+            nv = np.int32(np.int32(_rtz_decay(vb[j], kv)) + np.int64(d) + bias[j])
+            nv = min(max(nv, np.int32(-(1 << 23) + 1)), np.int32((1 << 23) - 1))
             s = nv > evth
             sb[j] = s
             cnt += s
             ev += s * fan_out[j]
-            vb[j] = nv - s * (evth if subtract else nv)
+            vb[j] = np.int32(nv - s * (evth if subtract else nv))
         row_counts[b] = cnt
-        events[b] = ev
-    return row_counts.sum(), int(events.sum())
+        events += ev
+    return row_counts.sum(), events
 
 
-@_batched(fastmath=True)
+@_kernel(fastmath=True)
 def _if_step(a, v, vth, bias, subtract, spk, fan_out, row_counts):
     """``_lif_step`` without decays (du=4095, dv=0: the conversion default), when
     ``u`` is not recorded: ``u`` is then this step's input alone, so it is not
     stored at all (a conditional store in the loop stops vectorisation, ~20x)."""
     batch, n = v.shape
-    evth = np.int64(vth) << 6
-    events = np.zeros(batch, np.float64)
-    for b in numba.prange(batch):
+    evth = np.int32(vth << 6)
+    events = 0
+    for b in range(batch):
         cnt = 0
-        ev = 0.0
+        ev = 0
         ab, vb, sb = a[b], v[b], spk[b]
         for j in range(n):
-            d = _wrap32(np.int64(ab[j]) << 6)
-            d = d - (d > (1 << 23)) * (1 << 24) + (d <= -(1 << 23)) * (1 << 24)
-            nv = _wrap32(np.int64(vb[j]) + d + bias[j])
-            nv = min(max(nv, -(1 << 23) + 1), (1 << 23) - 1)
+            d = np.int32(np.int64(ab[j]) << 6)
+            d = np.int32(d - (d > (1 << 23)) * (1 << 24) + (d <= -(1 << 23)) * (1 << 24))
+            nv = np.int32(np.int64(vb[j]) + d + bias[j])
+            nv = min(max(nv, np.int32(-(1 << 23) + 1)), np.int32((1 << 23) - 1))
             s = nv > evth
             sb[j] = s
             cnt += s
             ev += s * fan_out[j]
-            vb[j] = nv - s * (evth if subtract else nv)
+            vb[j] = np.int32(nv - s * (evth if subtract else nv))
         row_counts[b] = cnt
-        events[b] = ev
-    return row_counts.sum(), int(events.sum())
+        events += ev
+    return row_counts.sum(), events
 
 
-@_batched()
+@_kernel()
 def _sigma_step(a, sigma, spk):
     batch, n = sigma.shape
-    for b in numba.prange(batch):
+    for b in range(batch):
         ab, gb, sb = a[b], sigma[b], spk[b]
         for j in range(n):
             x = _wrap32(np.int64(gb[j]) + ab[j])
@@ -252,10 +331,10 @@ def _abs32(x):
     return x if x == -(1 << 31) else abs(x)
 
 
-@_batched()
+@_kernel()
 def _sigma_delta_step(a, sigma, act, residue, error, vth, bias, state_exp, relu, cum_error, spk):
     batch, n = sigma.shape
-    for b in numba.prange(batch):
+    for b in range(batch):
         ab, gb, cb, rb, eb, sb = a[b], sigma[b], act[b], residue[b], error[b], spk[b]
         for j in range(n):
             sg = _wrap32(np.int64(gb[j]) + ab[j])
@@ -277,13 +356,13 @@ def _sigma_delta_step(a, sigma, act, residue, error, vth, bias, state_exp, relu,
             sb[j] = s >> state_exp
 
 
-@_batched()
+@_kernel()
 def _few_spike_step(a, fx, v, k, phase, vth, bias, spk):
     """One few-spike step at ``phase`` (``neurocomp.lowered.FewSpikeNeuron``)."""
     batch, n = v.shape
     shift = k - 1 - phase
     thr = np.int64(vth) << shift
-    for b in numba.prange(batch):
+    for b in range(batch):
         ab, fb, vb, sb = a[b], fx[b], v[b], spk[b]
         for j in range(n):
             f = _wrap32(np.int64(fb[j]) + ab[j])
@@ -329,10 +408,16 @@ def conv_stamp_csr(src_shape, c: Connection) -> tuple[np.ndarray, np.ndarray, np
     return np.cumsum(indptr), dst.astype(np.int32), val.astype(np.int64)
 
 
+@functools.lru_cache(maxsize=None)
+def _blas_threads() -> ThreadpoolController:
+    """The process's BLAS thread pools (finding them takes ~1 ms: once)."""
+    return ThreadpoolController()
+
+
 def _single_threaded_torch() -> None:
-    """torch's OpenMP workers spin after every call and starve the numba
-    kernels that run next on the same cores; one torch thread is faster here
-    (switching per call costs more than the convolutions).  Process-wide."""
+    """One torch thread per call: the batch parts already keep every core busy,
+    and torch's OpenMP workers would compete with them (and spin after every
+    call).  Process-wide."""
     import torch
     if torch.get_num_threads() != 1:
         torch.set_num_threads(1)
@@ -352,6 +437,7 @@ class _Conn:
     blas: Optional[object] = None        # float32 weights for the exact BLAS path, if provably exact
     synapses: int = 0
     fan_out: Optional[np.ndarray] = None  # synapses per source neuron (events per spike)
+    gather: Optional[tuple] = None        # conv: (int32 weights, geometry) for _conv_gather
 
     @property
     def blas_kind(self) -> str:
@@ -360,18 +446,34 @@ class _Conn:
         return self.c.kind
 
     def path(self, nnz: int, batch: int, force: Optional[str] = None) -> str:
-        """``blas`` or ``scatter``: the cheaper exact way to deliver this step's
-        ``nnz`` non-zero payloads (all samples) by the cost model ``PATH_NS``,
-        or ``force`` where that path exists."""
-        if self.blas is None:
-            return "scatter"
+        """``scatter``, ``blas`` or ``gather``: the cheapest exact way to deliver
+        this step's ``nnz`` non-zero payloads (all samples) by the cost model
+        ``PATH_NS``, or ``force`` where that path exists (else ``scatter``)."""
+        costs = {"scatter": PATH_NS["scatter_" + self.c.kind] * nnz * self.mean_fan_out +
+                 PATH_NS["scan"] * batch * self.fan_out.size}
+        if self.blas is not None:
+            k = self.blas_kind
+            costs["blas"] = PATH_NS["call_" + k] + PATH_NS["mac_" + k] * batch * self.synapses
+        if self.gather is not None:
+            kh, kw, cg, cout = self.c.weight.shape
+            taps = batch * (self.n_dst // cout) * kh * kw       # (sample, output pixel, tap)
+            if isinstance(self.gather[0], tuple):               # depthwise: per tap and channel
+                costs["gather"] = PATH_NS["gather_depthwise"] * taps * cout
+            else:
+                density = nnz / max(1, batch * self.fan_out.size)
+                cin = cg * self.c.groups
+                costs["gather"] = taps * cin * (PATH_NS["gather_scan"] +
+                                                PATH_NS["gather_row"] * density)
         if force is not None:
-            return force
-        k = self.blas_kind
-        scatter = PATH_NS["scatter_" + self.c.kind] * nnz * self.mean_fan_out + \
-            PATH_NS["scan"] * batch * self.fan_out.size
-        blas = PATH_NS["call_" + k] + PATH_NS["mac_" + k] * batch * self.synapses
-        return "blas" if blas < scatter else "scatter"
+            return force if force in costs else "scatter"
+        return min(costs, key=costs.get)
+
+    def propagate_gather(self, src: np.ndarray, out: np.ndarray) -> None:
+        wt, geom = self.gather
+        if isinstance(wt, tuple):
+            _depthwise_gather(src, *wt, *geom, out)
+        else:
+            _conv_gather(src, wt, *geom, self.graded, out)
 
     @property
     def mean_fan_out(self) -> float:
@@ -401,7 +503,6 @@ class _Conn:
                 xt, pad = F.pad(xt, (pl, pr, pt, pb)), (0, 0)
             else:
                 pad = (pt, pl)
-            _single_threaded_torch()
             with torch.no_grad():
                 y = F.conv2d(xt, self.blas, stride=tuple(c.strides), padding=pad,
                              dilation=tuple(c.dilation), groups=c.groups)
@@ -409,12 +510,14 @@ class _Conn:
         _finish(acc, c.kind == "conv", self.graded, int(c.weight_exp), out)
 
 
-# cost model of the two exact delivery paths, nanoseconds (measured on 2 x86 cores with
+# cost model of the exact delivery paths, nanoseconds (measured on 2 x86 cores with
 # benchmarks/sim_speed.py's networks at batch 1 and 1000): one scattered add of a weight
 # row (dense rows are contiguous and vectorise; conv CSR stamps are indirect), scanning
-# one source for a spike, one float32 multiply-add in a GEMM / torch convolution, and
-# the fixed cost of one call
+# one source for a spike, a conv gather's (tap, output element) for depthwise convs or
+# (tap, input channel) scan and row add for others, one float32 multiply-add in a GEMM /
+# torch convolution, and the fixed cost of one call
 PATH_NS = {"scatter_dense": 0.6, "scatter_conv": 2.5, "scan": 1.2,
+           "gather_depthwise": 0.6, "gather_scan": 3.0, "gather_row": 2.0,
            "mac_dense": 0.03, "mac_conv": 0.05, "mac_depthwise": 0.8,
            "call_dense": 5_000, "call_conv": 40_000, "call_depthwise": 40_000}
 
@@ -443,6 +546,14 @@ def _prepare(net: LoweredNet) -> list[_Conn]:
             import torch
             # torch layout (C_out, C_in / groups, kh, kw); torch's conv2d is a cross-correlation
             w32 = torch.from_numpy(np.ascontiguousarray(wt.transpose(3, 2, 0, 1).astype(np.float32)))
+            (pt, _), (pl, _) = c.pads
+            ho, wo, _ = dp.shape
+            if c.weight.shape[2] == 1 and c.weight.shape[3] == c.groups:      # depthwise
+                k.gather = (depthwise_rows(sp.shape, c),
+                            (sp.shape[0], sp.shape[1], sp.shape[2], ho, c.strides[0], c.dilation[0], pt))
+            else:
+                k.gather = (np.ascontiguousarray(nm.to_int32(c.weight)),
+                            (*sp.shape, ho, wo, *c.strides, *c.dilation, pt, pl, int(c.groups)))
         payload = net.max_payload(c.src) if graded else 1
         if graded and isinstance(sp.neuron, (SigmaDeltaNeuron, SigmaNeuron)):
             payload = 1 << 31          # sigma-delta payloads are not bounded a priori
@@ -457,16 +568,29 @@ class EventBackend:
 
     name = "event"
 
-    PATHS = ("scatter", "blas")
+    PATHS = ("scatter", "blas", "gather")
 
-    def __init__(self, chunk: int = 2048, use_blas: bool = True, force_path: Optional[str] = None):
-        """``force_path`` (tests): deliver every message by ``scatter`` (row adds)
-        or ``blas`` (where provably exact) instead of the cheaper by the cost
-        model; ``use_blas=False`` is ``force_path="scatter"``."""
+    def __init__(self, chunk: int = 2048, use_blas: bool = True, force_path: Optional[str] = None,
+                 threads: Optional[int] = None):
+        """``chunk``: most samples one thread simulates at once (bounds the state
+        memory); ``threads``: batch parts run concurrently (default: the usable
+        cores).  ``force_path`` (tests): deliver every message by ``scatter``
+        (row adds), ``blas`` (where provably exact) or ``gather`` (convs)
+        instead of the cheapest by the cost model; ``use_blas=False`` is ``force_path="scatter"``."""
         if force_path is not None and force_path not in self.PATHS:
             raise ValueError(f"force_path must be one of {self.PATHS}")
         self.chunk = chunk
         self.force_path = force_path if use_blas else "scatter"
+        self.threads = threads or len(os.sched_getaffinity(0))
+
+    def _parts(self, batch: int) -> list[slice]:
+        """Batch parts: one per thread (none smaller than MIN_SAMPLES_PER_THREAD
+        samples), each cut further to at most ``chunk`` samples."""
+        n = max(1, min(self.threads, batch // MIN_SAMPLES_PER_THREAD))
+        n = max(n, -(-batch // self.chunk))
+        n = -(-n // self.threads) * self.threads if n > self.threads else n
+        bounds = np.linspace(0, batch, n + 1).round().astype(int)
+        return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
     def run(self, net: LoweredNet, raster: np.ndarray, *, record=None,
             record_states: bool = False) -> SimResult:
@@ -476,20 +600,28 @@ class EventBackend:
                              f"got {raster.shape}")
         rec = record_set(net, record)
         conns = _prepare(net)
-        # numba's parallel kernels own the cores; BLAS worker threads that spin between
-        # calls would starve them, so the float32 GEMMs run single-threaded here
-        with threadpool_limits(limits=1, user_api="blas"):
-            parts = [self._run_chunk(net, conns, raster[i:i + self.chunk], rec, record_states)
-                     for i in range(0, raster.shape[0], self.chunk)]
-        allow_lava_start_method()   # numba's thread launch fixed it; Lava must still be importable
-        res = SimResult(steps=raster.shape[1], samples=raster.shape[0],
-                        seconds=sum(p.seconds for p in parts),
-                        synaptic_events=sum(p.synaptic_events for p in parts))
-        res.spikes = {k: np.concatenate([p.spikes[k] for p in parts]) for k in parts[0].spikes}
-        res.states = {k: {v: np.concatenate([p.states[k][v] for p in parts]) for v in parts[0].states[k]}
-                      for k in parts[0].states}
-        res.spike_counts = {k: np.concatenate([p.spike_counts[k] for p in parts])
-                            for k in parts[0].spike_counts}
+        parts = self._parts(raster.shape[0])
+        if any(k.blas is not None and k.c.kind == "conv" for k in conns):
+            _single_threaded_torch()
+        t0 = time.perf_counter()
+        # the batch parts are the parallelism: BLAS worker threads would only compete
+        # with them for the cores (and spin between calls)
+        with _blas_threads().limit(limits=1, user_api="blas"):
+            if len(parts) == 1:
+                results = [self._run_chunk(net, conns, raster[parts[0]], rec, record_states)]
+            else:
+                with ThreadPoolExecutor(max_workers=min(self.threads, len(parts))) as pool:
+                    results = list(pool.map(
+                        lambda sl: self._run_chunk(net, conns, raster[sl], rec, record_states), parts))
+        seconds = time.perf_counter() - t0
+        allow_lava_start_method()
+        res = SimResult(steps=raster.shape[1], samples=raster.shape[0], seconds=seconds,
+                        synaptic_events=sum(p.synaptic_events for p in results))
+        res.spikes = {k: np.concatenate([p.spikes[k] for p in results]) for k in results[0].spikes}
+        res.states = {k: {v: np.concatenate([p.states[k][v] for p in results])
+                          for v in results[0].states[k]} for k in results[0].states}
+        res.spike_counts = {k: np.concatenate([p.spike_counts[k] for p in results])
+                            for k in results[0].spike_counts}
         return res
 
     def _run_chunk(self, net, conns, raster, rec, record_states) -> SimResult:
@@ -498,6 +630,8 @@ class EventBackend:
         pops = list(net.populations.values())
         names = [p.name for p in pops]
         raster = np.ascontiguousarray(raster.astype(np.int32))
+        if not net.populations[net.input].neuron.graded:
+            raster = (raster != 0).astype(np.int32)      # a binary payload is 1, whatever the value
         # binary spikes as int8 (LIF), graded payloads as int32: less memory traffic per step
         spk = [np.zeros((batch, p.size), np.int8 if isinstance(p.neuron, LIFNeuron) else np.int32)
                for p in pops]
@@ -513,7 +647,7 @@ class EventBackend:
                     st["v"][:] = nm.to_int32(n.v0)
                 bm = n.bias_mant if n.bias_mant is not None else np.zeros(p.size, np.int64)
                 be = n.bias_exp if n.bias_exp is not None else np.zeros(p.size, np.int64)
-                bias = nm.wrap_int32(nm.lif_bias(bm, np.broadcast_to(be, (p.size,)))).astype(np.int64)
+                bias = nm.wrap_int32(nm.lif_bias(bm, np.broadcast_to(be, (p.size,)))).astype(np.int32)
                 params.append((int(n.du), int(n.dv), int(n.vth), bias, n.reset == "subtract"))
             elif isinstance(n, SigmaDeltaNeuron):
                 st = {k: np.zeros((batch, p.size), np.int32) for k in ("sigma", "act", "residue", "error")}
@@ -556,7 +690,7 @@ class EventBackend:
         fan_total = []                      # synapses each neuron's spike reaches, all connections
         for i, p in enumerate(pops):
             outs = [k.fan_out for k in conns if k.src == i]
-            fan_total.append(np.sum(outs, axis=0) if outs else np.zeros(p.size))
+            fan_total.append((np.sum(outs, axis=0) if outs else np.zeros(p.size)).astype(np.int32))
         feeds = [any(k.src == i for k in conns) for i in range(len(pops))]
         events = 0
         last_input_stats = (0, 0)
@@ -625,8 +759,11 @@ class EventBackend:
                 target = ring[t % ring.shape[0]]  # slot just consumed, reused for t + 1 + delay
                 if k.src == inp and ring.shape[0] == 1 and t > 0 and input_repeats[t]:
                     continue  # constant input: the pending message is already this step's
-                if k.path(nnz[k.src], batch, self.force_path) == "blas":
+                path = k.path(nnz[k.src], batch, self.force_path)
+                if path == "blas":
                     k.propagate_blas(src, pops[k.src].shape, target)
+                elif path == "gather":
+                    k.propagate_gather(src, target)
                 else:
                     _propagate(src, k.indptr, k.indices, k.data, k.dense_rows, k.n_dst, k.graded,
                                k.c.kind == "conv", int(k.c.weight_exp), scratch[j], target)

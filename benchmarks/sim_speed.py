@@ -80,7 +80,7 @@ def main(argv=None):
         x = data[2][:args.big_batch]
         T = args.steps
         ev = EventBackend()
-        ev.run(c.net, encode(c.net, x[:2], 4))                       # numba JIT warm-up
+        ev.run(c.net, encode(c.net, x[:64], 4))                      # numba JIT warm-up
         # Lava: a few samples, one after another (its per-sample throughput)
         nl = args.lava_samples
         raster_l = encode(c.net, x[:nl], T)

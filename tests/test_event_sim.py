@@ -111,8 +111,9 @@ def test_batch_chunks_and_samples_are_independent():
 
 
 def test_blas_path_is_bit_identical_to_row_adds():
-    """The float32 GEMM path is only taken where exact; the row-add and GEMM
-    paths must agree bit for bit, and so must the cost model's mix of them."""
+    """The float32 GEMM path is only taken where exact; the row-add,
+    GEMM and conv-gather paths must agree bit for bit, and so must the cost
+    model's mix."""
     rng = np.random.default_rng(5)
     net = LoweredNet(input="in", output="d")
     net.add_population("in", (9, 9, 3), InputNeuron(graded=True, payload_max=255))
@@ -120,8 +121,12 @@ def test_blas_path_is_bit_identical_to_row_adds():
                                                   bias_exp=np.full(392, 6)))
     net.add_population("c2", (4, 4, 8), LIFNeuron(vth=100, du=4000, dv=10, bias_mant=rng.integers(-99, 99, 128),
                                                   bias_exp=np.full(128, 2)))
+    net.add_population("p", (3, 3, 8), LIFNeuron(vth=40, du=4095, dv=0))
     net.add_population("d", (10,), LIFNeuron(vth=300, du=4095, dv=0, reset="subtract"))
     net.connect(name="a", src="in", dst="c1", kind="conv", weight=rng.integers(-30, 30, (3, 3, 3, 8)))
+    net.connect(name="pool", src="c1", dst="p", kind="conv", weight=rng.integers(-20, 99, (2, 2, 1, 8)),
+                strides=(2, 2), groups=8)                              # depthwise, like pooling
+    net.connect(name="f", src="p", dst="d", kind="dense", weight=rng.integers(-60, 60, (10, 72)))
     net.connect(name="b", src="c1", dst="c2", kind="conv", weight=rng.integers(-99, 99, (3, 3, 4, 8)),
                 strides=(2, 2), pads=((1, 1), (1, 2)), groups=2)
     net.connect(name="e", src="c2", dst="d", kind="dense", weight=2 * rng.integers(-60, 60, (10, 128)),
@@ -129,7 +134,7 @@ def test_blas_path_is_bit_identical_to_row_adds():
     net.validate()
     raster = np.repeat((rng.random((64, 1, 243)) * 255).astype(np.int32), 15, axis=1)
     a = EventBackend(force_path="scatter").run(net, raster, record="all", record_states=True)
-    for path in (None, "blas"):
+    for path in (None, "blas", "gather"):
         b = EventBackend(force_path=path).run(net, raster, record="all", record_states=True)
         for pop in a.spikes:
             np.testing.assert_array_equal(a.spikes[pop], b.spikes[pop])
