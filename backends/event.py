@@ -438,6 +438,8 @@ class _Conn:
     synapses: int = 0
     fan_out: Optional[np.ndarray] = None  # synapses per source neuron (events per spike)
     gather: Optional[tuple] = None        # conv: (int32 weights, geometry) for _conv_gather
+    block: int = 1                        # conv: BLAS path as sum-pool(block) + smaller conv
+    block_sum: Optional[tuple] = None     # _depthwise_gather tables of that sum-pool
 
     @property
     def blas_kind(self) -> str:
@@ -453,7 +455,10 @@ class _Conn:
                  PATH_NS["scan"] * batch * self.fan_out.size}
         if self.blas is not None:
             k = self.blas_kind
-            costs["blas"] = PATH_NS["call_" + k] + PATH_NS["mac_" + k] * batch * self.synapses
+            costs["blas"] = PATH_NS["call_" + k] + PATH_NS["mac_" + k] * batch * self.synapses / \
+                self.block ** 2
+            if self.block > 1:          # the block sums: one gather tap per input element
+                costs["blas"] += PATH_NS["gather_depthwise"] * batch * self.fan_out.size
         if self.gather is not None:
             kh, kw, cg, cout = self.c.weight.shape
             taps = batch * (self.n_dst // cout) * kh * kw       # (sample, output pixel, tap)
@@ -486,11 +491,24 @@ class _Conn:
         Exact: every product and partial sum is an integer of magnitude
         ``<= max_payload * max_j sum_i |w_ij| < 2^24`` (checked in
         ``_prepare``), and float32 represents all such integers, in any
-        summation order.
+        summation order.  A conv whose kernel is constant over ``block`` x
+        ``block`` tiles aligned with its stride (an average pool folded into
+        it) is computed as exact integer block sums (``_depthwise_gather``,
+        below 2^23 by ``_prepare``) followed by the ``block``-times smaller
+        conv: the same integer products, grouped.
         """
-        # LIF spikes are int8 0/1 already: one conversion pass instead of two
-        x = src.astype(np.float32) if self.graded or src.dtype == np.int8 else (src != 0).astype(np.float32)
         c = self.c
+        if self.block > 1:
+            # exact block sums of the (padded) input, in integers, straight from the spikes
+            wrow, idx, geom = self.block_sum
+            pooled = np.empty((src.shape[0], idx.shape[1] * geom[3]), np.int32)
+            _depthwise_gather(src, wrow, idx, *geom, pooled)
+            x, src_shape = pooled.astype(np.float32), (geom[3], idx.shape[1] // src_shape[2], src_shape[2])
+        # LIF spikes are int8 0/1 already: one conversion pass instead of two
+        elif self.graded or src.dtype == np.int8:
+            x = src.astype(np.float32)
+        else:
+            x = (src != 0).astype(np.float32)
         if c.kind == "dense":
             acc = x @ self.blas
         else:
@@ -498,13 +516,14 @@ class _Conn:
             import torch.nn.functional as F
             h, w, cin = src_shape
             xt = torch.from_numpy(x.reshape(-1, h, w, cin)).permute(0, 3, 1, 2)   # NCHW view
-            (pt, pb), (pl, pr) = c.pads
+            (pt, pb), (pl, pr) = c.pads if self.block == 1 else ((0, 0), (0, 0))
             if pt != pb or pl != pr:
                 xt, pad = F.pad(xt, (pl, pr, pt, pb)), (0, 0)
             else:
                 pad = (pt, pl)
+            stride = (c.strides[0] // self.block, c.strides[1] // self.block)
             with torch.no_grad():
-                y = F.conv2d(xt, self.blas, stride=tuple(c.strides), padding=pad,
+                y = F.conv2d(xt, self.blas, stride=stride, padding=pad,
                              dilation=tuple(c.dilation), groups=c.groups)
             acc = y.permute(0, 2, 3, 1).reshape(y.shape[0], -1).numpy()
         _finish(acc, c.kind == "conv", self.graded, int(c.weight_exp), out)
@@ -520,6 +539,24 @@ PATH_NS = {"scatter_dense": 0.6, "scatter_conv": 2.5, "scan": 1.2,
            "gather_depthwise": 0.6, "gather_scan": 3.0, "gather_row": 2.0,
            "mac_dense": 0.03, "mac_conv": 0.05, "mac_depthwise": 0.8,
            "call_dense": 5_000, "call_conv": 40_000, "call_depthwise": 40_000}
+
+
+def _block_factor(c: Connection) -> int:
+    """The largest ``s > 1`` such that the conv's kernel is constant over s x s
+    tiles and its strides, kernel size and padding are multiples of s (the
+    conv then equals sum-pooling by s followed by a conv s times smaller per
+    axis), else 1."""
+    kh, kw, cg, cout = c.weight.shape
+    if tuple(c.dilation) != (1, 1) or c.groups != 1:      # grouped/depthwise: the gather path
+        return 1
+    w = nm.to_int32(c.weight)
+    for s in range(min(c.strides), 1, -1):
+        if any(v % s for v in (*c.strides, kh, kw, *c.pads[0], *c.pads[1])):
+            continue
+        tiles = w.reshape(kh // s, s, kw // s, s, cg, cout)
+        if (tiles == tiles[:, :1, :, :1]).all():
+            return s
+    return 1
 
 
 def _prepare(net: LoweredNet) -> list[_Conn]:
@@ -545,7 +582,21 @@ def _prepare(net: LoweredNet) -> list[_Conn]:
             col_sums = np.abs(wt).sum(axis=(0, 1, 2))
             import torch
             # torch layout (C_out, C_in / groups, kh, kw); torch's conv2d is a cross-correlation
-            w32 = torch.from_numpy(np.ascontiguousarray(wt.transpose(3, 2, 0, 1).astype(np.float32)))
+            k.block = _block_factor(c)
+            payload = 1 << 31 if graded else 1          # block sums must stay below 2^23
+            if graded and not isinstance(sp.neuron, (SigmaDeltaNeuron, SigmaNeuron)):
+                payload = net.max_payload(c.src)
+            if payload * k.block ** 2 >= 1 << 23:
+                k.block = 1
+            if k.block > 1:
+                b, (h, w_, cin) = k.block, sp.shape
+                pool = Connection(name=c.name + "_blocksum", src=c.src, dst=c.dst, kind="conv",
+                                  weight=np.ones((b, b, 1, cin), np.int64), strides=(b, b),
+                                  pads=c.pads, groups=cin)
+                hp = (h + c.pads[0][0] + c.pads[0][1]) // b
+                k.block_sum = (*depthwise_rows(sp.shape, pool), (h, w_, cin, hp, b, 1, c.pads[0][0]))
+            w32 = torch.from_numpy(np.ascontiguousarray(
+                wt[::k.block, ::k.block].transpose(3, 2, 0, 1).astype(np.float32)))
             (pt, _), (pl, _) = c.pads
             ho, wo, _ = dp.shape
             if c.weight.shape[2] == 1 and c.weight.shape[3] == c.groups:      # depthwise

@@ -3,7 +3,10 @@
 
 The same compiled networks -- an MNIST MLP 784-256-10 with bias and a
 LeNet-style CNN, trained briefly here, converted in rate mode (constant-
-current input) -- run on both backends.  Printed per network and batch size:
+current input) -- run on both backends.  The CNN runs twice: ``lenet`` keeps
+its average pools as spiking layers (pooling connections into pool
+populations), ``lenet-folded`` is the rate-mode default, where the
+``fold_avgpool`` pass folds each pool into the next layer's weights.  Printed per network and batch size:
 sample-steps per second, synaptic events per second and the speed ratio.
 Both backends' times cover the simulation only (Lava: inside ``run()``;
 building and compiling the process graph is excluded).  Lava cannot batch:
@@ -15,7 +18,7 @@ simulator.
 
 Targets (issue 3): >= 1000x Lava's throughput at batch 1000, >= 20x at batch 1.
 
-    .venv/bin/python benchmarks/sim_speed.py [--steps 32] [--lava-samples 5]
+    .venv/bin/python benchmarks/sim_speed.py [--steps 32] [--lava-samples 5] [--networks mlp,lenet,lenet-folded]
 """
 from __future__ import annotations
 
@@ -62,7 +65,7 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=32)
     ap.add_argument("--lava-samples", type=int, default=5)
     ap.add_argument("--big-batch", type=int, default=1000)
-    ap.add_argument("--networks", default="mlp,lenet")
+    ap.add_argument("--networks", default="mlp,lenet,lenet-folded")
     args = ap.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from neurocomp.frontends.keras import import_keras
@@ -75,8 +78,11 @@ def main(argv=None):
     data = load_mnist()
     rows = []
     for name in args.networks.split(","):
-        model = trained(name, data)
-        c = neurocomp.compile(model, calib=data[0][:300], mode="rate")
+        # lenet: pooling layers as spiking populations fed by pooling connections;
+        # lenet-folded: the rate-mode default, pools folded into the next layer's weights
+        model = trained(name.replace("-folded", ""), data)
+        c = neurocomp.compile(model, calib=data[0][:300], mode="rate",
+                              avgpool_fold=name.endswith("-folded"))
         x = data[2][:args.big_batch]
         T = args.steps
         ev = EventBackend()

@@ -27,6 +27,11 @@ class ConvertOptions(BaseModel):
         "exact", description="max pooling: exact (a tree of ReLU populations, max(a,b) = relu(a-b) + b; "
         "exact for sigma-delta, approximate for rate neurons; ceil(log2(window size)) extra steps of "
         "latency) or avg (an average pool instead: one population, not the ANN's function)")
+    avgpool_fold: Optional[bool] = Field(None, description="fold average pools (non-overlapping, "
+                                         "unpadded) into the conv or dense layer that reads them: one "
+                                         "spiking layer less per pool (lower latency, no rate error "
+                                         "of its own) for more synapses per spike; default: on for "
+                                         "the rate modes")
     channelwise: bool = Field(False, description="one scale per output channel instead of per layer "
                               "(finer rates, but a wider weight range for the per-layer exponent)")
     input_bits: int = Field(8, ge=1, le=16, description="graded input payload bits (constant current)")
@@ -69,6 +74,12 @@ class ConvertOptions(BaseModel):
         if self.v_init is not None:
             return self.v_init
         return 0.5 if self.mode == "rate-soft" else 0.0
+
+    @property
+    def fold_pooling(self) -> bool:
+        if self.avgpool_fold is not None:
+            return self.avgpool_fold
+        return self.mode in ("rate", "rate-soft")
 
     @property
     def netx_weights(self) -> bool:

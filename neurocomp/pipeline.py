@@ -16,7 +16,10 @@ PIPELINES: dict[str, list[str]] = {
 
 def passes_for(options) -> list[str]:
     """The float-IR passes a compile runs for ``options`` (a ``ConvertOptions``)."""
-    names = PIPELINES["canonicalize"] + PIPELINES["calibrate"]
+    names = list(PIPELINES["canonicalize"])
+    if options.fold_pooling:
+        names.append("fold_avgpool")
+    names += PIPELINES["calibrate"]
     if options.normalization == "spike-norm":
         names.append("spike_norm")
     return names

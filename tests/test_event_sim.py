@@ -122,11 +122,17 @@ def test_blas_path_is_bit_identical_to_row_adds():
     net.add_population("c2", (4, 4, 8), LIFNeuron(vth=100, du=4000, dv=10, bias_mant=rng.integers(-99, 99, 128),
                                                   bias_exp=np.full(128, 2)))
     net.add_population("p", (3, 3, 8), LIFNeuron(vth=40, du=4095, dv=0))
+    net.add_population("q", (3, 4, 4), LIFNeuron(vth=60, du=4095, dv=0))
     net.add_population("d", (10,), LIFNeuron(vth=300, du=4095, dv=0, reset="subtract"))
     net.connect(name="a", src="in", dst="c1", kind="conv", weight=rng.integers(-30, 30, (3, 3, 3, 8)))
     net.connect(name="pool", src="c1", dst="p", kind="conv", weight=rng.integers(-20, 99, (2, 2, 1, 8)),
                 strides=(2, 2), groups=8)                              # depthwise, like pooling
     net.connect(name="f", src="p", dst="d", kind="dense", weight=rng.integers(-60, 60, (10, 72)))
+    # a kernel constant over 2x2 tiles (an average pool folded into a conv): the BLAS path
+    # computes it as block sums and a 2x smaller conv
+    net.connect(name="fold", src="c1", dst="q", kind="conv", strides=(2, 2), pads=((2, 0), (2, 2)),
+                weight=np.repeat(np.repeat(rng.integers(-40, 60, (2, 2, 8, 4)), 2, axis=0), 2, axis=1))
+    net.connect(name="g", src="q", dst="d", kind="dense", weight=rng.integers(-60, 60, (10, 48)))
     net.connect(name="b", src="c1", dst="c2", kind="conv", weight=rng.integers(-99, 99, (3, 3, 4, 8)),
                 strides=(2, 2), pads=((1, 1), (1, 2)), groups=2)
     net.connect(name="e", src="c2", dst="d", kind="dense", weight=2 * rng.integers(-60, 60, (10, 128)),
