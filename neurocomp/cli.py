@@ -83,6 +83,8 @@ def inspect(model: Path):
               help="Rate modes: spikes per step at the calibration scale (firing-rate scaling).")
 @click.option("--rate-correction/--no-rate-correction", default=True, show_default=True,
               help="rate: correct reset-to-zero thresholds on calibration data when it helps.")
+@click.option("--avgpool-fold/--no-avgpool-fold", default=None,
+              help="Fold average pools into the next conv/dense layer (default: on for rate modes).")
 @click.option("--calib", type=click.Path(path_type=Path), help="Calibration inputs (.npz with x_train or x).")
 @click.option("--steps", type=int, default=None, help="Time steps per sample for reports and simulate "
               "(default: L + 32).")
@@ -102,7 +104,7 @@ def inspect(model: Path):
 @click.option("--calib-samples", type=int, default=500, show_default=True)
 def compile_cmd(model, out, hw, mode, calib, steps, normalization, percentile, channelwise, netx, v_init,
                 readout, input_bits, calib_samples, readout_k=3, encoding="constant", fs_k=6,
-                maxpool="exact", synapse_tau=1.0, max_rate=1.0, rate_correction=True):
+                maxpool="exact", synapse_tau=1.0, max_rate=1.0, rate_correction=True, avgpool_fold=None):
     """Compile MODEL (.keras/.h5) into a deployable bundle in OUT."""
     from pydantic import ValidationError
 
@@ -122,7 +124,7 @@ def compile_cmd(model, out, hw, mode, calib, steps, normalization, percentile, c
                              channelwise=channelwise, netx=netx, v_init=v_init, readout=readout,
                              input_bits=input_bits, calib_samples=calib_samples, readout_k=readout_k,
                              encoding=encoding, fs_k=fs_k, maxpool=maxpool, synapse_tau=synapse_tau,
-                             max_rate=max_rate, rate_correction=rate_correction)
+                             max_rate=max_rate, rate_correction=rate_correction, avgpool_fold=avgpool_fold)
     except ValidationError as e:
         err0 = e.errors()[0]
         raise DataError(f"option --{str(err0['loc'][0]).replace('_', '-')}: {err0['msg']}") from None

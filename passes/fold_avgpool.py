@@ -1,4 +1,4 @@
-"""Fold average pooling into the weighted layers that read it."""
+"""Fold average pooling (windowed or global) into the weighted layers that read it."""
 from __future__ import annotations
 
 import networkx as nx
@@ -49,9 +49,25 @@ def _fold_into_conv(c: ops.Conv2D, pool: tuple[int, int]) -> None:
     c.pads = ((pt * ph, pb * ph), (pl * pw, pr * pw))
 
 
+def _fold_global(g: nx.DiGraph, name: str) -> None:
+    """A global average pool read only by dense layers becomes a flatten: each
+    dense weight row is spread over the pixels it averaged, divided by their count."""
+    if g.nodes[name]["op"].keepdims or not all(
+            isinstance(g.nodes[d]["op"], ops.Dense) for d in g.successors(name)):
+        return
+    (src,) = inputs_of(g, name)
+    h, w, ch = g.nodes[src]["op"].shape
+    for d in g.successors(name):
+        dense = g.nodes[d]["op"]
+        dense.weight = np.tile(dense.weight[None], (h * w, 1, 1)).reshape(h * w * ch, -1) / (h * w)
+    g.nodes[name]["op"] = ops.Flatten(shape=(h * w * ch,))
+
+
 @graph_pass
 def fold_avgpool(g: nx.DiGraph, ctx: PassContext) -> nx.DiGraph:
-    """Removes non-overlapping, unpadded average pools read only by convs or flatten->dense, folding the (linear) pool into their weights: one spiking layer less per pool. Requires: nothing."""
+    """Removes non-overlapping, unpadded average pools read only by convs or flatten->dense, and global average pools read only by dense layers, folding the (linear) pool into their weights: one spiking layer less per pool. Requires: nothing."""
+    for name in [n for n in g.nodes if isinstance(g.nodes[n]["op"], ops.GlobalAvgPool2D)]:
+        _fold_global(g, name)
     for name in [n for n in g.nodes if isinstance(g.nodes[n]["op"], ops.AvgPool2D)]:
         if not _foldable(g, name):
             continue

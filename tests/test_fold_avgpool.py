@@ -93,3 +93,23 @@ def test_folded_lenet_converts_with_fewer_layers_and_keeps_accuracy(zoo, digits)
         assert ("pool1" in c.net.populations) != fold
     assert lat[True] == lat[False] - 1
     assert accs[True] >= accs[False] - 0.01
+
+
+def test_global_average_pool_read_by_dense_becomes_a_flatten():
+    rng = np.random.default_rng(3)
+    g = ir.new_graph()
+    ir.add_op(g, "x", ops.Input(shape=(5, 4, 3)))
+    ir.add_op(g, "r", ops.Activation(function="relu"), ["x"])
+    ir.add_op(g, "gap", ops.GlobalAvgPool2D(), ["r"])
+    ir.add_op(g, "d", ops.Dense(weight=rng.normal(size=(3, 6)), bias=rng.normal(size=6)), ["gap"])
+    ir.add_op(g, "y", ops.Output(), ["d"])
+    h = run_pass("fold_avgpool", g, PassContext())
+    assert ir.op(h, "gap").kind == "flatten" and ir.op(h, "d").weight.shape == (60, 6)
+    x = rng.normal(size=(4, 5, 4, 3))
+    np.testing.assert_allclose(ir.predict(h, x), ir.predict(g, x), rtol=1e-6, atol=1e-6)
+    # keepdims, or a non-dense reader: left alone
+    g2 = ir.new_graph()
+    ir.add_op(g2, "x", ops.Input(shape=(5, 4, 3)))
+    ir.add_op(g2, "gap", ops.GlobalAvgPool2D(keepdims=True), ["x"])
+    ir.add_op(g2, "y", ops.Output(), ["gap"])
+    assert ir.graphs_equal(run_pass("fold_avgpool", g2, PassContext()), g2)
