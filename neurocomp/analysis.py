@@ -68,10 +68,19 @@ def quantised_ann(net: LoweredNet, x: np.ndarray) -> dict[str, np.ndarray]:
             if n.act_mode == "relu":
                 act = np.maximum(act, 0.0)
             vals[name] = act / (1 << n.state_exp)
-    for name, unit in net.meta.get("units", {}).items():   # activation 1.0 == 1.0
+    for name in net.meta.get("units", {}):                  # activation 1.0 == 1.0
         if isinstance(net.populations[name].neuron, (SigmaDeltaNeuron, SigmaNeuron, FewSpikeNeuron)):
-            vals[name] = vals[name] / unit
+            vals[name] = vals[name] / unit_of(net, name)
     return vals
+
+
+def unit_of(net: LoweredNet, name: str) -> np.ndarray | float:
+    """Payload (sigma-delta, few-spike) or sigma units per activation 1.0 of a
+    population: a scalar, or one per neuron where the lowering chose one per channel."""
+    u = net.meta.get("units", {}).get(name, 1.0)
+    if np.ndim(u) == 0:
+        return float(u)
+    return np.broadcast_to(np.asarray(u, np.float64), net.populations[name].shape).reshape(-1)
 
 
 def pop_depths(net: LoweredNet) -> dict[str, int]:
@@ -92,7 +101,7 @@ def snn_values(net: LoweredNet, spikes: dict[str, np.ndarray]) -> dict[str, np.n
     for name, s in spikes.items():
         n = net.populations[name].neuron
         if isinstance(n, SigmaDeltaNeuron):
-            out[name] = s.astype(np.float64).sum(axis=1) / net.meta.get("units", {}).get(name, 1.0)
+            out[name] = s.astype(np.float64).sum(axis=1) / unit_of(net, name)
         elif isinstance(n, FewSpikeNeuron) or (isinstance(n, SigmaNeuron) and "cycle_steps" in net.meta):
             # the last complete cycle (few-spike): its payloads, or the decoder's gain over it
             from neurocomp.few_spike import decode_window
@@ -104,9 +113,9 @@ def snn_values(net: LoweredNet, spikes: dict[str, np.ndarray]) -> dict[str, np.n
                 v = s[:, max(t0, 0):max(t1, 0)].astype(np.float64).sum(axis=1)
             else:
                 v = s[:, t1].astype(np.float64) - s[:, t0]
-            out[name] = v / net.meta.get("units", {}).get(name, 1.0)
+            out[name] = v / unit_of(net, name)
         elif isinstance(n, SigmaNeuron):
-            out[name] = s[:, -1].astype(np.float64) / net.meta.get("units", {}).get(name, 1.0)
+            out[name] = s[:, -1].astype(np.float64) / unit_of(net, name)
         else:
             steps = max(s.shape[1] - depth[name], 1)
             out[name] = s.astype(np.float64).sum(axis=1) / steps

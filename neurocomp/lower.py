@@ -568,19 +568,85 @@ def _input_layer_format(net, inp: str, w_n, sum_axes, fmt, cap, signed, unit):
 
 
 SD_STATE_EXP_MAX = 7              # Loihi 2 / Lava SigmaDelta: state_exp is a 3-bit field
+SD_BIAS_MAX = (1 << 15) - 1       # Lava SigmaDelta (fixed_pt): 16-bit signed bias, in payload units
+SD_EXACT_NEED = 16                # exact (integer) mantissas of a pooling-like consumer: at least this
 
 
-def _sd_state_limits(g, plans_list, opt, fmt) -> tuple[dict[str, float], dict[str, int]]:
+def _matrix(k) -> np.ndarray:
+    """A connection's normalised weights as (rows, columns): one column per destination
+    neuron (dense) or output channel (conv), one row per source neuron (dense) or kernel tap."""
+    return k.w if k.kind == "dense" else k.w.reshape(-1, k.w.shape[-1])
+
+
+def _dst_channel_max(col_values: np.ndarray, c_dst: int) -> np.ndarray:
+    """Per destination channel, the largest of its columns' values (channels last)."""
+    return np.asarray(col_values, np.float64).reshape(-1, c_dst).max(axis=0)
+
+
+def _col_values(k, per_channel: np.ndarray) -> np.ndarray:
+    """A per-destination-channel value for every column of ``_matrix(k)``."""
+    n = k.w.shape[-1]
+    return np.broadcast_to(per_channel, (n // len(per_channel), len(per_channel))).reshape(-1)
+
+
+def _src_channel_of(k, c_src: int) -> np.ndarray:
+    """The source channel of every entry of ``_matrix(k)`` (broadcastable to it)."""
+    if k.kind == "dense":
+        return (np.arange(k.w.shape[0]) % c_src)[:, None]
+    kh, kw, cg, co = k.w.shape
+    og = co // int(k.fc.geo.get("groups", 1))
+    ch = (np.arange(co)[None, :] // og) * cg + np.arange(cg)[:, None]          # (cg, co)
+    return np.tile(ch, (kh * kw, 1))
+
+
+def _src_channel_max(k, values: np.ndarray, c_src: int) -> np.ndarray:
+    """Per source channel, the largest of ``values`` (shaped like ``_matrix(k)``) over its entries."""
+    if k.kind == "dense":
+        return values.reshape(-1, c_src, values.shape[-1]).max(axis=(0, 2))
+    kh, kw, cg, co = k.w.shape
+    per = values.reshape(kh * kw, cg, co).max(axis=0)                            # (cg, co)
+    out = np.zeros(c_src)
+    np.maximum.at(out, _src_channel_of(k, c_src)[:cg].ravel(), per.ravel())
+    return out
+
+
+def _exact_channels(k, m: np.ndarray, c_src: int, c_dst: int, one_source: bool = False
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Destination channels whose nonzero weights ``m`` (shaped like ``_matrix(k)``)
+    all have one magnitude (pooling, identity copies): an integer multiple of that
+    magnitude represents them exactly.  ``one_source``: also each column reads
+    one source channel, so that the weights stay equal over any per-channel
+    payload units of the source (``m`` not yet divided by them).  Returns (per
+    channel flag, magnitude)."""
+    a = np.abs(m)
+    nz = a > 0
+    hi = _dst_channel_max(np.where(nz, a, 0).max(axis=0), c_dst)
+    lo = -_dst_channel_max(-np.where(nz, a, np.inf).min(axis=0), c_dst)
+    ok = hi - lo <= 1e-9 * hi                       # all-zero channels: hi - lo = -inf
+    if one_source:
+        ch = np.broadcast_to(_src_channel_of(k, c_src), a.shape)
+        one = (np.where(nz, ch, -1).max(axis=0) == np.where(nz, ch, c_src).min(axis=0)) | ~nz.any(axis=0)
+        ok &= -_dst_channel_max(-one.astype(np.float64), c_dst) > 0
+    return ok, hi
+
+
+def _sd_state_limits(g, plans_list, opt, fmt) -> tuple[dict[str, np.ndarray], dict[str, int]]:
     """Largest sigma units per activation 1.0 each sigma-delta population may
-    use, and its ``state_exp`` (payload = sigma delta >> state_exp).
+    use, per channel (last axis), and its ``state_exp`` (payload = sigma delta
+    >> state_exp).
 
     Its own bounds: the 24-bit sigma for activations up to 4x the calibration
     scale, and exact sums downstream of it (Lava's float32 conv: 2^24; int32 dot
-    products: 2^31) -- ``4 * A * max column sum |W'| < bound`` per incoming
-    connection.  And its consumers': payloads are A/64 per 1.0, and a consumer q
-    with scale A_q gets weights W'_q * A_q * 64 / A, which need
-    A <= 64 * A_q * max|W'_q| / lim to keep full mantissas (a large A upstream
-    starves the weights below).
+    products: 2^31) -- ``4 * A_c * column sum |W'| < bound`` per incoming
+    connection and channel c.  And its consumers': payloads are A_c/64 per 1.0,
+    and a consumer q with scales A_q gets weights W'_q * A_q * 64 / A_c, which
+    need A_c <= 64 * max_j |W'_q[c, j]| * A_q[j] / lim for source channel c's
+    largest weight to keep a full mantissa (a large A upstream starves the
+    weights below).  Connections with a weight exponent (dense, not NetX) absorb
+    any scale; pooling-like ones (``_exact_channels``) are lowered to exact
+    integer mantissas and need only ``SD_EXACT_NEED``.  A hidden neuron's bias,
+    ``b' * A_c / 2^state_exp`` payload units, must fit Lava SigmaDelta's 16-bit
+    bias (``SD_BIAS_MAX``).  The output keeps one scale for all its neurons.
 
     Where a consumer bounds A that way, ``state_exp = 7`` (one more bit than
     the default 6, the most the chip's 3-bit field holds) doubles A at the
@@ -593,36 +659,146 @@ def _sd_state_limits(g, plans_list, opt, fmt) -> tuple[dict[str, float], dict[st
     plans = {p.name: p for p in plans_list}
     lim = (1 << fmt.weight_bits) - 2
     floor = (1 << nm.ACT_SHIFT) / opt.sd_threshold        # keeps the delta threshold's resolution
-    own = {}
-    reads = {p.name: [] for p in plans_list}             # source -> [(consumer, wmax, mantissa need)]
+    own, bias_cap = {}, {}
+    reads = {p.name: [] for p in plans_list}             # source -> [(consumer, conn, mantissa need)]
     for p in plans_list:
         if p.kind == "input":
             continue
-        conns, _ = _normalised(g, plans, p)
-        a = min(opt.sd_state_scale, (1 << (nm.UV_BITS - 1)) / 4)
+        conns, b_n = _normalised(g, plans, p)
+        c = int(p.shape[-1])
+        a = np.full(c, float(min(opt.sd_state_scale, (1 << (nm.UV_BITS - 1)) / 4)))
         for k in conns:
-            colsum = float(np.abs(k.w).sum(axis=k.sum_axes).max()) or 1.0
-            a = min(a, _exact_bound(k.fc) / (4 * colsum))
-            nz = np.abs(k.w[k.w != 0])
-            uniform = nz.size and nz.max() - nz.min() <= 1e-9 * nz.max()   # pooling: no rounding to spread
-            exponent = k.kind == "dense" and not opt.netx_weights           # an exponent absorbs any scale
-            need = 0 if exponent else (64 if uniform else lim)
-            reads[k.fc.src].append((p.name, float(np.abs(k.w).max()) or 1.0, need))
+            m = _matrix(k)
+            colsum = _dst_channel_max(np.abs(m).sum(axis=0), c)
+            a = np.minimum(a, _exact_bound(k.fc) / (4 * np.maximum(colsum, 1e-300)))
+            c_src = int(plans[k.fc.src].shape[-1])
+            if k.kind == "dense" and not opt.netx_weights:
+                need = 0                                 # an exponent absorbs any scale
+            elif len(conns) == 1 and _exact_channels(k, m, c_src, c, one_source=True)[0].all():
+                need = SD_EXACT_NEED
+            else:
+                need = lim
+            reads[k.fc.src].append((p.name, k, need))
         own[p.name] = a
+        # a hidden neuron's bias is held in payload units (A / 2^state_exp per 1.0)
+        bias_cap[p.name] = np.full(c, np.inf) if b_n is None or (p.is_output and not p.relu) else \
+            SD_BIAS_MAX / np.maximum(np.abs(np.broadcast_to(b_n, (c,))), 1e-300)
     allow, sexp = {}, {}
     for p in reversed(plans_list):
         if p.kind == "input":
             continue
-        a = own[p.name]
-        for q, wmax, need in reads[p.name]:
+        c = int(p.shape[-1])
+        a = own[p.name].copy()
+        for q, k, need in reads[p.name]:
             if need:
-                a = min(a, (1 << nm.ACT_SHIFT) * allow[q] * wmax / need)
-        allow[p.name] = min(own[p.name], max(a, floor))
+                reach = np.abs(_matrix(k)) * _col_values(k, allow[q])
+                row = _src_channel_max(k, reach, c)
+                a = np.where(row > 0, np.minimum(a, (1 << nm.ACT_SHIFT) * row / need), a)
+        cap = bias_cap[p.name] * (1 << nm.ACT_SHIFT)
+        allow[p.name] = np.minimum(np.minimum(own[p.name], np.maximum(a, floor)), cap)
+        if p.is_output:                                  # one scale (see _lower_sigma_delta)
+            allow[p.name][:] = allow[p.name].min()
         sexp[p.name] = nm.ACT_SHIFT
-        if not opt.netx and a < own[p.name] and 2 * allow[p.name] <= own[p.name]:
-            allow[p.name] *= 1 << (SD_STATE_EXP_MAX - nm.ACT_SHIFT)     # same payload unit
+        bound = a < own[p.name]
+        if not opt.netx and bound.any() and np.all(2 * allow[p.name][bound] <= own[p.name][bound]):
+            step = 1 << (SD_STATE_EXP_MAX - nm.ACT_SHIFT)
+            allow[p.name] = np.minimum(allow[p.name] * step, np.minimum(own[p.name], cap * step))
             sexp[p.name] = SD_STATE_EXP_MAX
     return allow, sexp
+
+
+def _lower_sigma_delta(p, conns, b_n, allow, state_exp, unit, net, opt, fmt):
+    """Integer weights, exponents and neuron of a sigma-delta population (or the Sigma
+    decoder at the output).  Returns (neuron, mantissas, exponents, payload units per
+    activation 1.0: one per channel, a scalar at the output).
+
+    Activation 1.0 of channel c is ``A_c`` sigma units, each channel's scale chosen
+    on its own (channel-wise normalisation already gives every channel its own
+    range; its bias and delta threshold follow ``A_c``): as large as the plan
+    allows (``_sd_state_limits``: 24-bit sigma, exact sums, 16-bit bias, the
+    consumers' mantissas) and every incoming connection's largest weight into the
+    channel keeps a full ``lim`` mantissa, ``w_int * 2^e = W' * A_c / u_src``.  A
+    dense connection's one exponent is chosen so that every channel can fill its
+    mantissas below its allowance (not below the delta threshold's floor).
+    Pooling-like channels (``_exact_channels``) get ``A_c`` at an exact integer
+    mantissa.  The output keeps one scale (the read-out compares its neurons).
+    """
+    lim = (1 << fmt.weight_bits) - 2
+    c = int(p.shape[-1])
+    per_channel = not p.is_output
+    allow = np.broadcast_to(np.asarray(allow, np.float64), (c,)).copy()
+    if not per_channel:
+        allow[:] = allow.min()
+    floor = (1 << state_exp) / opt.sd_threshold       # the delta threshold's resolution
+    wu, mixed, vmax, c_srcs = [], [], [], []
+    for k in conns:
+        c_src = int(net.populations[k.fc.src].shape[-1])
+        us = np.broadcast_to(np.asarray(unit[k.fc.src], np.float64), (c_src,))
+        m = _matrix(k) / us[_src_channel_of(k, c_src)]       # W' over the source's payload unit
+        wu.append(m)
+        c_srcs.append(c_src)
+        mixed.append(bool(m.min() < 0 < m.max()))           # Lava drops mixed-sign LSBs: even
+        vmax.append(_dst_channel_max(np.abs(m).max(axis=0), c))
+    exps = []
+    for k, v in zip(conns, vmax):
+        reach = allow * v / lim          # 2^e at which a channel's largest weight fills at A = allow
+        reach = reach[v > 0]
+        if k.kind != "dense" or opt.netx_weights or not reach.size:
+            exps.append(0)
+            continue
+        e = e_top = math.ceil(math.log2(reach.max()))
+        if per_channel:                  # low enough for every channel, not below the floor
+            e = min(e_top, max(math.floor(math.log2(reach.min())),
+                               math.ceil(math.log2(floor * v.max() / lim))))
+        exps.append(int(min(max(e, fmt.weight_exp_min), 0)))
+    a = allow.copy()
+    for v, e in zip(vmax, exps):
+        a = np.minimum(a, np.where(v > 0, lim * 2.0 ** e / np.maximum(v, 1e-300), np.inf))
+    if not per_channel:
+        a[:] = a.min()
+    if state_exp > nm.ACT_SHIFT and np.all(a <= allow / 2):
+        # incoming weights cap A at half the plan or less: state_exp 6 doubles the payload
+        # unit (a finer delta threshold) within what the consumers were planned for
+        state_exp = nm.ACT_SHIFT
+    exact = np.zeros(c, bool)
+    if per_channel and len(conns) == 1:
+        exact, mag = _exact_channels(conns[0], wu[0], c_srcs[0], c)
+        exact &= mag > 0
+        step = 2 if mixed[0] else 1
+
+    def exact_scale(a):
+        """Exact channels: the largest A <= a at an integer (even, when mixed) mantissa."""
+        if not exact.any():
+            return a
+        m = np.floor(a * mag / 2.0 ** exps[0] / step) * step
+        return np.where(exact & (m >= step), m * 2.0 ** exps[0] / np.where(exact, mag, 1.0), a)
+
+    while True:      # rounding can push an exact-sum bound over: shrink until all hold
+        a = exact_scale(a)
+        mants, ratio = [], np.full(c, np.inf)
+        for k, m, mx, e in zip(conns, wu, mixed, exps):
+            x = m * (_col_values(k, a) / 2.0 ** e)
+            q = (2 * np.round(x / 2) if mx else np.round(x)).astype(np.int64)
+            mants.append(q.reshape(k.w.shape))
+            worst = net.max_payload(k.fc.src) * _dst_channel_max(np.abs(q).sum(axis=0), c)
+            ratio = np.minimum(ratio, np.where(worst > 0, _exact_bound(k.fc) / np.maximum(worst, 1), np.inf))
+        if np.all(ratio > 1) or a.max() < 1:
+            break
+        a = np.where(ratio > 1, a, a * 0.97 * np.minimum(ratio, 1.0))
+        if not per_channel:
+            a[:] = a.min()
+    a_flat = np.broadcast_to(a, p.shape).reshape(-1)
+    b_full = None if b_n is None else np.broadcast_to(b_n, p.shape).reshape(-1) * a_flat
+    if p.is_output and not p.relu:
+        # a Sigma decoder (NetX sigma_output): the host adds the bias when reading out
+        neuron = SigmaNeuron(bias=None if b_full is None else np.round(b_full).astype(np.int64))
+        return neuron, mants, exps, float(a[0])
+    bias = None if b_full is None else np.round(b_full / (1 << state_exp)).astype(np.int64)
+    vth = max(1, int(round(opt.sd_threshold * float(a.min()) / (1 << state_exp))))
+    neuron = SigmaDeltaNeuron(vth=vth, bias=bias, spike_exp=0, state_exp=state_exp,
+                              act_mode="relu" if p.relu else "unit")
+    u = a / (1 << state_exp)
+    return neuron, mants, exps, (u if per_channel else float(u[0]))
 
 
 def _hops(net: LoweredNet) -> int:
@@ -721,56 +897,11 @@ def lower(g: nx.DiGraph, options=None, hw=None) -> LoweredNet:
             unit[p.name] = 1
             net.meta.setdefault("vth_nominal", {})[p.name] = int(vth)
         else:
-            # activation 1.0 == a_dst sigma units.  Bounded by: the 24-bit sigma (activations
-            # up to 4x the calibration scale), every incoming weight mantissa range, and
-            # exactness of each connection's sums for activations up to 4x:
-            # 4 * a_dst * colsum(W') < bound (see _sd_state_limits)
-            u = [unit[k.fc.src] for k in conns]
-            wmax = [float(np.abs(k.w).max()) or 1.0 for k in conns]
-            expo = [k.kind == "dense" and not opt.netx_weights for k in conns]
-
-            def exponent(i, a):       # w_int * 2^e = W' * A / u_src, with |w_int| <= lim
-                if not expo[i]:
-                    return 0
-                return min(max(math.ceil(math.log2(wmax[i] * a / u[i] / lim)), fmt.weight_exp_min), 0)
-
-            a_dst = sd_allow[p.name]
-            for i in range(len(conns)):
-                a_dst = min(a_dst, lim * u[i] * 2.0 ** exponent(i, a_dst) / wmax[i])
-            if sd_exp.get(p.name, nm.ACT_SHIFT) > nm.ACT_SHIFT and a_dst < sd_allow[p.name]:
-                # incoming weights cap A below the plan: state_exp 7 would halve the payload unit
-                # the consumers were planned for; keep state_exp 6 at the plan's payload unit
-                sd_exp[p.name] = nm.ACT_SHIFT
-                a_dst = min(a_dst, sd_allow[p.name] / (1 << (SD_STATE_EXP_MAX - nm.ACT_SHIFT)))
-            while True:      # rounding can push an exact-sum bound over: shrink until all hold
-                exps = [exponent(i, a_dst) for i in range(len(conns))]
-                mants, ratio = [], math.inf
-                for k, ui, e in zip(conns, u, exps):
-                    scale = a_dst / ui / 2.0 ** e
-                    w = k.w
-                    m = (2 * np.round(w * scale / 2) if w.min() < 0 < w.max()
-                         else np.round(w * scale)).astype(np.int64)
-                    mants.append(m)
-                    worst = net.max_payload(k.fc.src) * float(np.abs(m).sum(axis=k.sum_axes).max())
-                    ratio = min(ratio, _exact_bound(k.fc) / worst if worst else ratio)
-                if ratio > 1 or a_dst < 1:
-                    break
-                a_dst *= 0.97 * ratio
-            state_exp = sd_exp.get(p.name, nm.ACT_SHIFT)
-            b_full = None if b_n is None else np.broadcast_to(b_n, p.shape).reshape(-1) * a_dst
-            if p.is_output and not p.relu:
-                # a Sigma decoder (NetX sigma_output): the host adds the bias when reading out
-                neuron = SigmaNeuron(bias=None if b_full is None else np.round(b_full).astype(np.int64))
-                unit[p.name] = a_dst
-            else:
-                bias = None if b_full is None else np.round(b_full / (1 << state_exp)).astype(np.int64)
-                vth = max(1, int(round(opt.sd_threshold * a_dst / (1 << state_exp))))
-                neuron = SigmaDeltaNeuron(vth=vth, bias=bias, spike_exp=0, state_exp=state_exp,
-                                          act_mode="relu" if p.relu else "unit")
-                unit[p.name] = a_dst / (1 << state_exp)
+            neuron, mants, exps, unit[p.name] = _lower_sigma_delta(
+                p, conns, b_n, sd_allow[p.name], sd_exp.get(p.name, nm.ACT_SHIFT), unit, net, opt, fmt)
             # payloads of this population stay below this bound for activations up to 4x
             # the calibration scale (documented guarantee for Lava's float32 conv)
-            net.meta["payload_max"][p.name] = int(math.ceil(4 * unit[p.name]))
+            net.meta["payload_max"][p.name] = int(math.ceil(4 * float(np.max(unit[p.name]))))
         net.add_population(p.name, p.shape, neuron)
         names = set()
         for k, m, e in zip(conns, mants, exps):
@@ -784,7 +915,8 @@ def lower(g: nx.DiGraph, options=None, hw=None) -> LoweredNet:
                         weight=np.ascontiguousarray(cw).astype(np.int64), weight_exp=int(e), **fc.geo)
         if p.is_output:
             net.output = p.name
-    net.meta["units"] = {k: float(v) for k, v in unit.items()}
+    net.meta["units"] = {k: (float(v) if np.ndim(v) == 0 else [float(x) for x in v])
+                         for k, v in unit.items()}
     net.meta["readout"] = {"sigma-delta": "sigma", "few-spike": "few-spike"}.get(mode, opt.readout)
     if mode == "few-spike":
         net.meta["cycle_steps"] = opt.fs_k

@@ -163,3 +163,134 @@ def test_diagnostics_separate_quantisation_from_spiking(models, calib):
         assert r.correlation > 0.8 and r.quantised_correlation > 0.8, r
     hidden = [r for r in rows if r.population != c.net.output]
     assert all(r.spikes_per_neuron > 0 for r in hidden)
+
+
+# -- sigma-delta: one scale per channel --------------------------------------------
+
+def _sd_graph(rng):
+    """Conv -> ReLU -> 2x2 average pool -> Dense -> ReLU -> Dense, where one conv
+    channel and a quarter of the hidden neurons have 5x / 10x smaller weights than
+    the rest (under layer-wise normalisation they share the others' scale)."""
+    from neurocomp.ir import ops
+    g = ir.new_graph("sd_channels")
+    ir.add_op(g, "x", ops.Input(shape=(8, 8, 1)))
+    w = rng.normal(size=(3, 3, 1, 6))
+    w[..., 0] *= 0.2
+    ir.add_op(g, "c", ops.Conv2D(weight=w, bias=rng.normal(0, 0.05, 6)), ["x"])
+    ir.add_op(g, "r", ops.Activation(function="relu"), ["c"])
+    ir.add_op(g, "p", ops.AvgPool2D(pool=(2, 2), strides=(2, 2)), ["r"])
+    ir.add_op(g, "f", ops.Flatten(), ["p"])
+    wd = rng.normal(size=(54, 16)) / 4
+    wd[:, :4] *= 0.1
+    ir.add_op(g, "d", ops.Dense(weight=wd, bias=rng.normal(0, 0.05, 16)), ["f"])
+    ir.add_op(g, "r2", ops.Activation(function="relu"), ["d"])
+    ir.add_op(g, "o", ops.Dense(weight=rng.normal(size=(16, 5)), bias=rng.normal(0, 0.1, 5)), ["r2"])
+    ir.add_op(g, "out", ops.Output(), ["o"])
+    return g
+
+
+@pytest.fixture(scope="module")
+def sd_compiled():
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0, 1, (200, 8, 8, 1))
+    return neurocomp.compile(_sd_graph(rng), calib=x[:100], mode="sigma-delta", channelwise=False), x
+
+
+def _largest_mantissa_per_channel(net, pop):
+    c = net.populations[pop].shape[-1]
+    best = np.zeros(c, np.int64)
+    for conn in net.incoming(pop):
+        w = np.abs(conn.weight)
+        per_col = w.max(axis=1) if conn.kind == "dense" else w.max(axis=(0, 1, 2))
+        best = np.maximum(best, per_col.reshape(-1, c).max(axis=0))
+    return best
+
+
+def test_sigma_delta_scales_every_channel_to_full_mantissas(sd_compiled):
+    c, x = sd_compiled
+    net = c.net
+    # each channel of the conv and each hidden neuron, the small-weight ones included, keeps
+    # (nearly) full 8-bit weight mantissas: its own scale absorbs its weights' range
+    for pop in ("c", "d"):
+        best = _largest_mantissa_per_channel(net, pop)
+        assert best.min() >= 128, (pop, best)
+        units = np.asarray(net.meta["units"][pop])
+        assert units.shape == (net.populations[pop].shape[-1],) and np.all(units > 0)
+        n = net.populations[pop].neuron
+        assert isinstance(n, SigmaDeltaNeuron)
+        # one delta threshold per population: at most sd_threshold of activation 1.0 in every channel
+        assert np.all(n.vth / units <= c.options.sd_threshold * 1.5 + 1e-12)
+        assert np.abs(n.bias).max() < 1 << 15                     # Lava SigmaDelta's 16-bit bias
+    assert np.ndim(net.meta["units"][net.output]) == 0           # the read-out compares one scale
+    # the decoded activations follow the float network closely, channel by channel
+    q = quantised_ann(net, x)
+    acts = ir.run_float(c.graph, x, keep=["r", "r2"])
+    for pop, node in (("c", "r"), ("d", "r2")):
+        scale = np.broadcast_to(np.asarray(c.graph.nodes[node]["meta"]["act_scale"]),
+                                net.populations[pop].shape).reshape(-1)
+        ref = acts[node].reshape(len(x), -1) / scale
+        err = np.abs(q[pop] - ref).max(axis=0)
+        small = np.broadcast_to(np.arange(net.populations[pop].shape[-1]) < (1 if pop == "c" else 4),
+                                net.populations[pop].shape).reshape(-1)
+        # the small-weight channels are represented as precisely as the others
+        assert err[small].max() < 0.02 * ref[:, small].max() + 1e-9, (pop, err[small].max())
+
+
+def test_sigma_delta_average_pooling_is_exact(sd_compiled):
+    c, x = sd_compiled
+    net = c.net
+    (conn,) = net.incoming("p")
+    w = conn.weight                                           # (2, 2, 1, C) depthwise mean
+    for ch in range(w.shape[-1]):
+        assert np.unique(w[..., ch]).size == 1 and w[0, 0, 0, ch] >= 16
+    # the pooled activation is exactly the mean of the (decoded) conv activations
+    # (decoded values are in units of each layer's calibration scale)
+    q = quantised_ann(net, x)
+    conv = q["c"].reshape(len(x), 6, 6, 6)
+    scale = {n: np.asarray(c.graph.nodes[n]["meta"]["act_scale"]) for n in ("r", "p")}
+    ratio = scale["r"] / scale["p"]
+    mean = (conv.reshape(len(x), 3, 2, 3, 2, 6).mean(axis=(2, 4)) * ratio).reshape(len(x), -1)
+    np.testing.assert_allclose(q["p"], mean, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.xdist_group("lava")
+def test_sigma_delta_channel_scales_agree_on_event_and_lava(sd_compiled):
+    from backend_agreement import assert_identical, run_event_and_lava
+    from neurocomp.encoding import encode
+
+    c, x = sd_compiled
+    raster = encode(c.net, x[:3], c.latency_steps + 4)
+    assert assert_identical(*run_event_and_lava(c.net, raster)) > 0
+
+
+def test_sigma_delta_bias_fits_lavas_16_bits():
+    """A neuron whose bias is many times its activation scale (a high threshold that the
+    input rarely crosses) gets a scale whose bias still fits SigmaDelta's 16-bit bias."""
+    from neurocomp.ir import ops
+    rng = np.random.default_rng(5)
+    g = ir.new_graph("sd_bias")
+    ir.add_op(g, "x", ops.Input(shape=(256,)))
+    w = rng.normal(0, 0.15, (256, 8))
+    w[:, 0] = 1.0
+    b = np.zeros(8)
+    b[0] = -135.0                                  # fires when the sum of 256 pixels exceeds 135
+    ir.add_op(g, "d", ops.Dense(weight=w, bias=b), ["x"])
+    ir.add_op(g, "r", ops.Activation(function="relu"), ["d"])
+    ir.add_op(g, "o", ops.Dense(weight=rng.normal(size=(8, 3)), bias=None), ["r"])
+    ir.add_op(g, "out", ops.Output(), ["o"])
+    x = rng.uniform(0, 1, (400, 256))
+    c = neurocomp.compile(g, calib=x[:200], mode="sigma-delta", normalization="max", channelwise=True)
+    n = c.net.populations["d"].neuron
+    scale = np.asarray(c.graph.nodes["r"]["meta"]["act_scale"])
+    (conn,) = c.net.incoming("d")
+    # the state scale's default (2^20 per 1.0) would put that bias at 2^14 * 135 / scale payload
+    # units, ~20x the 16-bit range: the bias bounds the neuron's scale, and the weight exponent
+    # is chosen so that its weights still get full mantissas below it
+    assert np.abs(n.bias).max() < 1 << 15 and abs(n.bias[0]) > 1 << 13
+    assert np.abs(conn.weight[0]).max() == 254
+    # decoded as precisely as the 8-bit input allows: the high-bias neuron's equal weights are
+    # exact (an integer mantissa times its scale; their rounding error, magnified by the bias
+    # cancelling most of the sum, would cost more than the input's)
+    ref = np.maximum(x @ w + b, 0) / scale
+    err = np.abs(quantised_ann(c.net, x)["d"] - ref).max(axis=0)
+    assert err[0] < 0.03 and err.max() < 0.05, err
