@@ -5,6 +5,9 @@ on Loihi 1 and Loihi 2.
 
 Targets (issue 6): cores <= 1.05 x lower bound; VGG-16 partitioned in < 5 s.  Misses list
 the layers furthest above their bound and why the bound cannot be reached there.
+Besides the per-layer bound (whose output-axon terms use the next layer's actual
+partition) the table shows ``net LB``, a lower bound on the cores of ANY mapping of
+the network (``network_lower_bound``; its time is not part of the partition time).
 The networks are built by hand as LoweredNets with random integer weights
 (only their structure matters).  ``--check`` also runs the independent
 checker (slow and memory-hungry for VGG-16: it expands every conv synapse).
@@ -21,7 +24,7 @@ from neurocomp.errors import HardwareLimitError
 from neurocomp.hw import load_hw
 from neurocomp.lowered import InputNeuron, LIFNeuron, LoweredNet
 from neurocomp.mapping import check_mapping
-from neurocomp.passes.partition_cores import partition_cores
+from neurocomp.passes.partition_cores import network_lower_bound, partition_cores
 
 RNG = np.random.default_rng(0)
 
@@ -120,17 +123,24 @@ FULL_VGG_NOTE = ("full VGG-16 widths cannot fit: fan-in 3*3*512 = 4608 distinct 
 VGG_NOTE = ("conv_shared stores one weight row per distinct (source channel, tap footprint) on a core "
             "(nengo-loihi's scheme; clipped border footprints are rows of their own), so sharing only "
             "pays on tiles wider than the kernel, and the input-axon limit (4096, with the halo) keeps "
-            "tiles of the 128-448-channel 3x3 layers a few positions wide.  The bound now sees that "
-            "coupling (conv_capacity: per position, the most neurons any tile/range core holding it can "
-            "take, from its halo and its distinct clipped footprints; #cores >= sum 1/capacity), but it "
-            "is fractional: each position may use its own best core shape (e.g. a tall column at the "
-            "top edge, a 1x1 dense tile inside), which no single tiling realises.  The partitioner "
-            "tiles border bands and the interior separately, which closes part of the rest.")
+            "tiles of the 128-448-channel 3x3 layers a few positions wide.  Two things keep the ratio "
+            "above 1.05.  (1) The per-layer bounds are fractional (conv_capacity lets every position "
+            "take its own best core shape; the covering LP of any tile/range mapping of the layer, "
+            "'layer LP' below, is higher but still below what whole tiles reach -- 128 channels in "
+            "17-channel tiles are 8 tiles, not 7.5).  (2) A layer's output-axon bound is taken for "
+            "the NEXT layer's actual partition: a conv tile's input axons are the output axons of "
+            "the layer feeding it, so the partitioner now charges them (a tile costs 1 + input "
+            "axons / 4096 cores) and cuts layers coarser -- that removes far more cores upstream "
+            "(pools, convs feeding convs) than it adds, but those upstream bounds fall with them, "
+            "so the ratio rises while the core count falls.  The old mapping's bound (2041 / 1633) "
+            "is above what this mapping uses on Loihi 1, so the per-layer sum is no lower bound on "
+            "the network; 'net LB' is one, and the gap to it is what is left.")
 
 
-def _gaps(m, net, hw):
+def _gaps(m, net, hw, own=None):
     """Layers that use more cores than their bound, worst first, with the limit
-    that binds on their cores and why the bound cannot see it."""
+    that binds on their cores and why the bound cannot see it; ``own``: per
+    layer the partition-independent bound (with the covering LP for conv layers)."""
     s = m.summary
     lims = {"neurons": hw.value("core.neurons"), "input_axons": hw.value("core.input_axons"),
             "output_axons": hw.value("core.output_axons"),
@@ -156,8 +166,10 @@ def _gaps(m, net, hw):
                        "every tile; the bound counts each source once")
         elif bind == "synapse_memory_bits":
             why.append(f"bound assumes >= {lb['min_synapse_memory_bits']} bits in all")
-        out.append((n - lb["proven"], f"{p} {tuple(net.populations[p].shape)}: {n} cores vs bound "
-                    f"{lb['cores']}; " + "; ".join(why)))
+        if own and own.get(p, 0) > lb["cores"]:
+            why.append(f"layer LP (any tile/range mapping of this layer alone) >= {own[p]}")
+        out.append((n - max(lb["proven"], (own or {}).get(p, 0)), f"{p} {tuple(net.populations[p].shape)}: "
+                    f"{n} cores vs bound {lb['cores']}; " + "; ".join(why)))
     return [t for _, t in sorted(out, reverse=True)]
 
 
@@ -168,9 +180,11 @@ def main(argv=None) -> int:
     ap.add_argument("--gaps", action="store_true", help="per-layer gaps to the bound for misses")
     args = ap.parse_args(argv)
     print("bound: sum over layers of max over limits of ceil(layer total / per-core limit); memory total =")
-    print("  provable minimum of the synapse-memory cost model.  proven: same with whole neurons per core.")
+    print("  provable minimum of the synapse-memory cost model; output axons for the next layer's actual")
+    print("  partition.  proven: same with whole neurons per core.  net LB: cores ANY mapping of the network")
+    print("  needs (per-layer covering LPs, output axons charged to the layers that cause them).")
     print(f"{'network':30s} {'hw':7s} {'cores':>6s} {'bound':>6s} {'ratio':>6s} {'proven':>6s} {'ratio':>6s} "
-          f"{'chips':>5s} {'time s':>7s}  note")
+          f"{'net LB':>6s} {'ratio':>6s} {'chips':>5s} {'time s':>7s}  note")
     missed = []
     gaps = {}
     for label, build in NETS.items():
@@ -182,20 +196,24 @@ def main(argv=None) -> int:
                 m = partition_cores(net, hw, place=False)
             except HardwareLimitError as e:
                 dt = time.perf_counter() - t0
-                print(f"{label:30s} {hwn:7s} {'-':>6s} {'-':>6s} {'-':>6s} {'-':>6s} {'-':>6s} {'-':>5s} "
+                print(f"{label:30s} {hwn:7s} " + " ".join(f"{'-':>6s}" for _ in range(7)) + f" {'-':>5s} "
                       f"{dt:7.2f}  HardwareLimitError: {e}")
                 continue
             dt = time.perf_counter() - t0
+            cpu = time.process_time() - c0
             s = m.summary
             ratio = s["cores_used"] / max(1, s["lower_bound"])
             pr = s["cores_used"] / max(1, s["proven_lower_bound"])
-            note = []
+            t1 = time.perf_counter()
+            nlb = network_lower_bound(net, hw)
+            note = [f"net LB {time.perf_counter() - t1:.1f} s"]
+            nr = s["cores_used"] / max(1, nlb["cores"])
             if ratio > 1.05:
-                note.append(f"MISSED 1.05x by {ratio - 1.05:.3f}")
+                note.append(f"MISSED 1.05x by {ratio - 1.05:.3f} (vs net LB: {nr:.3f})")
                 missed.append((label, hwn, "ratio", ratio))
-                gaps[(label, hwn)] = _gaps(m, net, hw)
+                gaps[(label, hwn)] = _gaps(m, net, hw, nlb["own"])
             if label.startswith("VGG") and dt >= 5:
-                note.append(f"MISSED 5 s by {dt - 5:.2f} s (cpu {time.process_time() - c0:.2f} s: "
+                note.append(f"MISSED 5 s by {dt - 5:.2f} s (cpu {cpu:.2f} s: "
                             "a wall time well above it means a busy machine)")
                 missed.append((label, hwn, "time", dt))
             if args.place and s["chips_used"] > 1:
@@ -208,7 +226,8 @@ def main(argv=None) -> int:
                 errs = check_mapping(net, hw, m)
                 note.append("checker: ok" if not errs else f"checker: {len(errs)} errors, {errs[0]}")
             print(f"{label:30s} {hwn:7s} {s['cores_used']:6d} {s['lower_bound']:6d} {ratio:6.3f} "
-                  f"{s['proven_lower_bound']:6d} {pr:6.3f} {s['chips_used']:5d} {dt:7.2f}  {'; '.join(note)}")
+                  f"{s['proven_lower_bound']:6d} {pr:6.3f} {nlb['cores']:6d} {nr:6.3f} {s['chips_used']:5d} "
+                  f"{dt:7.2f}  {'; '.join(note)}")
     print(f"\nnote: {FULL_VGG_NOTE}")
     if missed:
         print(f"\nwhy VGG misses: {VGG_NOTE}")

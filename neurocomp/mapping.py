@@ -268,11 +268,14 @@ def recount(net: LoweredNet, hw, mapping: Mapping, errors: Optional[list] = None
         src, dcore = _pairs(net, c, core_of)
         n_src = net.populations[c.src].size
         syn += np.bincount(dcore, minlength=nc)
-        ax_keys.setdefault(c.src, []).append(dcore * n_src + src)
-        if c.src in core_of:
-            out_pairs.setdefault(c.src, []).append(src * nc + dcore)
-        # memory of this connection per core, with the recorded encoding
+        # distinct (core, source) pairs of this connection: its axon rows (kept per
+        # connection, not per synapse, so VGG-sized networks fit in memory)
         rows_key, fan = np.unique(dcore * n_src + src, return_counts=True)
+        del src, dcore
+        ax_keys.setdefault(c.src, []).append(rows_key)
+        if c.src in core_of:
+            out_pairs.setdefault(c.src, []).append((rows_key % n_src) * nc + rows_key // n_src)
+        # memory of this connection per core, with the recorded encoding
         rcore = rows_key // n_src
         n_rows = np.bincount(rcore, minlength=nc)
         wb, db = conn_bits(c)

@@ -7,31 +7,42 @@ cost model of ``HardwareConfig.synapse_memory_bits`` (counting rules: see
 connections whichever of ``conv_shared``, ``sparse`` and ``dense`` is smallest per core
 (``dense`` stores zeros but no target index: it wins where every axon of a small
 tile reaches most of its neurons, e.g. 1x1 tiles of wide 3x3 layers on Loihi 1).
+A core holds neurons of one layer (nengo-loihi's one block per core).
 
 Populations are partitioned from the output back to the input, so that when a
 population is split the cores of everything it feeds are known and its
 neurons' output axons (one per destination core) can be counted.
 
-* A population whose incoming connections are all convolutions is cut into a
-  grid of ``(th, tw, tc)`` tiles (rows x columns x channels).  Every count is
-  separable over the three axes (receptive-field rows x columns x source
-  channels), so each candidate tile shape is scored over all its tiles with a
-  few numpy broadcasts (``conv_shared`` rows: distinct tap footprints per axis,
-  ``_axis_classes``, times source channels); candidates are tried in increasing core count and the
-  first one where every tile fits wins.  When that grid misses the layer's
-  bound, border bands (first/last 1-2 rows and/or columns) are cut off and
-  each of the up to 9 regions gets its own grid: border positions have
-  clipped receptive fields (fewer axons, more shared footprints), so they
-  take larger tiles than the interior.  Overlapping receptive fields (the
-  halo of a spatial tile) are paid as input axons on each core, which is what
-  makes channel groups win for wide layers and spatial tiles for large maps.
-  Weights are counted structurally (zeros included), an upper bound of the
-  checker's count.
+* A population fed by one ``groups == 1`` convolution is cut into tiles
+  ``[y0, y1) x [x0, x1) x [c0, c1)`` by a slab search (``_Rects``,
+  ``_slab_partition``).  Every count of a tile is a product of per-axis
+  tables (distinct inputs, distinct tap footprints by size -- the
+  ``conv_shared`` rows --, inputs by footprint size), so the most channels
+  each rectangle of output positions can hold is found for all rectangles
+  at once.  Then, per region of a few decompositions of the map (whole; a
+  border band of 1-3 rows/columns cut off as a 9-region grid, as full-width
+  bands, or as a pinwheel whose side strips each take a corner), the
+  channels are cut into slabs, each slab a partition of the region into row
+  bands cut into column pieces (or the transpose) that all hold the slab's
+  height: a DP per height (``_band_costs_nb``) and an unbounded knapsack
+  over heights (``_knapsack_nb``), so slabs need not be equal, the last one
+  is not left nearly empty, and border positions (clipped receptive fields:
+  fewer axons, fewer footprint rows) take larger tiles or other shapes than
+  the interior.  A tile's input axons are the feeding layer's output axons,
+  so when that layer is placed a tile costs ``1 + input axons / output-axon
+  limit`` cores (``_Rects.wgt``): cutting a layer finer than it must be
+  multiplies the cores of the layer before it (VGG: -11% cores in all).
+  Where the feeding layer's own limits need more cores than those output
+  axons, the plain core count is compared too.
+* Other conv populations (several inputs, grouped/depthwise) are cut into a
+  grid of ``(th, tw, tc)`` tiles over the whole layer or over border bands
+  and the interior (``_tile_partition``; candidates tried in increasing core
+  count, the first where every tile fits wins).
 * Other populations (dense inputs, mixed inputs) are cut into contiguous
   ranges of the flat order, greedily longest-first (binary search on the end
   of each block; every limit is monotone in it), counting distinct sources on
   the dst-major CSR with numpy.  Small conv populations are tried this way too
-  and the fewer cores win.
+  and the cheaper wins.
 
 Lower bound per layer (``summary["lower_bound"]`` sums them, since a core
 holds one layer): max over limits of ceil(total / per-core limit).  Synapse
@@ -44,12 +55,12 @@ whose partition misses that bound, ``conv_capacity`` adds the footprint
 capacity bound of ``_conv_capacity``: per output position, the most neurons
 any tile or flat-range core containing it can hold given the input-axon
 limit (halo included) and the distinct clipped footprints it must store;
-#cores >= sum over neurons of 1 / capacity.  It is a fractional bound (each
-position may take its best core shape), so 3x3 layers whose best shapes
-differ from position to position still sit above it.
-
-Conv layers are tried as contiguous ranges only when tiles miss the bound:
-the range search counts synapses and is the slow part.
+#cores >= sum over neurons of 1 / capacity.  The output-axon term of a layer
+uses its consumers' actual partition, so these bounds move with the mapping
+and their sum is not a lower bound on the network's cores.
+:func:`network_lower_bound` is one: per conv layer a covering LP over every
+tile and flat range (``_LayerLP``, exact tile costs), and output axons
+charged to the layers that cause them (see its docstring).
 
 Impossible cases raise ``HardwareLimitError`` with the numbers.
 """
@@ -57,6 +68,7 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 
 from neurocomp.errors import HardwareLimitError
@@ -168,21 +180,20 @@ class _ConvGeom:
         return rc, fc
 
 
-def _conv_out_axons_from(geom: _ConvGeom, regions):
-    """Per source neuron (flat), destination tiles it reaches, for a dst cut
-    into rectangular regions ``(y0, y1, x0, x1, th, tw, tc)``, each a uniform
-    grid of tiles (cores of different regions are different cores)."""
-    def per_axis(hits, a0, a1, t):
-        return (np.add.reduceat(hits[a0:a1], np.arange(0, a1 - a0, t), axis=0) > 0).sum(0)
-    cs = np.arange(geom.Cs)
-    g = cs // geom.cg
-    lo, hi = g * geom.og, (g + 1) * geom.og - 1
-    out = 0
-    for y0, y1, x0, x1, th, tw, tc in regions:
-        ny, nx = per_axis(geom.hy, y0, y1, th), per_axis(geom.hx, x0, x1, tw)
-        ncc = hi // tc - lo // tc + 1
-        out = out + ny[:, None, None] * nx[None, :, None] * ncc[None, None, :]
-    return np.asarray(out).ravel()
+def _conv_out_axons_from(geom: _ConvGeom, tiles):
+    """Per source neuron (flat), how many of the destination tiles
+    ``(y0, y1, x0, x1, c0, c1)`` it reaches (one output axon each)."""
+    t = np.asarray(tiles, np.int64).reshape(-1, 6)
+    ry = (geom.cy[t[:, 1]] - geom.cy[t[:, 0]]) > 0                   # (tiles, H): rows reached
+    rx = (geom.cx[t[:, 3]] - geom.cx[t[:, 2]]) > 0                   # (tiles, W)
+    g = np.arange(geom.Cs) // geom.cg                                 # group of each source channel
+    rc = (t[:, 4:5] < (g + 1)[None] * geom.og) & (t[:, 5:6] > g[None] * geom.og)   # (tiles, Cs)
+    pos = (ry[:, :, None] & rx[:, None, :]).reshape(len(t), -1).astype(np.float64)
+    return np.rint(pos.T @ rc.astype(np.float64)).astype(np.int64).ravel()
+
+
+def _tiles_of(recs):
+    return [tuple(v for ab in r.tile for v in ab) for r in recs]
 
 
 # -- the pass ---------------------------------------------------------------------------
@@ -193,7 +204,7 @@ def partition_cores(net: LoweredNet, hw, place: bool = True) -> Mapping:
     when more than one chip is needed and ``place``)."""
     lim = _Limits(hw)
     pops = [n for n, p in net.populations.items() if not isinstance(p.neuron, InputNeuron)]
-    info = {}          # pop -> ("tile", [(y0, y1, x0, x1, th, tw, tc), ...]) or ("flat",)
+    info = {}          # pop -> ("tile", [(y0, y1, x0, x1, c0, c1), ...]) or ("flat",)
     core_ids = {}      # pop -> per-neuron core id (global, unique)
     per_pop = {}
     lbs = {}
@@ -269,8 +280,26 @@ def _partition_pop(net, hw, lim, name, out_ax, info):
     conv_only = bool(ins) and len(p.shape) == 3 and all(c.kind == "conv" for c in ins)
     best = None
     lb = _lower_bound(net, hw, lim, name, out_ax)
+    # what a core's input axons cost the layer feeding it (they are its output
+    # axons): weighed in when that layer is placed (not the host-fed input)
+    lam = float(any(not isinstance(net.populations[c.src].neuron, InputNeuron) for c in ins))
     if conv_only:
-        best = _tile_partition(net, hw, lim, name, out_ax, lb["cores"])
+        if _slab_ok(net, name):
+            slab = _slab_partition(net, hw, lim, name, out_ax, lam)
+            if slab is not None and lam > 0:
+                # the weight only pays where the feeding layer is short of output
+                # axons; where its own limits need more cores than its output
+                # axons do, compare with the tiling that ignores them
+                up = _own_cores(net, hw, lim, ins[0].src)
+                ax = sum(r.input_axons for r in slab[1]) / lim.O
+                if up > ax:
+                    plain = _slab_partition(net, hw, lim, name, out_ax, 0.0)
+                    if plain is not None and (len(plain[1]) + max(up, sum(r.input_axons for r in plain[1]) / lim.O)
+                                              < len(slab[1]) + up):
+                        slab = plain
+            best = None if slab is None else slab[1:]
+        if best is None:
+            best = _tile_partition(net, hw, lim, name, out_ax, lb["cores"])
         n_syn = sum(int(np.prod(c.weight.shape[:3])) * p.size for c in ins)
         # contiguous ranges cost a synapse-level count; no use once tiles reach the bound
         at_bound = best is not None and len(best[0]) <= lb["proven"]
@@ -282,7 +311,8 @@ def _partition_pop(net, hw, lim, name, out_ax, info):
                 if best is None:
                     raise
                 flat = None
-            if flat is not None and (best is None or len(flat[0]) < len(best[0])):
+            if flat is not None and (best is None or _tiling_cost(flat[0], lam, lim)
+                                     < _tiling_cost(best[0], lam, lim)):
                 best = flat
         if best is None:
             raise HardwareLimitError(f"'{name}' {p.shape}: no tiling fits a core of '{hw.name}' "
@@ -298,6 +328,23 @@ def _partition_pop(net, hw, lim, name, out_ax, info):
         lb["cores"] = max(lb["cores"], cc)
         lb["proven"] = max(lb["proven"], cc)
     return recs, lb
+
+
+def _own_cores(net, hw, lim, name):
+    """Cores layer ``name`` needs whatever its consumers' partition: neurons,
+    input axons and synapse memory (not output axons)."""
+    lb = _lower_bound(net, hw, lim, name, np.zeros(net.populations[name].size, np.int64))
+    return max(lb["neurons"], lb["input_axons"], lb["synapse_memory_bits"])
+
+
+def _tiling_cost(recs, lam, lim):
+    return len(recs) + lam * sum(r.input_axons for r in recs) / lim.O
+
+
+def _slab_ok(net, name):
+    """Slab tilings need one ``groups == 1`` conv input (its costs factor per axis)."""
+    ins = net.incoming(name)
+    return len(ins) == 1 and ins[0].kind == "conv" and ins[0].groups == 1
 
 
 def _min_bits_per_synapse(hw, enc, c):
@@ -537,52 +584,11 @@ def _conv_capacity(net, hw, lim, name):
         cap = np.where(mx[None, :, :], rowmax[:, None, :], 0).max(2)    # (Ho, Wo)
     # flat ranges: row-major position intervals, exact footprints (2-D bit masks)
     Lmax = min(Ho * Wo, Nl // Co + 2)
-    taps = []
-    ky, kx = np.meshgrid(np.arange(kh), np.arange(kw), indexing="ij")
-    for p in range(Ho * Wo):
-        y, x = divmod(p, Wo)
-        iy = y * c.strides[0] + ky * c.dilation[0] - c.pads[0][0]
-        ix = x * c.strides[1] + kx * c.dilation[1] - c.pads[1][0]
-        ok = (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
-        taps.append(list(zip((iy * W + ix)[ok].tolist(), (1 << (ky * kw + kx))[ok].tolist())))
-    vy = np.arange(Ho)[:, None] * c.strides[0] + np.arange(kh)[None, :] * c.dilation[0] - c.pads[0][0]
-    rowsig = [tuple(r) for r in ((vy >= 0) & (vy < H))]          # valid vertical taps per row
+    st = _flat_stats(net, c, Lmax, Q)
+    if st is None:
+        return None                                 # too costly: no capacity bound (still sound)
+    Dm, Tm, Nm = st
     n = Ho * Wo
-    Dm = np.full((n, Lmax + 1), -1, np.int64)
-    Tm = np.zeros((n, Lmax + 1), np.int64)
-    Nm = np.zeros((n, Lmax + 1), np.int64)
-    memo = {}
-    span = -(-Lmax // Wo) + 1
-    work = 0
-    for u in range(n):
-        y, x = divmod(u, Wo)
-        key = (x, tuple(rowsig[y:y + span]))        # translation along y changes nothing else
-        if key in memo:
-            Dm[u], Tm[u], Nm[u] = memo[key]
-            Dm[u, n - u + 1:] = -1
-            continue
-        fp, cls = {}, {}
-        D = T = 0
-        for L in range(1, min(Lmax, n - u) + 1):
-            work += len(taps[u + L - 1])
-            if work > CAPACITY_BOUND_WORK:
-                return None                         # too costly: no capacity bound (still sound)
-            for i, b in taps[u + L - 1]:
-                old = fp.get(i, 0)
-                if old:
-                    cls[old] -= 1
-                    if not cls[old]:
-                        D -= bin(old).count("1")
-                new = old | b
-                fp[i] = new
-                cls[new] = cls.get(new, 0) + 1
-                if cls[new] == 1:
-                    D += bin(new).count("1")
-                T += 1
-            if len(fp) > Q:
-                break
-            Dm[u, L], Tm[u, L], Nm[u, L] = D, T, len(fp)
-        memo[key] = (Dm[u].copy(), Tm[u].copy(), Nm[u].copy())
     ok = Dm >= 0
     Ls = np.arange(Lmax + 1)[None, :].repeat(n, 0)
     rcs = np.where(ok, Ls / np.maximum(Dm, 1), 0.0)
@@ -617,6 +623,67 @@ def _conv_capacity(net, hw, lim, name):
     return np.maximum(cap.ravel(), capf)
 
 
+def _flat_stats(net, c, Lmax, Q, work_limit=None):
+    """Per row-major interval of output positions ``[u, u + L)`` (L <= Lmax)
+    of conv ``c``: D (sum of the sizes of the distinct 2-D tap footprints of
+    its inputs), T (valid taps) and N (distinct input positions), each
+    ``(n, Lmax + 1)``; D = -1 where the interval is past the end or reads more
+    than ``Q`` input positions.  Exact (2-D bit masks), translation-memoised
+    along rows; None when it would take more than ``work_limit`` footprint
+    updates (default ``CAPACITY_BOUND_WORK``)."""
+    H, W, _ = net.populations[c.src].shape
+    Ho, Wo, _ = net.populations[c.dst].shape
+    kh, kw = c.weight.shape[:2]
+    limit = CAPACITY_BOUND_WORK if work_limit is None else work_limit
+    taps = []
+    ky, kx = np.meshgrid(np.arange(kh), np.arange(kw), indexing="ij")
+    for p in range(Ho * Wo):
+        y, x = divmod(p, Wo)
+        iy = y * c.strides[0] + ky * c.dilation[0] - c.pads[0][0]
+        ix = x * c.strides[1] + kx * c.dilation[1] - c.pads[1][0]
+        ok = (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
+        taps.append(list(zip((iy * W + ix)[ok].tolist(), (1 << (ky * kw + kx))[ok].tolist())))
+    vy = np.arange(Ho)[:, None] * c.strides[0] + np.arange(kh)[None, :] * c.dilation[0] - c.pads[0][0]
+    rowsig = [tuple(r) for r in ((vy >= 0) & (vy < H))]          # valid vertical taps per row
+    n = Ho * Wo
+    Dm = np.full((n, Lmax + 1), -1, np.int64)
+    Tm = np.zeros((n, Lmax + 1), np.int64)
+    Nm = np.zeros((n, Lmax + 1), np.int64)
+    memo = {}
+    span = -(-Lmax // Wo) + 1
+    work = 0
+    for u in range(n):
+        y, x = divmod(u, Wo)
+        key = (x, tuple(rowsig[y:y + span]))        # translation along y changes nothing else
+        if key in memo:
+            Dm[u], Tm[u], Nm[u] = memo[key]
+            Dm[u, n - u + 1:] = -1
+            continue
+        fp, cls = {}, {}
+        D = T = 0
+        for L in range(1, min(Lmax, n - u) + 1):
+            work += len(taps[u + L - 1])
+            if work > limit:
+                return None
+            for i, b in taps[u + L - 1]:
+                old = fp.get(i, 0)
+                if old:
+                    cls[old] -= 1
+                    if not cls[old]:
+                        D -= bin(old).count("1")
+                new = old | b
+                fp[i] = new
+                cls[new] = cls.get(new, 0) + 1
+                if cls[new] == 1:
+                    D += bin(new).count("1")
+                T += 1
+            if len(fp) > Q:
+                break
+            Dm[u, L], Tm[u, L], Nm[u, L] = D, T, len(fp)
+        memo[key] = (Dm[u].copy(), Tm[u].copy(), Nm[u].copy())
+    return Dm, Tm, Nm
+
+
 _ROW_TABLES: dict = {}
 
 
@@ -640,6 +707,344 @@ def _conv_capacity_cores(net, hw, lim, name):
     if (cap <= 0).any():
         return 0                                    # some neuron fits no core: reported elsewhere
     return math.ceil(float((Co / cap).sum()) - 1e-6)
+
+
+# -- LP lower bounds ------------------------------------------------------------------
+
+LP_CLASS_REACH = 3        # positions this far from every edge share one LP variable
+LP_MAX_ROWS = 300_000     # core types an LP may list before it is given up (no bound claimed)
+
+
+def _lp_applicable(net, name):
+    """The covering LP needs exact per-tile costs: one groups=1 conv input without zero weights."""
+    from neurocomp import numerics as nm
+    ins = net.incoming(name)
+    return (len(ins) == 1 and ins[0].kind == "conv" and ins[0].groups == 1
+            and len(net.populations[name].shape) == 3 and bool((nm.to_int32(ins[0].weight) != 0).all()))
+
+
+def _vertices(P, Q, R):
+    """Vertices of the polygons {p_i a1 + q_i a2 <= r_i} (one per row of the
+    (n, k) arrays): (n, k(k-1)/2, 2) points and a validity mask."""
+    n, k = P.shape
+    i, j = np.triu_indices(k, 1)
+    det = P[:, i] * Q[:, j] - P[:, j] * Q[:, i]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a1 = (R[:, i] * Q[:, j] - R[:, j] * Q[:, i]) / det
+        a2 = (P[:, i] * R[:, j] - P[:, j] * R[:, i]) / det
+    ok = np.abs(det) > 1e-12
+    a1, a2 = np.where(ok, a1, 0.0), np.where(ok, a2, 0.0)
+    slack = P[:, None, :] * a1[:, :, None] + Q[:, None, :] * a2[:, :, None] - R[:, None, :]
+    tol = 1e-9 * (1 + np.abs(R))[:, None, :]
+    ok &= (slack <= tol).all(2)
+    return np.stack([a1, a2], 2), ok
+
+
+class _LayerLP:
+    """The covering LP of one conv layer (``_lp_applicable``), in the dual:
+    a price ``y_p >= 0`` per output position such that every core K any
+    mapping could use satisfies ``sum over its neurons of y <= weight(K)``;
+    then every mapping's total weight is ``>= Co * sum_p y_p`` (weak duality).
+
+    Cores are (a) tiles: ``cap(R) * sum_{p in R} y_p <= w`` for every
+    rectangle R, ``cap`` exact (``_Rects``, without output axons -- they only
+    remove cores); (b) flat ranges ``[u, u + L)`` of the row-major order,
+    L >= 2 (L = 1 is a 1x1 tile): the first position holds a1 >= 1 channels,
+    the last a2 >= 1, the middle all Co; with ``groups == 1`` and no zero
+    weights a channel's positions are one of mid+first, mid+last, mid, all,
+    and every limit is bounded below by a linear function of (a1, a2): input
+    axons N(S)*cin exactly, neurons a1 + a2 + Co (L-2), memory >= the
+    cheapest bits per synapse x ``cin * sum_co D(S_co)`` (conv_shared: each
+    distinct footprint of a channel is in some stored row), ``cin * sum_co
+    T(S_co)`` (sparse: every synapse) or rows x neurons (dense).  Each vertex
+    (a1, a2) of those polygons (both channel-overlap cases, each encoding)
+    gives a row; every real flat core is a convex combination of them.
+    Positions are priced per class (distance to each edge, capped at
+    ``LP_CLASS_REACH``) -- any prices are valid, classes only make the LP
+    small.  ``rows_ok`` is False when the flat-range statistics were too
+    costly to compute (then no bound is claimed)."""
+
+    def __init__(self, net, hw, lim, name, skip_below=0):
+        c = net.incoming(name)[0]
+        H, W, cin = net.populations[c.src].shape
+        Ho, Wo, Co = net.populations[name].shape
+        self.Co, self.O = Co, lim.O
+        R = _Rects(net, hw, lim, name)
+        self.rows_ok = True
+        # the LP cannot exceed sum_p Co / cap(1x1 tile at p) (those rows alone);
+        # not worth building where that is no more than a bound already known
+        cap1 = R.cap[R.iy[np.arange(Ho), np.arange(Ho) + 1]][:, R.ix[np.arange(Wo), np.arange(Wo) + 1]]
+        if (cap1 <= 0).any() or float((Co / np.minimum(cap1, Co)).sum()) <= skip_below * (1 + 1e-9):
+            self.rows_ok = False
+            return
+        d = LP_CLASS_REACH
+
+        def axis_classes(n):
+            key = np.minimum(np.arange(n), d) * (d + 1) + np.minimum(n - 1 - np.arange(n), d)
+            _, cid = np.unique(key, return_inverse=True)
+            return cid.ravel()
+        cy, cx = axis_classes(Ho), axis_classes(Wo)
+        ncy, ncx = cy.max() + 1, cx.max() + 1
+        ncls = ncy * ncx
+        self.pos_cls = (cy[:, None] * ncx + cx[None, :]).ravel()
+        self.shape = (Ho, Wo)
+        self.npos = np.bincount(self.pos_cls, minlength=ncls).astype(float)
+        # (a) tiles: class counts of a rectangle = outer product of per-axis counts
+        Cy = np.vstack([np.zeros(ncy), np.cumsum(np.eye(ncy)[cy], 0)])
+        Cx = np.vstack([np.zeros(ncx), np.cumsum(np.eye(ncx)[cx], 0)])
+        yi, xi = np.nonzero(R.cap > 0)
+        cnty = Cy[R.ty[yi, 1]] - Cy[R.ty[yi, 0]]
+        cntx = Cx[R.tx[xi, 1]] - Cx[R.tx[xi, 0]]
+        A_t = (cnty[:, :, None] * cntx[:, None, :]).reshape(yi.size, ncls) * np.minimum(R.cap[yi, xi], Co)[:, None]
+        ax_t = (R.ty[yi, 2] * R.tx[xi, 2] * cin).astype(float)
+        # (b) flat ranges
+        mb = {e: _min_bits_per_synapse(hw, e, c) for e in _ENC_NAMES}
+        ovh = R.ovh
+        Lmax = min(Ho * Wo, (lim.N - 2) // Co + 2)
+        A_f = np.zeros((0, ncls))
+        ax_f = np.zeros(0)
+        if Lmax >= 2:
+            st = _flat_stats(net, c, Lmax, lim.A // cin)
+            if st is None:
+                self.rows_ok = False
+            else:
+                fr = self._flat_rows(st, Ho, Wo, Co, cin, cy, cx, ncx, ncls, Lmax, lim, mb, ovh)
+                if fr is None:
+                    self.rows_ok = False
+                else:
+                    A_f, ax_f = fr
+        self.A_all = np.vstack([A_t, A_f])
+        self.ax_all = np.concatenate([ax_t, ax_f])
+        # the LP is solved on distinct rows (translations in the interior repeat);
+        # its prices are then checked against every row
+        h = np.round(self.A_all, 6) @ np.random.default_rng(3).random(ncls) + self.ax_all * np.pi
+        _, first = np.unique(h, return_index=True)
+        self.A, self.ax = self.A_all[first], self.ax_all[first]
+        self._cache = {}
+
+    @staticmethod
+    def _flat_rows(st, Ho, Wo, Co, cin, cy, cx, ncx, ncls, Lmax, lim, mb, ovh):
+        Dm, Tm, Nm = st
+        n = Ho * Wo
+        cls = (cy[:, None] * ncx + cx[None, :]).ravel()          # class of each flat position
+        onehot = np.eye(ncls)[cls]
+        pre = np.vstack([np.zeros(ncls), np.cumsum(onehot, 0)])
+        rows_A, rows_ax = [], []
+        M = float(lim.M)
+        for L in range(2, Lmax + 1):
+            u = np.arange(n - L + 1)
+            ok = Dm[u, L] >= 0
+            u = u[ok]
+            if u.size == 0:
+                continue
+            Df, Dl, DS = Dm[u, L - 1], Dm[u + 1, L - 1], Dm[u, L]
+            Tf, Tl, TS = Tm[u, L - 1], Tm[u + 1, L - 1], Tm[u, L]
+            if L > 2:
+                D0, T0 = Dm[u + 1, L - 2], Tm[u + 1, L - 2]
+            else:
+                D0, T0 = np.zeros(u.size), np.zeros(u.size)
+            rows = (Nm[u, L] * cin).astype(float)
+            cap_n = lim.N - Co * (L - 2)
+            if cap_n < 2:
+                continue
+            pts = []
+            for r1 in (True, False):                      # channels on no end (a1+a2 <= Co) or on both
+                for e in _ENC_NAMES:
+                    if e == "dense":
+                        K = rows * mb["dense"]
+                        p_, q_ = K, K
+                        r_ = M - rows * ovh["dense"] - K * Co * (L - 2)
+                    else:
+                        S = (Df, Dl, D0, DS) if e == "conv_shared" else (Tf, Tl, T0, TS)
+                        K = cin * mb[e]
+                        room = (M - rows * ovh[e]) / K
+                        if r1:
+                            p_, q_, r_ = S[0] - S[2], S[1] - S[2], room - Co * S[2]
+                        else:
+                            p_, q_, r_ = S[3] - S[1], S[3] - S[0], room - Co * (S[0] + S[1] - S[3])
+                    one = np.ones(u.size)
+                    reg = (one, one, Co * one) if r1 else (-one, -one, -Co * one)
+                    P = np.column_stack([-one, one, 0 * one, 0 * one, reg[0], one, p_])
+                    Q = np.column_stack([0 * one, 0 * one, -one, one, reg[1], one, q_])
+                    Rr = np.column_stack([-one, Co * one, -one, Co * one, reg[2], cap_n * one, r_])
+                    v, vok = _vertices(P, Q, Rr.astype(float))
+                    pts.append(np.where(vok[:, :, None], v, -1.0))
+            pts = np.concatenate(pts, 1)                      # (n_u, k, 2); -1: none
+            valid = pts[:, :, 0] >= 0
+            iu, ik = np.nonzero(valid)
+            if iu.size == 0:
+                continue
+            uu = u[iu]
+            a1, a2 = pts[iu, ik, 0], pts[iu, ik, 1]
+            mid = (pre[uu + L - 1] - pre[uu + 1]) * Co
+            Arow = mid
+            Arow[np.arange(uu.size), cls[uu]] += a1
+            Arow[np.arange(uu.size), cls[uu + L - 1]] += a2
+            rows_A.append(Arow)
+            rows_ax.append(rows[iu])
+            if sum(len(r) for r in rows_ax) > LP_MAX_ROWS:
+                return None
+        if not rows_A:
+            return np.zeros((0, ncls)), np.zeros(0)
+        return np.vstack(rows_A), np.concatenate(rows_ax)
+
+    def prices(self, a, b):
+        """Certified prices per output position, ``(Ho, Wo)``, for core weight
+        ``a + b * input axons / O``: every core of every mapping satisfies
+        ``sum over its neurons of the price of their position <= its weight``."""
+        return self._solve(a, b)[self.pos_cls].reshape(self.shape)
+
+    def value(self, a, b):
+        """``Co * sum of the prices``: a lower bound on the total weight of any mapping."""
+        return float(self.Co * (self.npos @ self._solve(a, b)))
+
+    def _solve(self, a, b):
+        if a > 0 and b > 0 and a != 1.0:     # homogeneous: one LP per ratio b / a
+            return a * self._solve(1.0, b / a)
+        if a == 0 and b != 1.0:
+            return b * self._solve(0.0, 1.0) if b > 0 else np.zeros(self.npos.size)
+        key = (round(a, 12), round(b, 12))
+        if key in self._cache:
+            return self._cache[key]
+        from scipy.optimize import linprog
+        from scipy.sparse import csr_matrix
+        w = a + b * self.ax / self.O
+        keep = w > 0
+        A = self.A[keep] / w[keep, None]
+        c = -self.Co * self.npos
+        # constraint generation: solve on the most restrictive rows, add violated ones
+        active = np.zeros(A.shape[0], bool)
+        active[np.argsort(-A.max(1))[:2000]] = True
+        active[A.argmax(0)[self.npos > 0]] = True          # every price bounded from the start
+        for _ in range(30):
+            res = linprog(c, A_ub=csr_matrix(A[active]), b_ub=np.ones(int(active.sum())), bounds=(0, None),
+                          method="highs")
+            if res.status != 0:
+                break
+            viol = A @ res.x - 1.0
+            new = np.flatnonzero((viol > 1e-9) & ~active)
+            if new.size == 0:
+                break
+            active[new[np.argsort(-viol[new])[:2000]]] = True
+        y = np.zeros(self.npos.size)
+        if res.status == 0:
+            y = np.maximum(res.x, 0.0)
+            wa = a + b * self.ax_all / self.O
+            ka = wa > 0
+            if (~ka).any() and (self.A_all[~ka] @ y > 0).any():
+                y[:] = 0.0                                         # a free core type: no bound
+            worst = float((self.A_all[ka] @ y / wa[ka]).max(initial=0.0))
+            y = y / max(worst, 1.0) * (1 - 1e-9)                 # feasible for every row
+        self._cache[key] = y
+        return y
+
+
+def layer_lp_bound(net, hw, name):
+    """Fewest cores any mapping (tiles or flat ranges, one layer per core)
+    can give conv layer ``name``, by the covering LP (``_LayerLP``); None
+    where it does not apply."""
+    if not _lp_applicable(net, name):
+        return None
+    lp = _LayerLP(net, hw, _Limits(hw), name)
+    return math.ceil(lp.value(1.0, 0.0) - 1e-6) if lp.rows_ok else None
+
+
+NET_BOUND_MU = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def network_lower_bound(net: LoweredNet, hw) -> dict:
+    """A lower bound on the cores of ANY mapping of ``net`` (one layer per
+    core), independent of how the layers are cut -- unlike the per-layer
+    bounds of ``partition_cores``' summary, whose output-axon terms use the
+    next layer's actual partition.
+
+    Argument: a layer's cores ``c_k >= own_k`` (neurons, input axons, memory,
+    and for conv layers the covering LP) and ``c_k >= out_k / O``, where
+    ``out_k``, its neurons' output axons, is the sum over the cores T of the
+    layers it feeds of T's input axons from k.  For any ``mu_k`` in [0, 1],
+    ``c_k >= mu_k c_k + (1 - mu_k) out_k / O``; summing and regrouping each
+    ``out_k`` by the cores T it is counted on, the total is ``>= sum_j
+    min over partitions of layer j of sum_T (mu_j + sum_k (1 - mu_k)
+    ax_T^k / O)`` -- a weighted covering problem per layer, bounded by its
+    LP (``_LayerLP.value``) for conv layers and by ``mu own + sum (1 - mu)
+    max(sources used, own x least fan-in) / O`` otherwise.  Any mu gives a
+    valid bound; mu is chosen per layer on the grid ``NET_BOUND_MU`` by
+    coordinate ascent.  Returns ``{"cores": ceil(total), "total", "mu",
+    "per_layer", "lp_layers", "own"}`` (``own``: per layer the cores it needs
+    whatever the others' partition, with the covering LP for conv layers)."""
+    lim = _Limits(hw)
+    pops = [n for n, p in net.populations.items() if not isinstance(p.neuron, InputNeuron)]
+    placed = set(pops)
+    own, minax, minfan, lps = {}, {}, {}, {}
+    for name in pops:
+        p = net.populations[name]
+        lb = _lower_bound(net, hw, lim, name, np.zeros(p.size, np.int64))
+        # whole-neuron capacity from memory only (output axons depend on the partition)
+        own[name] = max(lb["neurons"], lb["input_axons"], lb["synapse_memory_bits"])
+        fan = np.zeros(p.size, np.int64)
+        for c in net.incoming(name):
+            if c.kind == "dense":
+                nz = c.effective_weight() != 0
+                minax[(c.src, name)] = int(np.count_nonzero(nz.any(0)))
+                fan += nz.sum(1)
+            else:
+                minax[(c.src, name)] = _conv_sources_reached(net, c)
+                fan += _conv_fanin_and_channels(net, c)[0]
+        minfan[name] = int(fan.min(initial=0))
+        if _lp_applicable(net, name):
+            lp = _LayerLP(net, hw, lim, name, skip_below=own[name])
+            if lp.rows_ok:
+                lps[name] = lp
+                own[name] = max(own[name], math.ceil(lp.value(1.0, 0.0) - 1e-6))
+    ins = {n: [c.src for c in net.incoming(n) if c.src in placed] for n in pops}
+    outs = {n: [m for m in pops if n in ins[m]] for n in pops}
+
+    def term(j, mu):
+        a = mu[j]
+        bs = {k: 1.0 - mu[k] for k in ins[j]}
+        b = sum(bs.values())
+        if j in lps and len(ins[j]) <= 1:
+            return lps[j].value(a, b)
+        v = a * own[j]
+        for k, bk in bs.items():
+            v += bk * max(minax[(k, j)], own[j] * minfan[j] if len(net.incoming(j)) == 1 else 0) / lim.O
+        return v
+
+    mu = {n: 1.0 for n in pops}
+    for _ in range(4):
+        changed = False
+        for k in pops:
+            if k == net.output or not outs[k]:
+                continue              # the output's neurons use no output axons: mu stays 1
+            best = (sum(term(j, mu) for j in [k] + outs[k]), mu[k])
+            for g in NET_BOUND_MU:
+                mu2 = dict(mu)
+                mu2[k] = g
+                v = sum(term(j, mu2) for j in [k] + outs[k])
+                if v > best[0] + 1e-9:
+                    best = (v, g)
+            if best[1] != mu[k]:
+                mu[k] = best[1]
+                changed = True
+        if not changed:
+            break
+    per = {j: term(j, mu) for j in pops}
+    total = sum(per.values())
+    return {"cores": math.ceil(total - 1e-6), "total": total, "mu": mu, "per_layer": per,
+            "lp_layers": sorted(lps), "own": own}
+
+
+def _conv_sources_reached(net, c):
+    """Source neurons of conv ``c`` with at least one synapse (window positions reached x channels)."""
+    h, w, cin = net.populations[c.src].shape
+    kh, kw = c.weight.shape[:2]
+    ho, wo = net.populations[c.dst].shape[:2]
+    reach = []
+    for size, k, st, d, pad, n_out in ((h, kh, c.strides[0], c.dilation[0], c.pads[0][0], ho),
+                                       (w, kw, c.strides[1], c.dilation[1], c.pads[1][0], wo)):
+        pos = (np.arange(n_out)[:, None] * st + np.arange(k)[None, :] * d - pad).ravel()
+        reach.append(np.unique(pos[(pos >= 0) & (pos < size)]).size)
+    return reach[0] * reach[1] * cin
 
 
 # -- tiles ----------------------------------------------------------------------------
@@ -749,7 +1154,7 @@ def _tile_partition(net, hw, lim, name, out_ax, target=0):
     if best is None:
         return None
     recs = [rec for _, (y0, y1, x0, x1, th, tw, tc), res in best[1] for rec in _tile_records(name, res)]
-    return recs, ("tile", [reg for _, reg, _ in best[1]])
+    return recs, ("tile", _tiles_of(recs))
 
 
 def _sat(O3):
@@ -829,6 +1234,372 @@ def _tile_records(name, r):
                     synapse_memory_bits=int(r["mem"][i, j, k]),
                     encodings={cn: _ENC_NAMES[int(u[i, j, k])] for cn, u in r["encs"]}))
     return recs
+
+
+# -- slab tilings (one groups=1 conv input) ------------------------------------------
+
+
+def _interval_index(n):
+    """(n+1, n+1): row of [a, b) in an ``_axis_table`` (rows ordered by a, then b); -1 elsewhere."""
+    idx = np.full((n + 1, n + 1), -1, np.int64)
+    a, b = np.triu_indices(n + 1, 1)
+    idx[a, b] = np.arange(a.size)
+    return idx
+
+
+class _Rects:
+    """Exact cost of every tile ``[y0, y1) x [x0, x1) x tc channels`` of a
+    layer fed by one ``groups == 1`` conv: each count is a product of
+    per-axis interval tables (``_axis_table``: distinct inputs, distinct
+    footprints by size, inputs by footprint size), so all rectangles are
+    scored at once (per class of equal per-axis tables).  ``cap[i, j]``: the
+    most channels a tile over y-interval ``i`` and x-interval ``j`` can hold
+    (0: none) within neurons, input axons, synapse memory (cheapest encoding;
+    weights counted structurally, zeros included) and, when ``O3`` is given,
+    output axons (per position the largest over channels, so never below the
+    exact sum).  ``wgt``: what such a tile costs -- one core plus ``lam`` x
+    its input axons / the output-axon limit, the share of a core they take
+    in the layer that feeds this one."""
+
+    def __init__(self, net, hw, lim, name, O3=None, lam=0.0):
+        c = net.incoming(name)[0]
+        H, W, cin = net.populations[c.src].shape
+        Ho, Wo, Co = net.populations[name].shape
+        kh, kw = c.weight.shape[:2]
+        self.c, self.lim, self.cin, self.Co, self.kh, self.kw = c, lim, cin, Co, kh, kw
+        self.Ho, self.Wo, self.O3 = Ho, Wo, O3
+        self.ty = _axis_table((Ho, H, kh, c.strides[0], c.dilation[0], c.pads[0][0]))
+        self.tx = _axis_table((Wo, W, kw, c.strides[1], c.dilation[1], c.pads[1][0]))
+        self.iy, self.ix = _interval_index(Ho), _interval_index(Wo)
+        self.ovh = {e: _rb(hw, e, c)[1] for e in _ENC_NAMES}
+        self.tab = {e: _row_table(hw, e, c, kh * kw * Co + lim.N) for e in _ENC_NAMES}
+        self.ab = np.arange(1, kh + 1)[:, None] * np.arange(1, kw + 1)[None, :]
+        # intervals with equal length and tables score alike: bisect tc per class pair
+        ky = np.column_stack([self.ty[:, 1] - self.ty[:, 0], self.ty[:, 2:]])
+        kx = np.column_stack([self.tx[:, 1] - self.tx[:, 0], self.tx[:, 2:]])
+        uy, ry, cy = np.unique(ky, axis=0, return_index=True, return_inverse=True)
+        ux, rx, cx = np.unique(kx, axis=0, return_index=True, return_inverse=True)
+        rows = ky[ry, 1][:, None] * kx[rx, 1][None, :] * cin
+        npos = ky[ry, 0][:, None] * kx[rx, 0][None, :]
+        hi = np.where(rows <= lim.A, np.minimum(Co, lim.N // npos), 0)
+        yi, xi = np.nonzero(hi > 0)
+        lo, hi = np.zeros(yi.size, np.int64), hi[yi, xi]
+        yi, xi = ry[yi], rx[xi]                   # representative intervals
+        while True:                  # memory is nondecreasing in tc: bisect every class at once
+            act = lo < hi
+            if not act.any():
+                break
+            mid = (lo + hi + 1) // 2
+            fits = self.memory(yi[act], xi[act], mid[act]).min(0) <= lim.M
+            up = np.zeros(act.size, bool)
+            up[act] = fits
+            lo = np.where(up, mid, lo)
+            hi = np.where(act & ~up, mid - 1, hi)
+        ccap = np.zeros(rows.shape, np.int64)
+        ccap[_inv(ry, yi), _inv(rx, xi)] = lo
+        cap = ccap[cy.ravel()][:, cx.ravel()]
+        if O3 is not None:
+            P = np.zeros((Ho + 1, Wo + 1), np.int64)
+            P[1:, 1:] = O3.max(2).cumsum(0).cumsum(1)
+            y0, y1 = self.ty[:, 0][:, None], self.ty[:, 1][:, None]
+            x0, x1 = self.tx[:, 0][None, :], self.tx[:, 1][None, :]
+            cap = np.minimum(cap, lim.O // np.maximum(P[y1, x1] - P[y0, x1] - P[y1, x0] + P[y0, x0], 1))
+        self.cap = np.ascontiguousarray(cap)
+        self.wgt = 1.0 + lam * (self.ty[:, 2][:, None] * self.tx[:, 2][None, :] * cin) / lim.O
+        self.capT, self.wgtT = np.ascontiguousarray(self.cap.T), np.ascontiguousarray(self.wgt.T)
+
+    def memory(self, yi, xi, t):
+        """(3, n): memory bits per encoding (``_ENC_NAMES`` order) of the tiles
+        over y-intervals ``yi``, x-intervals ``xi`` with ``t`` channels: one
+        conv_shared row per distinct footprint pair (``ky x kx`` of each size
+        pair), one sparse row per input (``my x mx``), dense rows as wide as the tile."""
+        ty, tx, cin, kh, kw = self.ty, self.tx, self.cin, self.kh, self.kw
+        rows = ty[yi, 2] * tx[xi, 2] * cin
+        w = self.ab[None] * t[:, None, None]
+        cs = cin * np.einsum("na,nb,nab->n", ty[yi, 5:5 + kh], tx[xi, 5:5 + kw], self.tab["conv_shared"][w])
+        sp = cin * np.einsum("na,nb,nab->n", ty[yi, 5 + kh:5 + 2 * kh], tx[xi, 5 + kw:5 + 2 * kw],
+                             self.tab["sparse"][w])
+        npos = (ty[yi, 1] - ty[yi, 0]) * (tx[xi, 1] - tx[xi, 0])
+        de = rows * self.tab["dense"][npos * t]
+        return np.stack([cs + rows * self.ovh["conv_shared"], sp + rows * self.ovh["sparse"],
+                         de + rows * self.ovh["dense"]])
+
+    def records(self, name, tiles):
+        """CoreRecords of tiles ``(y0, y1, x0, x1, c0, c1)`` with exact counts
+        (output axons summed over the tile's channels); None if one does not fit."""
+        t = np.asarray(tiles, np.int64).reshape(-1, 6)
+        yi, xi = self.iy[t[:, 0], t[:, 1]], self.ix[t[:, 2], t[:, 3]]
+        tc = t[:, 5] - t[:, 4]
+        mem = self.memory(yi, xi, tc)
+        enc, mem = mem.argmin(0), mem.min(0)
+        axons = self.ty[yi, 2] * self.tx[xi, 2] * self.cin
+        syn = self.ty[yi, 4] * self.tx[xi, 4] * self.cin * tc
+        neurons = (t[:, 1] - t[:, 0]) * (t[:, 3] - t[:, 2]) * tc
+        outs = np.zeros(len(t), np.int64)
+        if self.O3 is not None:
+            P = _sat(self.O3)
+            a, b = t[:, 0::2].T, t[:, 1::2].T
+            outs = (P[b[0], b[1], b[2]] - P[a[0], b[1], b[2]] - P[b[0], a[1], b[2]] - P[b[0], b[1], a[2]]
+                    + P[a[0], a[1], b[2]] + P[a[0], b[1], a[2]] + P[b[0], a[1], a[2]] - P[a[0], a[1], a[2]])
+        lim = self.lim
+        if (mem > lim.M).any() or (axons > lim.A).any() or (outs > lim.O).any() or (neurons > lim.N).any():
+            return None
+        return [CoreRecord(chip=0, core=0, population=name,
+                           tile=[[int(r[0]), int(r[1])], [int(r[2]), int(r[3])], [int(r[4]), int(r[5])]],
+                           neurons=int(n), input_axons=int(a_), output_axons=int(o), synapses=int(s_),
+                           synapse_memory_bits=int(m), encodings={self.c.name: _ENC_NAMES[int(e)]})
+                for r, n, a_, o, s_, m, e in zip(t, neurons, axons, outs, syn, mem, enc)]
+
+    def _oriented(self, tr, Y0, Y1, X0, X1):
+        if tr:
+            return self.capT, self.wgtT, self.ix, self.iy, X0, X1, Y0, Y1
+        return self.cap, self.wgt, self.iy, self.ix, Y0, Y1, X0, X1
+
+    def plan(self, tr, h, Y0, Y1, X0, X1):
+        """The rectangles of the cheapest band partition (``_bands_nb``) for height ``h``."""
+        cap, wgt, iy, ix, r0, r1, c0, c1 = self._oriented(tr, Y0, Y1, X0, X1)
+        m, n = r1 - r0, c1 - c0
+        argx = np.zeros((m + 1, m + 1, n + 1), np.int64)
+        ay = np.zeros(m + 1, np.int64)
+        _bands_nb(cap, wgt, iy, ix, r0, r1, c0, c1, h, argx, ay)
+        out, y1 = [], m
+        while y1 > 0:
+            y0, x1 = int(ay[y1]), n
+            while x1 > 0:
+                x0 = int(argx[y0, y1, x1])
+                out.append((c0 + x0, c0 + x1, r0 + y0, r0 + y1) if tr else (r0 + y0, r0 + y1, c0 + x0, c0 + x1))
+                x1 = x0
+            y1 = y0
+        return out
+
+    def slab_tiling(self, Y0, Y1, X0, X1):
+        """Cover the region [Y0, Y1) x [X0, X1) x all channels with channel
+        slabs, each slab a partition of the region into row bands cut into
+        column pieces (or the transpose) that all hold the slab's height,
+        cheapest first (``_band_costs_nb``, every height at once); the slab
+        heights are an unbounded knapsack (``_knapsack_nb``), so slabs need
+        not be equal and the last one is not left nearly empty.  Returns
+        (cost, tiles ``(y0, y1, x0, x1, c0, c1)``) or (inf, None)."""
+        iy = self.iy[Y0:Y1 + 1, Y0:Y1 + 1]
+        ix = self.ix[X0:X1 + 1, X0:X1 + 1]
+        seen = np.zeros(self.Co + 1, bool)
+        seen[np.minimum(self.cap[iy[iy >= 0]][:, ix[ix >= 0]], self.Co)] = True
+        hs = np.flatnonzero(seen[1:]) + 1                 # the distinct heights of the region's rectangles
+        if hs.size == 0:
+            return np.inf, None
+        costs = np.stack([_band_costs_nb(*self._oriented(tr, Y0, Y1, X0, X1)[:8], hs) for tr in (False, True)])
+        tr = costs.argmin(0)
+        v = costs.min(0)
+        ok = np.isfinite(v)
+        if not ok.any():
+            return np.inf, None
+        hs, v, tr = hs[ok], v[ok], tr[ok]
+        keep = np.append(v[1:] > v[:-1] + 1e-9, True)      # the largest height at each cost
+        hs, v, tr = hs[keep], v[keep], tr[keep]
+        total, pick = _knapsack_nb(hs, v, self.Co)
+        heights = hs[pick]
+        tiles, c0 = [], 0
+        plans = {}
+        for k, g in zip(pick, _spread(self.Co, heights)):
+            if k not in plans:
+                plans[k] = self.plan(bool(tr[k]), int(hs[k]), Y0, Y1, X0, X1)
+            tiles += [(y0, y1, x0, x1, c0, c0 + int(g)) for y0, y1, x0, x1 in plans[k]]
+            c0 += int(g)
+        return float(total), tiles
+
+
+def _inv(rep, idx):
+    """Positions in ``rep`` (sorted unique representatives from np.unique's
+    return_index, not sorted by value) of the values ``idx``."""
+    order = np.argsort(rep)
+    return order[np.searchsorted(rep[order], idx)]
+
+
+def _spread(total, caps):
+    """Integers ``g_i <= caps_i`` summing to ``total`` (<= sum of caps), as even as the caps allow."""
+    caps = np.asarray(caps, np.int64)
+    lo, hi = 0, int(caps.max())
+    while lo < hi:                   # the largest level L with sum(min(caps, L)) <= total
+        m = (lo + hi + 1) // 2
+        if np.minimum(caps, m).sum() <= total:
+            lo = m
+        else:
+            hi = m - 1
+    g = np.minimum(caps, lo)
+    rest = total - int(g.sum())
+    for i in np.flatnonzero(caps > lo)[:rest]:
+        g[i] += 1
+    return g
+
+
+@numba.njit(cache=True, nogil=True)
+def _band_cost_nb(cap, wgt, iy, ix, Y0, Y1, X0, X1, h, band, dpx, dy):
+    """The cost of the cheapest partition of [Y0, Y1) x [X0, X1) into row
+    bands, each cut into column pieces, every piece with ``cap[y-interval,
+    x-interval] >= h`` and costing ``wgt[...]`` (inf: none): a DP over
+    column cuts per band, then over band cuts (``band``, ``dpx``, ``dy``: scratch)."""
+    m, n = Y1 - Y0, X1 - X0
+    for y0 in range(m):
+        for y1 in range(y0 + 1, m + 1):
+            bi = iy[Y0 + y0, Y0 + y1]
+            dpx[0] = 0.0
+            for x1 in range(1, n + 1):
+                best = np.inf
+                for x0 in range(x1):
+                    if dpx[x0] < best:
+                        xi = ix[X0 + x0, X0 + x1]
+                        if cap[bi, xi] >= h:
+                            v = dpx[x0] + wgt[bi, xi]
+                            if v < best:
+                                best = v
+                dpx[x1] = best
+            band[y0, y1] = dpx[n]
+    dy[0] = 0.0
+    for y1 in range(1, m + 1):
+        best = np.inf
+        for y0 in range(y1):
+            v = dy[y0] + band[y0, y1]
+            if v < best:
+                best = v
+        dy[y1] = best
+    return dy[m]
+
+
+@numba.njit(cache=True, nogil=True)
+def _band_costs_nb(cap, wgt, iy, ix, Y0, Y1, X0, X1, hs):
+    """``_band_cost_nb`` for every height of the increasing ``hs``.  The cost
+    is nondecreasing in the height, so only its steps are searched
+    (bisection); heights between two evaluated ones of equal cost share it."""
+    m, n = Y1 - Y0, X1 - X0
+    band = np.empty((m + 1, m + 1))
+    dpx = np.empty(n + 1)
+    dy = np.empty(m + 1)
+    k = hs.size
+    out = np.full(k, np.nan)
+    out[0] = _band_cost_nb(cap, wgt, iy, ix, Y0, Y1, X0, X1, hs[0], band, dpx, dy)
+    if k == 1:
+        return out
+    out[k - 1] = _band_cost_nb(cap, wgt, iy, ix, Y0, Y1, X0, X1, hs[k - 1], band, dpx, dy)
+    stack = [(0, k - 1)]
+    while len(stack):
+        a, b = stack.pop()
+        if out[b] - out[a] <= 1e-9 or (out[a] == np.inf and out[b] == np.inf):
+            for i in range(a + 1, b):
+                out[i] = out[a]
+        elif b - a > 1:
+            mid = (a + b) // 2
+            out[mid] = _band_cost_nb(cap, wgt, iy, ix, Y0, Y1, X0, X1, hs[mid], band, dpx, dy)
+            stack.append((a, mid))
+            stack.append((mid, b))
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _bands_nb(cap, wgt, iy, ix, Y0, Y1, X0, X1, h, argx, ay):
+    """``_band_costs_nb`` for one height, keeping the cuts: ``argx[y0, y1,
+    x1]`` (previous column cut of band [Y0+y0, Y0+y1)) and ``ay[y1]``
+    (previous band cut).  Returns the cost."""
+    m, n = Y1 - Y0, X1 - X0
+    band = np.full((m + 1, m + 1), np.inf)
+    dpx = np.empty(n + 1)
+    for y0 in range(m):
+        for y1 in range(y0 + 1, m + 1):
+            bi = iy[Y0 + y0, Y0 + y1]
+            dpx[0] = 0.0
+            for x1 in range(1, n + 1):
+                best = np.inf
+                arg = 0
+                for x0 in range(x1):
+                    if dpx[x0] < best:
+                        xi = ix[X0 + x0, X0 + x1]
+                        if cap[bi, xi] >= h:
+                            v = dpx[x0] + wgt[bi, xi]
+                            if v < best:
+                                best = v
+                                arg = x0
+                dpx[x1] = best
+                argx[y0, y1, x1] = arg
+            band[y0, y1] = dpx[n]
+    dy = np.full(m + 1, np.inf)
+    dy[0] = 0.0
+    for y1 in range(1, m + 1):
+        for y0 in range(y1):
+            v = dy[y0] + band[y0, y1]
+            if v < dy[y1]:
+                dy[y1] = v
+                ay[y1] = y0
+    return dy[m]
+
+
+@numba.njit(cache=True, nogil=True)
+def _knapsack_nb(hs, cost, total):
+    """Cheapest multiset of items (height ``hs[i]``, cost ``cost[i]``) whose
+    heights sum to >= ``total``: (cost, item indices)."""
+    dp = np.full(total + 1, np.inf)
+    pick = np.zeros(total + 1, np.int64)
+    dp[0] = 0.0
+    for c in range(1, total + 1):
+        for i in range(hs.size):
+            r = c - hs[i]
+            v = (dp[r] if r > 0 else 0.0) + cost[i]
+            if v < dp[c] - 1e-12:
+                dp[c] = v
+                pick[c] = i
+    items = []
+    c = total
+    while c > 0:
+        items.append(pick[c])
+        c -= hs[pick[c]]
+    return dp[total], np.array(items, np.int64)
+
+
+def _schemes(Ho, Wo):
+    """Region decompositions tiled independently: the whole layer, and per
+    border width (``BORDER_BANDS``) the 9-region grid, full-width top and
+    bottom bands over a split middle (and the transpose), and the two
+    pinwheels (each side strip takes one corner)."""
+    out = [[(0, Ho, 0, Wo)]]
+    for by, bx in BORDER_BANDS:
+        if (by and 2 * by >= Ho) or (bx and 2 * bx >= Wo):
+            continue
+        ys = [a for a in ((0, by), (by, Ho - by), (Ho - by, Ho)) if a[1] > a[0]]
+        xs = [a for a in ((0, bx), (bx, Wo - bx), (Wo - bx, Wo)) if a[1] > a[0]]
+        out.append([(y0, y1, x0, x1) for y0, y1 in ys for x0, x1 in xs])
+        if by and bx:
+            out.append([(0, by, 0, Wo), (Ho - by, Ho, 0, Wo)] + [(by, Ho - by, x0, x1) for x0, x1 in xs])
+            out.append([(0, Ho, 0, bx), (0, Ho, Wo - bx, Wo)] + [(y0, y1, bx, Wo - bx) for y0, y1 in ys])
+            out.append([(0, by, 0, Wo - bx), (0, Ho - by, Wo - bx, Wo), (Ho - by, Ho, bx, Wo),
+                        (by, Ho, 0, bx), (by, Ho - by, bx, Wo - bx)])
+            out.append([(0, by, bx, Wo), (by, Ho, Wo - bx, Wo), (Ho - by, Ho, 0, Wo - bx),
+                        (0, Ho - by, 0, bx), (by, Ho - by, bx, Wo - bx)])
+    return out
+
+
+def _slab_partition(net, hw, lim, name, out_ax, lam, max_cost=np.inf):
+    """Cheapest slab tiling (``_Rects.slab_tiling``) over the region schemes
+    of ``_schemes``, a core costing 1 plus ``lam`` x its input axons /
+    output-axon limit (what it takes from the layer that feeds it):
+    (cost, records, ("tile", tiles)) or None (none found below ``max_cost``)."""
+    Ho, Wo, Co = net.populations[name].shape
+    R = _Rects(net, hw, lim, name, out_ax.reshape(Ho, Wo, Co), lam)
+    memo = {}
+    best = (max_cost, None)
+    for regs in _schemes(Ho, Wo):
+        tot, tiles = 0.0, []
+        for r in regs:
+            if r not in memo:
+                memo[r] = R.slab_tiling(*r)
+            v, t = memo[r]
+            tot += v
+            if t is None or tot >= best[0] - 1e-9:
+                break
+            tiles += t
+        else:
+            best = (tot, tiles)
+    if best[1] is None:
+        return None
+    recs = R.records(name, best[1])
+    return None if recs is None else (best[0], recs, ("tile", best[1]))
 
 
 # -- contiguous ranges ---------------------------------------------------------------
