@@ -65,13 +65,17 @@ def _wrap32(x):
 
 
 @numba.njit(inline="always")
+def _wrap24(x):
+    return ((x + (1 << 23)) & 0xFFFFFF) - (1 << 23)
+
+
+@numba.njit(inline="always")
 def _finish_one(x, is_conv, graded, weight_exp):
     """Lava's finishing of one exact integer sum: dense binary sums are int64,
     shifted, cast to int32; dense graded sums are int32 dot products shifted
     in int32; conv sums are cast to int32 and wrapped to 24 bits."""
     if is_conv:
-        x = _wrap32(x)
-        return ((x + (1 << 23)) & 0xFFFFFF) - (1 << 23)
+        return _wrap24(_wrap32(x))
     if graded:
         x = _wrap32(x)
         if weight_exp > 0:
@@ -160,8 +164,7 @@ def _conv_gather(spk, wt, h, w, cin, ho, wo, sh, sw, dh, dw, pt, pl, groups, gra
                                     acc[o] += p * wr[o]
                 o0 = (oy * wo + ox) * cout
                 for o in range(cout):
-                    x = np.int64(acc[o])
-                    ob[o0 + o] = ((x + (1 << 23)) & 0xFFFFFF) - (1 << 23)
+                    ob[o0 + o] = _wrap24(np.int64(acc[o]))
 
 
 @_kernel()
@@ -192,26 +195,29 @@ def _depthwise_gather(spk, wrow, idx, h, w, cin, ho, sh, dh, pt, out):
                         acc[j] += wr[j] * rb[ix[j]]
             o0 = oy * n
             for j in range(n):
-                x = np.int64(acc[j])
-                ob[o0 + j] = ((x + (1 << 23)) & 0xFFFFFF) - (1 << 23)
+                ob[o0 + j] = _wrap24(np.int64(acc[j]))
 
 
-def depthwise_rows(src_shape, c: Connection) -> tuple[np.ndarray, np.ndarray]:
-    """``_depthwise_gather``'s tables for a depthwise conv: per tap, the weight
+def depthwise_plan(src_shape, c: Connection) -> tuple[tuple, tuple[int, int, int]]:
+    """``_depthwise_gather``'s arguments for a depthwise conv (after the spikes,
+    before the output) and its output shape.  The tables: per tap, the weight
     of every output (x, channel) of a row (``wrow`` (kh, kw, wo * cout)) and the
     input element it reads within the input row (``idx`` (kw, wo * cout))."""
     h, w, cin = src_shape
     kh, kw, _, cout = c.weight.shape
-    (_, _), (pl, pr) = c.pads
-    sw, dw = c.strides[1], c.dilation[1]
+    (pt, pb), (pl, pr) = c.pads
+    sh, sw = c.strides
+    dh, dw = c.dilation
+    ho = (h + pt + pb - (kh - 1) * dh - 1) // sh + 1
     wo = (w + pl + pr - (kw - 1) * dw - 1) // sw + 1
     ix = np.arange(wo)[None, :] * sw + np.arange(kw)[:, None] * dw - pl        # (kw, wo)
     inside = (ix >= 0) & (ix < w)
     idx = np.where(inside, ix, 0)[:, :, None] * cin + np.arange(cout)
     wt = nm.to_int32(c.weight)[:, :, 0, :]                                       # (kh, kw, cout)
     wrow = wt[:, :, None, :] * inside[None, :, :, None]
-    return (np.ascontiguousarray(wrow.reshape(kh, kw, wo * cout)).astype(np.int32),
-            np.ascontiguousarray(idx.reshape(kw, wo * cout)).astype(np.int64))
+    return ((np.ascontiguousarray(wrow.reshape(kh, kw, wo * cout)).astype(np.int32),
+             np.ascontiguousarray(idx.reshape(kw, wo * cout)).astype(np.int64),
+             h, w, cin, ho, sh, dh, pt), (ho, wo, cout))
 
 
 @_kernel()
@@ -437,9 +443,9 @@ class _Conn:
     blas: Optional[object] = None        # float32 weights for the exact BLAS path, if provably exact
     synapses: int = 0
     fan_out: Optional[np.ndarray] = None  # synapses per source neuron (events per spike)
-    gather: Optional[tuple] = None        # conv: (int32 weights, geometry) for _conv_gather
+    gather: Optional[tuple] = None        # conv: (_conv_gather or _depthwise_gather, its arguments)
     block: int = 1                        # conv: BLAS path as sum-pool(block) + smaller conv
-    block_sum: Optional[tuple] = None     # _depthwise_gather tables of that sum-pool
+    block_sum: Optional[tuple] = None     # that sum-pool: depthwise_plan's (arguments, output shape)
 
     @property
     def blas_kind(self) -> str:
@@ -462,7 +468,7 @@ class _Conn:
         if self.gather is not None:
             kh, kw, cg, cout = self.c.weight.shape
             taps = batch * (self.n_dst // cout) * kh * kw       # (sample, output pixel, tap)
-            if isinstance(self.gather[0], tuple):               # depthwise: per tap and channel
+            if self.gather[0] is _depthwise_gather:             # per tap and channel
                 costs["gather"] = PATH_NS["gather_depthwise"] * taps * cout
             else:
                 density = nnz / max(1, batch * self.fan_out.size)
@@ -474,11 +480,8 @@ class _Conn:
         return min(costs, key=costs.get)
 
     def propagate_gather(self, src: np.ndarray, out: np.ndarray) -> None:
-        wt, geom = self.gather
-        if isinstance(wt, tuple):
-            _depthwise_gather(src, *wt, *geom, out)
-        else:
-            _conv_gather(src, wt, *geom, self.graded, out)
+        kernel, args = self.gather
+        kernel(src, *args, out)
 
     @property
     def mean_fan_out(self) -> float:
@@ -500,10 +503,10 @@ class _Conn:
         c = self.c
         if self.block > 1:
             # exact block sums of the (padded) input, in integers, straight from the spikes
-            wrow, idx, geom = self.block_sum
-            pooled = np.empty((src.shape[0], idx.shape[1] * geom[3]), np.int32)
-            _depthwise_gather(src, wrow, idx, *geom, pooled)
-            x, src_shape = pooled.astype(np.float32), (geom[3], idx.shape[1] // src_shape[2], src_shape[2])
+            args, src_shape = self.block_sum
+            pooled = np.empty((src.shape[0], int(np.prod(src_shape))), np.int32)
+            _depthwise_gather(src, *args, pooled)
+            x = pooled.astype(np.float32)
         # LIF spikes are int8 0/1 already: one conversion pass instead of two
         elif self.graded or src.dtype == np.int8:
             x = src.astype(np.float32)
@@ -566,6 +569,9 @@ def _prepare(net: LoweredNet) -> list[_Conn]:
     for c in net.connections:
         sp, dp = net.populations[c.src], net.populations[c.dst]
         graded = bool(sp.neuron.graded)
+        payload = net.max_payload(c.src) if graded else 1
+        if graded and isinstance(sp.neuron, (SigmaDeltaNeuron, SigmaNeuron)):
+            payload = 1 << 31          # sigma-delta payloads are not bounded a priori
         if c.kind == "dense":
             rows = np.ascontiguousarray(c.effective_weight().T.astype(np.int64))
             k = _Conn(c, names.index(c.src), names.index(c.dst), dp.size, graded, rows,
@@ -583,31 +589,23 @@ def _prepare(net: LoweredNet) -> list[_Conn]:
             import torch
             # torch layout (C_out, C_in / groups, kh, kw); torch's conv2d is a cross-correlation
             k.block = _block_factor(c)
-            payload = 1 << 31 if graded else 1          # block sums must stay below 2^23
-            if graded and not isinstance(sp.neuron, (SigmaDeltaNeuron, SigmaNeuron)):
-                payload = net.max_payload(c.src)
-            if payload * k.block ** 2 >= 1 << 23:
+            if payload * k.block ** 2 >= 1 << 23:       # block sums must stay below 2^23
                 k.block = 1
             if k.block > 1:
-                b, (h, w_, cin) = k.block, sp.shape
+                b, cin = k.block, sp.shape[2]
                 pool = Connection(name=c.name + "_blocksum", src=c.src, dst=c.dst, kind="conv",
                                   weight=np.ones((b, b, 1, cin), np.int64), strides=(b, b),
                                   pads=c.pads, groups=cin)
-                hp = (h + c.pads[0][0] + c.pads[0][1]) // b
-                k.block_sum = (*depthwise_rows(sp.shape, pool), (h, w_, cin, hp, b, 1, c.pads[0][0]))
+                k.block_sum = depthwise_plan(sp.shape, pool)
             w32 = torch.from_numpy(np.ascontiguousarray(
                 wt[::k.block, ::k.block].transpose(3, 2, 0, 1).astype(np.float32)))
             (pt, _), (pl, _) = c.pads
             ho, wo, _ = dp.shape
             if c.weight.shape[2] == 1 and c.weight.shape[3] == c.groups:      # depthwise
-                k.gather = (depthwise_rows(sp.shape, c),
-                            (sp.shape[0], sp.shape[1], sp.shape[2], ho, c.strides[0], c.dilation[0], pt))
+                k.gather = (_depthwise_gather, depthwise_plan(sp.shape, c)[0])
             else:
-                k.gather = (np.ascontiguousarray(nm.to_int32(c.weight)),
-                            (*sp.shape, ho, wo, *c.strides, *c.dilation, pt, pl, int(c.groups)))
-        payload = net.max_payload(c.src) if graded else 1
-        if graded and isinstance(sp.neuron, (SigmaDeltaNeuron, SigmaNeuron)):
-            payload = 1 << 31          # sigma-delta payloads are not bounded a priori
+                k.gather = (_conv_gather, (np.ascontiguousarray(nm.to_int32(c.weight)), *sp.shape, ho, wo,
+                                           *c.strides, *c.dilation, pt, pl, int(c.groups), graded))
         if payload * int(col_sums.max(initial=0)) < nm.FLOAT32_EXACT:
             k.blas = w32
         out.append(k)

@@ -10,16 +10,21 @@ from .base import PassContext, graph_pass
 
 
 def _foldable(g: nx.DiGraph, name: str) -> bool:
-    """A pool can be folded when its windows tile the input without overlap or
+    """A pool can be folded when its windows do not overlap and have no
     padding, and everything that reads it is a plain conv (groups 1, no
-    dilation) or a flatten read only by dense layers."""
+    dilation; and the windows must tile the input exactly, or the conv's
+    padding would read the rows they leave out) or a flatten read only by
+    dense layers (whose weights on those rows become zero)."""
     p = g.nodes[name]["op"]
     if tuple(p.pool) != tuple(p.strides) or p.pads != ((0, 0), (0, 0)):
         return False
+    (src,) = inputs_of(g, name)
+    h, w, _ = g.nodes[src]["op"].shape
+    tiled = (h, w) == (p.shape[0] * p.pool[0], p.shape[1] * p.pool[1])
     for user in g.successors(name):
         u = g.nodes[user]["op"]
         if isinstance(u, ops.Conv2D):
-            if u.groups != 1 or tuple(u.dilation) != (1, 1):
+            if u.groups != 1 or tuple(u.dilation) != (1, 1) or not tiled:
                 return False
         elif isinstance(u, ops.Flatten):
             if not all(isinstance(g.nodes[d]["op"], ops.Dense) for d in g.successors(user)):
@@ -76,10 +81,6 @@ def fold_avgpool(g: nx.DiGraph, ctx: PassContext) -> nx.DiGraph:
         h, w, ch = g.nodes[src]["op"].shape
         ph, pw = p.pool
         hy, wy, _ = p.shape
-        if (h, w) != (hy * ph, wy * pw):
-            # rows/columns no window reads: crop them with zero weights (dense) or refuse (conv)
-            if any(isinstance(g.nodes[u]["op"], ops.Conv2D) for u in g.successors(name)):
-                continue
         for user in list(g.successors(name)):
             u = g.nodes[user]["op"]
             if isinstance(u, ops.Conv2D):

@@ -421,14 +421,7 @@ def test_conv_capacity_bound_holds_for_any_format_mapping(seed, k, dk, stride, p
     assert cap is not None
     shape = net.populations["c"].shape
     cores = _random_format_mapping(rng, shape, tiles)
-    mem = []
-    for enc in ("conv_shared", "sparse", "dense"):
-        for r in cores:
-            r.encodings = {"k": enc}
-        mem.append(recount(net, TINY, Mapping(hw="tiny", cores=cores))["memory"])
-    rc = recount(net, TINY, Mapping(hw="tiny", cores=cores))
-    best = np.min(mem, axis=0)
-    ok = (rc["neurons"] <= lim.N) & (rc["input_axons"] <= lim.A) & (best <= lim.M)
+    rc, ok = _fitting(net, cores)
     pos = lambda r: np.unique(r.indices(shape) // shape[2])
     for r, fits, n in zip(cores, ok, rc["neurons"]):
         if fits:
@@ -557,15 +550,17 @@ def test_upstream_output_axons_weigh_on_the_tiling():
 
 
 def _fitting(net, cores):
-    """Recount of ``cores`` of population 'c' with each encoding; which fit one core each."""
-    lim_ = (64, 256, 256, 16384)
+    """Recount of ``cores`` of population 'c' with each encoding; which fit one core each
+    (neurons, input axons and, with the cheapest encoding, synapse memory)."""
+    from neurocomp.passes import partition_cores as pc
+    lim = pc._Limits(TINY)
     mem = []
     for enc in ("conv_shared", "sparse", "dense"):
         for r in cores:
             r.encodings = {"k": enc}
         mem.append(recount(net, TINY, Mapping(hw="tiny", cores=cores))["memory"])
     rc = recount(net, TINY, Mapping(hw="tiny", cores=cores))
-    ok = (rc["neurons"] <= lim_[0]) & (rc["input_axons"] <= lim_[1]) & (np.min(mem, axis=0) <= lim_[3])
+    ok = (rc["neurons"] <= lim.N) & (rc["input_axons"] <= lim.A) & (np.min(mem, axis=0) <= lim.M)
     return rc, ok
 
 
