@@ -686,6 +686,7 @@ class EventBackend:
                for p in pops]
         state: list[dict] = []
         params: list[tuple] = []
+        extra_in: dict[int, tuple] = {}     # population -> (self synapse, always-on bias message)
         for p in pops:
             n = p.neuron
             if isinstance(n, LIFNeuron):
@@ -698,6 +699,10 @@ class EventBackend:
                 be = n.bias_exp if n.bias_exp is not None else np.zeros(p.size, np.int64)
                 bias = nm.wrap_int32(nm.lif_bias(bm, np.broadcast_to(be, (p.size,)))).astype(np.int32)
                 params.append((int(n.du), int(n.dv), int(n.vth), bias, n.reset == "subtract"))
+                if n.self_weight or n.bias_in_mant is not None:
+                    bias_in = None if n.bias_in_mant is None else \
+                        nm.binary_dense_message(n.bias_in_mant, n.bias_in_exp).astype(np.int32)
+                    extra_in[len(params) - 1] = (int(n.self_weight), bias_in)
             elif isinstance(n, SigmaDeltaNeuron):
                 st = {k: np.zeros((batch, p.size), np.int32) for k in ("sigma", "act", "residue", "error")}
                 scale = 1 << (n.spike_exp + n.state_exp)
@@ -739,12 +744,18 @@ class EventBackend:
         fan_total = []                      # synapses each neuron's spike reaches, all connections
         for i, p in enumerate(pops):
             outs = [k.fan_out for k in conns if k.src == i]
-            fan_total.append((np.sum(outs, axis=0) if outs else np.zeros(p.size)).astype(np.int32))
+            fan = np.sum(outs, axis=0) if outs else np.zeros(p.size)
+            if i in extra_in and extra_in[i][0]:
+                fan = fan + 1                       # the self synapse
+            fan_total.append(fan.astype(np.int32))
+        # the always-on bias neurons: one spike per step reaching every non-zero weight
+        bias_events = sum(int(np.count_nonzero(b)) for _, b in extra_in.values() if b is not None)
         feeds = [any(k.src == i for k in conns) for i in range(len(pops))]
         events = 0
         last_input_stats = (0, 0)
         for t in range(steps):
             nnz = {}
+            events += bias_events * batch
             for i, p in enumerate(pops):
                 n = p.neuron
                 if isinstance(n, InputNeuron):
@@ -760,6 +771,17 @@ class EventBackend:
                     for j in ins:
                         np.add(a, pending[j][t % pending[j].shape[0]], out=a)  # int32 wrap like Lava
                 if isinstance(n, LIFNeuron):
+                    if i in extra_in:
+                        # the self synapse delivers last step's spikes (still in spk[i]); the
+                        # bias neuron's first spike (step 1) arrives at step 2
+                        self_w, bias_in = extra_in[i]
+                        if a is not a_in[i]:            # never add into a pending message
+                            np.copyto(a_in[i], a)
+                            a = a_in[i]
+                        if self_w:
+                            a += spk[i].astype(np.int32) * np.int32(self_w)
+                        if bias_in is not None and t > 0:
+                            a += bias_in
                     du, dv, vth, bias, sub = params[i]
                     if du == 4095 and dv == 0 and p.name not in out_states:
                         nnz[i], ev = _if_step(a, state[i]["v"], vth, bias, sub, spk[i], fan_total[i],

@@ -395,6 +395,9 @@ class _Graph:
             self.out_ports[p.name] = proc.s_out
         for c in net.connections:
             self._connection(c)
+        for p in net.populations.values():
+            if isinstance(p.neuron, LIFNeuron):
+                self._reset_synapses(p)
 
     def _msg_bits(self, pop: str) -> int:
         n = self.net.populations[pop].neuron
@@ -503,9 +506,35 @@ class _Graph:
                 "wraps to 24 bits but the Sparse fallback does not; lower weights or payloads")
         self._dense(c, m, 0, 8, nm.sign_mode_of(m.data), nmb, scale, sparse=True)
 
-    def _dense(self, c, w, weight_exp, nwb, sign_mode, nmb, scale, sparse=False) -> None:
+    def _reset_synapses(self, p: Population) -> None:
+        """``rate_reset="synapse"``: the one-to-one self synapse and the always-on
+        bias neuron (a LIF with vth 0 and bias 1 spikes at every step) of ``p``."""
+        from scipy.sparse import identity
+        n = p.neuron
+        if n.self_weight:
+            e = max(0, (-int(n.self_weight)).bit_length() - nm.WEIGHT_BITS)
+            w = identity(p.size, dtype=np.int64, format="csr") * (int(n.self_weight) >> e)
+            self._dense(Connection(name=f"{p.name}/self", src=p.name, dst=p.name, kind="dense"), w,
+                        e, 8, "inhibitory", 0, 1.0, sparse=True)
+        if n.bias_in_mant is not None:
+            from lava.proc.lif.process import LIF
+            name = f"{p.name}/bias"
+            one = Population(name, (1,), LIFNeuron(vth=0, bias_mant=np.ones(1, np.int64)))
+            if self.float:
+                proc = LIF(shape=(1,), vth=0.0, du=1.0, dv=0.0, bias_mant=1.0 / 64.0, bias_exp=0)
+            else:
+                proc = LIF(shape=(1,), vth=0, du=4095, dv=0, bias_mant=1, bias_exp=0)
+            self.resets += [(proc.u, np.zeros(1)), (proc.v, np.zeros(1))]
+            self.procs[name] = proc
+            self.out_ports[name] = proc.s_out
+            w = np.asarray(n.bias_in_mant, np.int64).reshape(-1, 1)
+            self._dense(Connection(name=name, src=name, dst=p.name, kind="dense"), w,
+                        int(n.bias_in_exp), 8, None, 0, 1.0, pops={name: one, p.name: p})
+
+    def _dense(self, c, w, weight_exp, nwb, sign_mode, nmb, scale, sparse=False, pops=None) -> None:
         net = self.net
-        sp, dp = net.populations[c.src], net.populations[c.dst]
+        pops = pops or net.populations
+        sp, dp = pops[c.src], pops[c.dst]
         from scipy.sparse import csr_matrix, issparse
         if issparse(w):
             w = w.tocsr()

@@ -52,10 +52,14 @@ def quantised_ann(net: LoweredNet, x: np.ndarray) -> dict[str, np.ndarray]:
             b = 0 if n.bias is None else np.asarray(n.bias, np.float64)
             vals[name] = np.clip(np.floor((z + b) / n.vth), 0, (1 << n.k) - 1)
         elif isinstance(n, LIFNeuron):
-            bias = nm.lif_bias(n.bias_mant if n.bias_mant is not None else np.zeros(p.size),
-                               n.bias_exp if n.bias_exp is not None else np.zeros(p.size))
-            # a synaptic filter (du < 4095) integrates each input 4096 / (du + 1) times
-            z = z * (nm.DECAY_UNITY / (int(n.du) + 1)) + bias / (1 << nm.ACT_SHIFT)
+            if n.self_weight:        # rate_reset "synapse": no filter; the bias is an input
+                if n.bias_in_mant is not None:
+                    z = z + nm.binary_dense_message(n.bias_in_mant, n.bias_in_exp)
+            else:
+                bias = nm.lif_bias(n.bias_mant if n.bias_mant is not None else np.zeros(p.size),
+                                   n.bias_exp if n.bias_exp is not None else np.zeros(p.size))
+                # a synaptic filter (du < 4095) integrates each input 4096 / (du + 1) times
+                z = z * (nm.DECAY_UNITY / (int(n.du) + 1)) + bias / (1 << nm.ACT_SHIFT)
             vth = vth_nominal.get(name, n.vth) or 1
             r = z / vth
             vals[name] = r if name == net.output else np.clip(r, 0.0, 1.0)

@@ -93,7 +93,11 @@ def inspect(model: Path):
 @click.option("--percentile", type=float, default=99.9, show_default=True)
 @click.option("--channelwise/--layerwise", default=False, show_default=True,
               help="One activation scale per channel or per layer.")
-@click.option("--netx/--no-netx", default=None, help="Keep weights NetX-expressible (default: on for rate).")
+@click.option("--netx/--no-netx", default=None, help="Keep the network NetX-expressible (default: on for "
+              "rate with --rate-reset zero).")
+@click.option("--rate-reset", type=click.Choice(["synapse", "zero"]), default=None,
+              help="rate: reset by a self-inhibitory synapse on plain LIF (default) or Lava LIF's reset "
+              "to zero (NetX; default with --netx or --synapse-tau).")
 @click.option("--v-init", type=float, default=None, help="Initial membrane as a fraction of threshold.")
 @click.option("--readout", type=click.Choice(["membrane", "count", "first-spike", "k-spikes"]), default="membrane",
               show_default=True)
@@ -104,7 +108,8 @@ def inspect(model: Path):
 @click.option("--calib-samples", type=int, default=500, show_default=True)
 def compile_cmd(model, out, hw, mode, calib, steps, normalization, percentile, channelwise, netx, v_init,
                 readout, input_bits, calib_samples, readout_k=3, encoding="constant", fs_k=6,
-                maxpool="exact", synapse_tau=1.0, max_rate=1.0, rate_correction=True, avgpool_fold=None):
+                maxpool="exact", synapse_tau=1.0, max_rate=1.0, rate_correction=True, avgpool_fold=None,
+                rate_reset=None):
     """Compile MODEL (.keras/.h5) into a deployable bundle in OUT."""
     from pydantic import ValidationError
 
@@ -124,7 +129,8 @@ def compile_cmd(model, out, hw, mode, calib, steps, normalization, percentile, c
                              channelwise=channelwise, netx=netx, v_init=v_init, readout=readout,
                              input_bits=input_bits, calib_samples=calib_samples, readout_k=readout_k,
                              encoding=encoding, fs_k=fs_k, maxpool=maxpool, synapse_tau=synapse_tau,
-                             max_rate=max_rate, rate_correction=rate_correction, avgpool_fold=avgpool_fold)
+                             max_rate=max_rate, rate_correction=rate_correction, avgpool_fold=avgpool_fold,
+                             rate_reset=rate_reset)
     except ValidationError as e:
         err0 = e.errors()[0]
         raise DataError(f"option --{str(err0['loc'][0]).replace('_', '-')}: {err0['msg']}") from None

@@ -9,6 +9,7 @@ import networkx as nx
 import numpy as np
 
 from neurocomp.encoding import check_encoding, default_encoding, encode
+from neurocomp.errors import NeurocompError
 from neurocomp.lowered import LoweredNet
 from neurocomp.options import ConvertOptions
 from neurocomp.pipeline import passes_for
@@ -100,6 +101,13 @@ def check_options(opt: ConvertOptions) -> None:
     if opt.mode in ("sigma-delta", "few-spike") and opt.readout not in ("membrane",):
         raise ReadoutError(f"read-out '{opt.readout}' does not apply to mode {opt.mode} (it is read from "
                            "its Sigma decoder); leave the read-out at its default or use a rate mode")
+    if opt.mode == "rate" and opt.rate_reset == "synapse" and opt.netx:
+        raise NeurocompError("rate reset 'synapse' is not NetX-expressible (NetX has no self synapses on "
+                             "conv layers and no always-on bias neuron); use --rate-reset zero with "
+                             "--netx, or --no-netx")
+    if opt.mode == "rate" and opt.rate_reset == "synapse" and opt.synapse_tau > 1:
+        raise NeurocompError("--synapse-tau filters through the current u, which rate reset 'synapse' "
+                             "uses as its integrator; use --rate-reset zero with --synapse-tau")
 
 
 RATE_CORRECTION_SAMPLES = 300      # calibration samples simulated by correct_rates

@@ -35,7 +35,7 @@ from neurocomp.ir import copy_graph, inputs_of, topo_order
 from neurocomp.ir import ops
 from neurocomp.lowered import (InputNeuron, LIFNeuron, LoweredError, LoweredNet, SigmaDeltaNeuron,
                                SigmaNeuron)
-from neurocomp.quant import Formats, bias_to_mant_exp, choose_lif_format
+from neurocomp.quant import Formats, bias_to_mant_exp, choose_lif_format, round_mantissas
 
 MODES = ("rate", "rate-soft", "sigma-delta", "few-spike")
 MAX_DELAY = 62                    # Lava DelayDense / Loihi 2: 6-bit synaptic delays
@@ -801,6 +801,83 @@ def _lower_sigma_delta(p, conns, b_n, allow, state_exp, unit, net, opt, fmt):
     return neuron, mants, exps, (u if per_channel else float(u[0]))
 
 
+# rate_reset="synapse": u holds the whole reset-by-subtraction membrane, and wraps at 2^23
+# (it does not saturate like v).  A neuron driven below zero keeps integrating, so the
+# threshold leaves room for this many thresholds of negative charge per step over
+# max_steps; and the self synapse -vth must be one 8-bit inhibitory mantissa.
+SYNAPSE_RESET_NEG_DRIVE = 1
+
+
+SYNAPSE_RESET_MATRIX_MAX = 1 << 23      # synapses of a graded conv written out as a matrix
+
+
+def _conv_as_dense(k: _NormConn, src_shape, dst_shape) -> _NormConn:
+    """A normalised conv connection as the equivalent dense ``(n_src, n_dst)`` one."""
+    h, w, cin = src_shape
+    ho, wo, cout = dst_shape
+    kern = np.asarray(k.w, np.float64)
+    kh, kw, cig, _ = kern.shape
+    geo = k.fc.geo
+    (pt, _), (pl, _) = geo["pads"]
+    (sh, sw), (dh, dw), g = geo["strides"], geo["dilation"], int(geo["groups"])
+    co = np.arange(cout)
+    src_ch = (co // (cout // g)) * cig
+    m = np.zeros((h * w * cin, ho * wo * cout))
+    for oy in range(ho):
+        for ox in range(wo):
+            cols = (oy * wo + ox) * cout + co
+            for i in range(kh):
+                y = oy * sh + i * dh - pt
+                for j in range(kw):
+                    x = ox * sw + j * dw - pl
+                    if 0 <= y < h and 0 <= x < w:
+                        for ci in range(cig):
+                            m[(y * w + x) * cin + src_ch + ci, cols] += kern[i, j, ci, co]
+    fc = dataclasses.replace(k.fc, kind="dense", weight=m, geo={})
+    return _NormConn(fc, m, 0)
+
+
+def synapse_reset_vth_cap(max_steps: int) -> int:
+    """Largest threshold mantissa of a ``rate_reset="synapse"`` layer."""
+    room = 1 << (nm.UV_BITS - 1 - nm.VTH_SHIFT)           # |u| < 2^23 = room thresholds of 1
+    return representable_self_vth(max(1, room // (max_steps * SYNAPSE_RESET_NEG_DRIVE)))
+
+
+def representable_self_vth(vth: int) -> int:
+    """The largest threshold <= ``vth`` whose self synapse ``-vth`` is one 8-bit
+    mantissa shifted by an exponent (``LIFNeuron.self_weight``)."""
+    e = max(0, int(vth).bit_length() - nm.WEIGHT_BITS)
+    return max(1, (int(vth) >> e) << e)
+
+
+def _synapse_reset_neuron(vth: int, bias_w: np.ndarray, v_init: float, fmt: Formats) -> LIFNeuron:
+    """Reset by subtraction from Lava's plain LIF (``rate_reset="synapse"``).
+
+    du=0 makes the current u an integrator (it keeps 4095/4096 per step: Lava adds
+    Loihi 1's offset of 1 to du), dv=4095 makes v = u + u_prev-carry (at most
+    vth/64 units) each step, so v's reset to zero forgets nothing: the self synapse
+    -vth takes the threshold out of u one step after each spike, before the next
+    comparison.  A bias added to v would no longer integrate, so it comes from an
+    always-on neuron into u (its Dense holds it as 8-bit mantissas with one
+    exponent); its first spike arrives at step 2, so u0 holds step 1's share.
+    """
+    lim = (1 << fmt.weight_bits) - 2
+    bias_w = np.asarray(bias_w, np.float64)
+    mant, exp = None, 0
+    if np.any(bias_w != 0):
+        top = float(np.abs(bias_w).max())
+        exp = next((e for e in range(0, fmt.weight_exp_max + 1) if top / 2.0 ** e <= lim),
+                   fmt.weight_exp_max)
+        mant = round_mantissas(bias_w, 2.0 ** -exp, lim)
+        if not mant.any():
+            mant, exp = None, 0
+    first = np.zeros(bias_w.shape, np.int64) if mant is None else \
+        nm.binary_dense_message(mant, exp).astype(np.int64)
+    u0 = int(v_init * (vth << nm.VTH_SHIFT)) + (first << nm.ACT_SHIFT)
+    return LIFNeuron(vth=vth, du=0, dv=4095, u0=u0, self_weight=-int(vth), bias_in_mant=mant,
+                     bias_in_exp=int(exp), reset="zero")
+
+
 def _hops(net: LoweredNet) -> int:
     """Longest path from the input to the output in connection hops (delays ignored)."""
     d = {net.input: 0}
@@ -855,7 +932,23 @@ def lower(g: nx.DiGraph, options=None, hw=None) -> LoweredNet:
         elif mode in ("rate", "rate-soft"):
             # membrane read-out: v integrates ~|logit| * vth * 64 per step and must stay below 2^23
             cap = (1 << 17) // (2 * opt.max_steps) if membrane else fmt.vth_max
-            if b_n is not None and np.abs(b_n).max() > 0:
+            synapse_reset = opt.reset_synapse and not membrane
+            if synapse_reset and any(k.kind == "conv" and net.populations[k.fc.src].neuron.graded
+                                     for k in conns):
+                # graded input (constant current) through a conv, which has no weight exponent,
+                # sends per-step inputs far larger than a threshold that leaves u room to integrate:
+                # written as an explicit matrix it gets an exponent; too large for that, the layer
+                # keeps Lava's reset to zero
+                if all(k.kind != "conv" or net.populations[k.fc.src].size * n <= SYNAPSE_RESET_MATRIX_MAX
+                       for k in conns):
+                    conns = [_conv_as_dense(k, tuple(net.populations[k.fc.src].shape), p.shape)
+                             if k.kind == "conv" and net.populations[k.fc.src].neuron.graded else k
+                             for k in conns]
+                else:
+                    synapse_reset = False
+            if synapse_reset:
+                cap = min(cap, synapse_reset_vth_cap(opt.max_steps))
+            if b_n is not None and np.abs(b_n).max() > 0 and not synapse_reset:
                 # biases are b' * vth weight units and must fit the bias mantissa/exponent
                 cap = min(cap, int(fmt.max_bias_weight_units / float(np.abs(b_n).max())))
             cap = max(cap, 1)
@@ -882,6 +975,11 @@ def lower(g: nx.DiGraph, options=None, hw=None) -> LoweredNet:
                                        [net.max_payload(k.fc.src) for k in conns],
                                        [k.sum_axes for k in conns], layer_fmt, allow_exp=allow_exp,
                                        vth_cap=cap, signed=signed)
+            while synapse_reset and representable_self_vth(lf.vth) != lf.vth:   # ends by 255
+                lf = choose_lif_format([k.w for k in conns], [unit[k.fc.src] for k in conns],
+                                       [net.max_payload(k.fc.src) for k in conns],
+                                       [k.sum_axes for k in conns], layer_fmt, allow_exp=allow_exp,
+                                       vth_cap=representable_self_vth(lf.vth), signed=signed)
             mants = lf.mantissas
             vth = int(round(lf.vth * tau))
             exps = [lf.weight_exp] * len(conns)
@@ -892,8 +990,11 @@ def lower(g: nx.DiGraph, options=None, hw=None) -> LoweredNet:
             v0 = None
             if opt.initial_membrane and not membrane:
                 v0 = np.full(n, int(opt.initial_membrane * (vth << nm.VTH_SHIFT)), np.int64)
-            neuron = LIFNeuron(vth=fmt.vth_max if membrane else vth, du=du, dv=0, bias_mant=bm,
-                               bias_exp=be, v0=v0, reset="subtract" if mode == "rate-soft" else "zero")
+            if synapse_reset:
+                neuron = _synapse_reset_neuron(vth, bias_w, opt.initial_membrane, fmt)
+            else:
+                neuron = LIFNeuron(vth=fmt.vth_max if membrane else vth, du=du, dv=0, bias_mant=bm,
+                                   bias_exp=be, v0=v0, reset="subtract" if mode == "rate-soft" else "zero")
             unit[p.name] = 1
             net.meta.setdefault("vth_nominal", {})[p.name] = int(vth)
         else:

@@ -22,6 +22,18 @@ Neuron kinds (arithmetic in ``neurocomp.numerics``):
       v = sat24(rtz(v * (4096 - dv)) + u + (bias_mant << bias_exp))
       s = v > vth << 6;  v[s] = 0  (reset="zero")  or  v[s] -= vth << 6 ("subtract")
 
+  Two optional synapses of standard Loihi hardware join a LIF population's input
+  ``a`` (mode ``rate`` with ``rate_reset="synapse"``: reset by subtraction built
+  from Lava's plain LIF, see ``neurocomp.lower``):
+
+  * ``self_weight`` (``-m << e``, an 8-bit mantissa m and an exponent e): a
+    one-to-one connection of every neuron onto itself, so a spike at step t adds
+    ``self_weight`` to its own ``a`` at step t+1;
+  * ``bias_in_mant`` / ``bias_in_exp``: a Dense ``(n, 1)`` from one always-on
+    neuron (Lava LIF, vth 0, bias 1: it spikes at every step from step 1), so
+    ``numerics.binary_dense_message(bias_in_mant, bias_in_exp)`` joins ``a`` at
+    every step t >= 2 (a bias that enters the current ``u``, not ``v``).
+
 * ``SigmaDeltaNeuron`` (Lava ``SigmaDelta``, fixed_pt, ReLU)::
 
       sigma += a;  act = relu(sigma + bias * 2^(spike_exp+state_exp))
@@ -96,6 +108,9 @@ class LIFNeuron:
     u0: Optional[np.ndarray] = None          # initial state per neuron (int32)
     v0: Optional[np.ndarray] = None
     reset: str = "zero"                      # "zero" (Lava LIF) or "subtract"
+    self_weight: int = 0                     # one-to-one self synapse (0: none)
+    bias_in_mant: Optional[np.ndarray] = None    # always-on bias neuron's weights, per neuron
+    bias_in_exp: int = 0
     kind: ClassVar[str] = "lif"
     graded: ClassVar[bool] = False
 
@@ -297,6 +312,14 @@ class LoweredNet:
                         raise LoweredError(f"population '{p.name}' {a} shape {np.shape(arr)} != ({p.size},)")
                 if n.reset not in ("zero", "subtract"):
                     raise LoweredError(f"population '{p.name}' reset '{n.reset}' unknown")
+                if n.bias_in_mant is not None and np.shape(n.bias_in_mant) != (p.size,):
+                    raise LoweredError(f"population '{p.name}' bias_in_mant shape "
+                                       f"{np.shape(n.bias_in_mant)} != ({p.size},)")
+                w = -int(n.self_weight)
+                e = max(0, w.bit_length() - nm.WEIGHT_BITS)
+                if w < 0 or (w >> e) << e != w or e > 7:
+                    raise LoweredError(f"population '{p.name}' self_weight {n.self_weight} is not an "
+                                       "8-bit inhibitory mantissa shifted by an exponent 0..7")
             elif isinstance(n, SigmaDeltaNeuron):
                 if n.bias is not None and np.shape(n.bias) != (p.size,):
                     raise LoweredError(f"population '{p.name}' bias shape {np.shape(n.bias)} != ({p.size},)")

@@ -67,6 +67,39 @@ def conn_bits(c) -> tuple[int, int]:
     return int(c.num_weight_bits), (int(c.delay).bit_length() if c.delay else 0)
 
 
+def has_reset_synapses(neuron) -> bool:
+    """Whether a population resets through a self synapse / always-on bias neuron
+    (``rate_reset="synapse"``)."""
+    return bool(getattr(neuron, "self_weight", 0)) or getattr(neuron, "bias_in_mant", None) is not None
+
+
+def reset_synapse_costs(hw, neuron, k: int, bias_synapses: int) -> dict:
+    """What ``rate_reset="synapse"`` adds to a core holding ``k`` neurons of a
+    population (``bias_synapses`` of them with a non-zero bias weight).
+
+    The self synapses: each neuron reaches its own core once (an output and an
+    input axon) and one synapse there (a ``sparse`` row of one).  The always-on
+    bias neuron lives on the same core: one more neuron, one output and one
+    input axon, a ``dense`` row as wide as the core's neurons of the layer.
+    Keys are ``CoreRecord`` fields; ``encodings`` names the two synapse sets."""
+    out = dict(neurons=0, input_axons=0, output_axons=0, synapses=0, synapse_memory_bits=0,
+               encodings={})
+    if getattr(neuron, "self_weight", 0):
+        out["input_axons"] += k
+        out["output_axons"] += k
+        out["synapses"] += k
+        out["synapse_memory_bits"] += hw.synapse_memory_bits("sparse", k, 1, 8, 0) if k else 0
+        out["encodings"]["self"] = "sparse"
+    if getattr(neuron, "bias_in_mant", None) is not None:
+        out["neurons"] += 1
+        out["input_axons"] += 1
+        out["output_axons"] += 1
+        out["synapses"] += bias_synapses
+        out["synapse_memory_bits"] += hw.synapse_memory_bits("dense", 1, k, 8, 0)
+        out["encodings"]["bias"] = "dense"
+    return out
+
+
 def conv_tap_codes(net, c, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Per synapse ``(src, dst)`` of conv connection ``c`` (flat indices),
     the code ``(ky * kw + kx) * Co + co`` of its kernel tap and output
@@ -323,6 +356,21 @@ def recount(net: LoweredNet, hw, mapping: Mapping, errors: Optional[list] = None
         srcc = core_of[sname][u // nc]
         ok = srcc >= 0
         out_ax += np.bincount(srcc[ok], minlength=nc)
+    # rate_reset "synapse": self synapses and one bias neuron per core of the layer
+    for pname, arr in core_of.items():
+        n = net.populations[pname].neuron
+        if not has_reset_synapses(n):
+            continue
+        nz = np.zeros(arr.size, bool) if n.bias_in_mant is None else \
+            np.asarray(n.bias_in_mant).reshape(-1) != 0
+        for k in np.unique(arr[arr >= 0]):
+            on = arr == k
+            extra = reset_synapse_costs(hw, n, int(on.sum()), int((on & nz).sum()))
+            neurons[k] += extra["neurons"]
+            in_ax[k] += extra["input_axons"]
+            out_ax[k] += extra["output_axons"]
+            syn[k] += extra["synapses"]
+            mem[k] += extra["synapse_memory_bits"]
     return {"core_of": core_of, "neurons": neurons, "input_axons": in_ax,
             "output_axons": out_ax, "synapses": syn, "memory": mem}
 

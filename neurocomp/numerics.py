@@ -69,6 +69,13 @@ def shift_sum(acc: np.ndarray, weight_exp: int) -> np.ndarray:
     return acc << weight_exp if weight_exp >= 0 else acc >> -weight_exp
 
 
+def binary_dense_message(mant, weight_exp: int) -> np.ndarray:
+    """What a Dense with one weight per destination sends for one binary spike:
+    the quantised mantissa, shifted by the exponent, wrapped to int32."""
+    w = quantize_dense_weights(np.asarray(mant).reshape(-1, 1)).astype(np.int64)[:, 0]
+    return wrap_int32(shift_sum(w, int(weight_exp)))
+
+
 def wrap_int32(x: np.ndarray) -> np.ndarray:
     return x.astype(np.int64).astype(np.int32)
 

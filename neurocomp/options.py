@@ -13,7 +13,8 @@ class ConvertOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    mode: Mode = Field("rate", description="rate: IF neurons, reset to zero (Lava LIF, NetX CUBA); "
+    mode: Mode = Field("rate", description="rate: IF neurons on Lava's plain LIF (reset by a "
+                       "self-inhibitory synapse, or to zero for NetX CUBA: see rate_reset); "
                        "rate-soft: reset by subtraction (custom Lava process, Loihi 2 microcode); "
                        "sigma-delta: graded spikes (Lava SigmaDelta, NetX SDNN); "
                        "few-spike: FS neurons, k-step cycles of at most k graded spikes (custom Lava "
@@ -53,6 +54,13 @@ class ConvertOptions(BaseModel):
     max_rate: float = Field(1.0, gt=0, le=1, description="rate modes: spikes per step that stand for an "
                             "activation at the calibration scale (firing-rate scaling; lower rates mean "
                             "fewer spikes and smaller per-spike errors but need more steps)")
+    rate_reset: Optional[Literal["synapse", "zero"]] = Field(
+        None, description="rate: how a spike resets the neuron.  synapse: reset by subtraction "
+        "built from standard LIF hardware (the current u integrates, a one-to-one self synapse of "
+        "-threshold subtracts each spike, biases come from an always-on neuron; Loihi 1 and 2, no "
+        "microcode, not NetX-expressible); zero: Lava LIF's own reset to zero (NetX CUBA; loses "
+        "the charge above threshold, so rates need rate_correction); default: zero with netx or "
+        "synapse_tau, else synapse")
     rate_correction: bool = Field(True, description="rate: after lowering, lower each reset-to-zero "
                                   "layer's threshold until its mean rate on calibration data matches the "
                                   "quantised ANN (the reset discards charge, so rates sink layer by layer)")
@@ -65,15 +73,25 @@ class ConvertOptions(BaseModel):
                                 description="sigma-delta: delta threshold, fraction of activation 1.0")
     netx: Optional[bool] = Field(None, description="keep the network expressible as a lava-dl NetX "
                                  "file: integer weights without exponents (NetX has none), at some cost in "
-                                 "weight precision; default: on for rate, off for sigma-delta (rate-soft "
-                                 "is never NetX-expressible)")
+                                 "weight precision; default: on for rate with rate_reset zero, off "
+                                 "otherwise (rate-soft and rate with rate_reset synapse are never "
+                                 "NetX-expressible)")
     calib_samples: int = Field(500, ge=1, description="calibration samples used")
+
+    @property
+    def reset_synapse(self) -> bool:
+        """Whether rate-mode layers reset through a self-inhibitory synapse (``rate_reset``)."""
+        if self.mode != "rate":
+            return False
+        if self.rate_reset is not None:
+            return self.rate_reset == "synapse"
+        return not self.netx and self.synapse_tau == 1
 
     @property
     def initial_membrane(self) -> float:
         if self.v_init is not None:
             return self.v_init
-        return 0.5 if self.mode == "rate-soft" else 0.0
+        return 0.5 if self.mode == "rate-soft" or self.reset_synapse else 0.0
 
     @property
     def fold_pooling(self) -> bool:
@@ -86,4 +104,4 @@ class ConvertOptions(BaseModel):
         """Whether weights are kept exponent-free for NetX."""
         if self.mode in ("rate-soft", "few-spike"):
             return False
-        return self.netx if self.netx is not None else self.mode == "rate"
+        return self.netx if self.netx is not None else (self.mode == "rate" and not self.reset_synapse)

@@ -42,7 +42,7 @@ def correct_rates(net: LoweredNet, x: np.ndarray, steps: int, fmt: Formats) -> d
     scales = {}
     for name, p in net.populations.items():
         n = p.neuron
-        if not isinstance(n, LIFNeuron) or n.reset != "zero" or name == net.output:
+        if not isinstance(n, LIFNeuron) or n.reset != "zero" or n.self_weight or name == net.output:
             continue
         want = float(np.clip(target[name], 0, 1).mean())
         total = 1.0

@@ -66,6 +66,7 @@ Impossible cases raise ``HardwareLimitError`` with the numbers.
 """
 from __future__ import annotations
 
+import copy
 import math
 
 import numba
@@ -73,8 +74,8 @@ import numpy as np
 
 from neurocomp.errors import HardwareLimitError
 from neurocomp.lowered import InputNeuron, LoweredNet
-from neurocomp.mapping import (CoreRecord, Mapping, conn_bits, conv_tap_codes, place_chips,
-                               row_bits_fn)
+from neurocomp.mapping import (CoreRecord, Mapping, conn_bits, conv_tap_codes, has_reset_synapses,
+                               place_chips, reset_synapse_costs, row_bits_fn)
 
 FLAT_CONV_MAX_SYNAPSES = 1_000_000   # also try contiguous ranges for conv layers up to this size
 BORDER_BANDS = ((1, 1), (1, 0), (0, 1), (2, 2), (2, 1), (1, 2), (3, 3))   # (rows, cols) cut off
@@ -211,7 +212,10 @@ def partition_cores(net: LoweredNet, hw, place: bool = True) -> Mapping:
     next_id = [0]
     for name in reversed(pops):
         out_ax = _out_axons(net, name, info, core_ids)
-        recs, lb = _partition_pop(net, hw, lim, name, out_ax, info)
+        if has_reset_synapses(net.populations[name].neuron):
+            recs, lb = _partition_reset_synapses(net, hw, lim, name, out_ax, info)
+        else:
+            recs, lb = _partition_pop(net, hw, lim, name, out_ax, info)
         ids = np.full(net.populations[name].size, -1, np.int64)
         for r in recs:
             ids[r.indices(net.populations[name].shape)] = next_id[0]
@@ -328,6 +332,48 @@ def _partition_pop(net, hw, lim, name, out_ax, info):
         lb["cores"] = max(lb["cores"], cc)
         lb["proven"] = max(lb["proven"], cc)
     return recs, lb
+
+
+def _partition_reset_synapses(net, hw, lim, name, out_ax, info):
+    """``_partition_pop`` for a ``rate_reset="synapse"`` layer: every core also holds
+    its neurons' self synapses and one always-on bias neuron
+    (``mapping.reset_synapse_costs``), which grow with the neurons per core.  So
+    the layer is partitioned under limits less what a core of at most ``K``
+    neurons adds, for a few caps ``K``, and the fewest cores win; the records
+    then carry the additions."""
+    p = net.populations[name]
+    n = p.neuron
+    best, err = None, None
+    for cap in sorted({lim.N - 1, lim.N // 2, lim.N // 4}, reverse=True):
+        extra = reset_synapse_costs(hw, n, cap, cap)
+        sub = copy.copy(lim)
+        sub.N = min(lim.N - extra["neurons"], cap)
+        sub.A, sub.O = lim.A - extra["input_axons"], lim.O - extra["output_axons"]
+        sub.M = lim.M - extra["synapse_memory_bits"]
+        if min(sub.N, sub.A, sub.O, sub.M) <= 0:
+            continue
+        trial = dict(info)
+        try:
+            recs, _ = _partition_pop(net, hw, sub, name, out_ax, trial)
+        except HardwareLimitError as e:
+            err = e
+            continue
+        if best is None or len(recs) < len(best[0]):
+            best = (recs, trial[name])
+    if best is None:
+        raise err or HardwareLimitError(
+            f"'{name}' {p.shape}: its self synapses and bias neuron (rate_reset 'synapse') leave no "
+            f"room on a core of '{hw.name}' ({lim.N} neurons, {lim.A} input axons, {lim.O} output "
+            "axons); use --rate-reset zero")
+    recs, info[name] = best
+    nz = np.zeros(p.size, bool) if n.bias_in_mant is None else np.asarray(n.bias_in_mant).reshape(-1) != 0
+    for r in recs:
+        extra = reset_synapse_costs(hw, n, r.neurons, int(nz[r.indices(p.shape)].sum()))
+        for key in ("neurons", "input_axons", "output_axons", "synapses", "synapse_memory_bits"):
+            setattr(r, key, getattr(r, key) + extra[key])
+        r.encodings.update({f"{name}/{k}": v for k, v in extra["encodings"].items()})
+    # the bound counts the layer's own connections under the chip's real limits
+    return recs, _lower_bound(net, hw, lim, name, out_ax)
 
 
 def _own_cores(net, hw, lim, name):
