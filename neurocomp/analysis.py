@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import Optional
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -29,13 +31,14 @@ def connection_matrix(net: LoweredNet, c) -> sp.csr_matrix:
                          shape=(net.populations[c.src].size, n_dst))
 
 
-def quantised_ann(net: LoweredNet, x: np.ndarray) -> dict[str, np.ndarray]:
+def quantised_ann(net: LoweredNet, x: np.ndarray, currents: Optional[dict] = None) -> dict[str, np.ndarray]:
     """Per population, the steady-state value the spiking network approximates:
     rates (spikes per step, clipped to [0, 1]) for LIF populations, the
     output's per-step input over its threshold for a membrane read-out, and
     decoded activations (1.0 = the calibration scale) for sigma-delta and
     few-spike ones (few-spike: floored to its k bits and clipped, as the
-    cycle's binary expansion).  The input population keeps its integer payloads."""
+    cycle's binary expansion).  The input population keeps its integer payloads.
+    ``currents``, when given, receives each LIF population's steady per-step input."""
     cycle = int(net.meta.get("cycle_steps", 1))    # few-spike: values are per-cycle payload sums
     vals: dict[str, np.ndarray] = {}
     vth_nominal = net.meta.get("vth_nominal", {})
@@ -61,6 +64,8 @@ def quantised_ann(net: LoweredNet, x: np.ndarray) -> dict[str, np.ndarray]:
                 # a synaptic filter (du < 4095) integrates each input 4096 / (du + 1) times
                 z = z * (nm.DECAY_UNITY / (int(n.du) + 1)) + bias / (1 << nm.ACT_SHIFT)
             vth = vth_nominal.get(name, n.vth) or 1
+            if currents is not None:      # per-step input in weight units, e.g. to size u's range
+                currents[name] = z
             r = z / vth
             vals[name] = r if name == net.output else np.clip(r, 0.0, 1.0)
         elif isinstance(n, SigmaNeuron):

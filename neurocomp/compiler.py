@@ -10,7 +10,7 @@ import numpy as np
 
 from neurocomp.encoding import check_encoding, default_encoding, encode
 from neurocomp.errors import NeurocompError
-from neurocomp.lowered import LoweredNet
+from neurocomp.lowered import LIFNeuron, LoweredNet
 from neurocomp.options import ConvertOptions
 from neurocomp.pipeline import passes_for
 
@@ -138,12 +138,21 @@ def compile(model, calib: Optional[np.ndarray] = None, hw="loihi2", options: Opt
     g = run_pipeline(g, names, ctx, on_pass=on_pass)
     t0 = time.perf_counter()
     net = lower(g, opt, hw_cfg)
+    if opt.reset_synapse and ctx.calib is not None:
+        # thresholds that leave u room for the negative input calibration data shows
+        from neurocomp.lower import synapse_reset_caps
+        caps = synapse_reset_caps(net, ctx.calib[:RATE_CORRECTION_SAMPLES], opt.max_steps)
+        if caps:
+            net = lower(g, opt, hw_cfg, vth_caps=caps)
+            ctx.notes["synapse_reset_vth"] = caps
     if opt.mode != "sigma-delta":
         # the bundle's input neuron remembers the encoding; encode() reads it from there
         net.populations[net.input].neuron.encoding = opt.encoding
     check_encoding(net, opt.encoding)
     ctx.timings.append(("lower", time.perf_counter() - t0))
-    if opt.mode == "rate" and opt.rate_correction and ctx.calib is not None:
+    zero_reset = [n for n, p in net.populations.items() if n != net.output and isinstance(p.neuron, LIFNeuron)
+                  and p.neuron.reset == "zero" and not p.neuron.self_weight]
+    if opt.mode == "rate" and opt.rate_correction and ctx.calib is not None and zero_reset:
         from neurocomp.quant import Formats
         from neurocomp.rate_correction import correct_rates_if_better
         t0 = time.perf_counter()

@@ -803,9 +803,36 @@ def _lower_sigma_delta(p, conns, b_n, allow, state_exp, unit, net, opt, fmt):
 
 # rate_reset="synapse": u holds the whole reset-by-subtraction membrane, and wraps at 2^23
 # (it does not saturate like v).  A neuron driven below zero keeps integrating, so the
-# threshold leaves room for this many thresholds of negative charge per step over
-# max_steps; and the self synapse -vth must be one 8-bit inhibitory mantissa.
+# threshold leaves room for max_steps steps of the layer's most negative per-step input:
+# measured on calibration data where there is some (synapse_reset_caps), else assumed to
+# be this many thresholds; the self synapse -vth must be an 8-bit mantissa and exponent.
 SYNAPSE_RESET_NEG_DRIVE = 1
+SYNAPSE_RESET_MARGIN = 1.25          # on the measured drive: other inputs may reach further
+SYNAPSE_RESET_MIN_DRIVE = 1 / 16     # assumed at least, however little calibration shows
+SYNAPSE_RESET_VTH_MAX = 255 << 7
+
+
+def _u_room() -> int:
+    """|u| < 2^23 in weight units (u counts them << 6)."""
+    return 1 << (nm.UV_BITS - 1 - nm.ACT_SHIFT)
+
+
+def synapse_reset_caps(net: LoweredNet, x: np.ndarray, max_steps: int) -> dict[str, int]:
+    """Per ``rate_reset="synapse"`` population, the largest threshold with which
+    ``max_steps`` steps of its most negative steady per-step input on ``x``
+    (the quantised ANN's, with ``SYNAPSE_RESET_MARGIN``) cannot wrap u."""
+    from neurocomp.analysis import quantised_ann
+    currents: dict[str, np.ndarray] = {}
+    quantised_ann(net, x, currents=currents)
+    caps = {}
+    for name, z in currents.items():
+        n = net.populations[name].neuron
+        if not n.self_weight:
+            continue
+        drive = max(float(-z.min(initial=0.0)) / n.vth, SYNAPSE_RESET_MIN_DRIVE)   # thresholds/step
+        cap = int(_u_room() / (max_steps * drive * SYNAPSE_RESET_MARGIN))
+        caps[name] = representable_self_vth(min(max(cap, 1), SYNAPSE_RESET_VTH_MAX))
+    return caps
 
 
 SYNAPSE_RESET_MATRIX_MAX = 1 << 23      # synapses of a graded conv written out as a matrix
@@ -838,9 +865,8 @@ def _conv_as_dense(k: _NormConn, src_shape, dst_shape) -> _NormConn:
 
 
 def synapse_reset_vth_cap(max_steps: int) -> int:
-    """Largest threshold mantissa of a ``rate_reset="synapse"`` layer."""
-    room = 1 << (nm.UV_BITS - 1 - nm.VTH_SHIFT)           # |u| < 2^23 = room thresholds of 1
-    return representable_self_vth(max(1, room // (max_steps * SYNAPSE_RESET_NEG_DRIVE)))
+    """Largest threshold of a ``rate_reset="synapse"`` layer without calibration data."""
+    return representable_self_vth(max(1, _u_room() // (max_steps * SYNAPSE_RESET_NEG_DRIVE)))
 
 
 def representable_self_vth(vth: int) -> int:
@@ -887,8 +913,10 @@ def _hops(net: LoweredNet) -> int:
     return d.get(net.output, 0)
 
 
-def lower(g: nx.DiGraph, options=None, hw=None) -> LoweredNet:
-    """Build the integer network from a calibrated float graph (see ``ConvertOptions``)."""
+def lower(g: nx.DiGraph, options=None, hw=None, vth_caps: Optional[dict] = None) -> LoweredNet:
+    """Build the integer network from a calibrated float graph (see ``ConvertOptions``).
+    ``vth_caps``: thresholds of ``rate_reset="synapse"`` layers, by population, instead of
+    ``synapse_reset_vth_cap`` (``synapse_reset_caps`` measures them)."""
     from neurocomp.options import ConvertOptions
 
     opt = options or ConvertOptions()
@@ -947,7 +975,7 @@ def lower(g: nx.DiGraph, options=None, hw=None) -> LoweredNet:
                 else:
                     synapse_reset = False
             if synapse_reset:
-                cap = min(cap, synapse_reset_vth_cap(opt.max_steps))
+                cap = min(cap, (vth_caps or {}).get(p.name) or synapse_reset_vth_cap(opt.max_steps))
             if b_n is not None and np.abs(b_n).max() > 0 and not synapse_reset:
                 # biases are b' * vth weight units and must fit the bias mantissa/exponent
                 cap = min(cap, int(fmt.max_bias_weight_units / float(np.abs(b_n).max())))

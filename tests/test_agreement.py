@@ -37,6 +37,11 @@ def _lif(draw, n):
         v0=np.asarray(draw(st.lists(st.integers(-2**22, 2**22), min_size=n, max_size=n)))
         if draw(st.booleans()) else None,
         reset=draw(st.sampled_from(["zero", "zero", "subtract"])),
+        # rate_reset "synapse": a one-to-one self synapse and an always-on bias neuron
+        self_weight=-(draw(st.integers(1, 255)) << draw(st.integers(0, 3))) if draw(st.booleans()) else 0,
+        bias_in_mant=np.asarray(draw(st.lists(st.integers(-256, 255), min_size=n, max_size=n)))
+        if draw(st.booleans()) else None,
+        bias_in_exp=draw(st.integers(-2, 4)),
     )
 
 

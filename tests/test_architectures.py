@@ -102,7 +102,9 @@ def test_concatenate_consumers_read_slices(models, calib):
 
 
 def test_zero_padding_folds_into_pads(models, calib):
-    c = compiled(models, calib, "zeropad_cnn", "rate", avgpool_fold=False)   # keep the padded pool
+    # keep the padded pool; reset to zero keeps the first conv a conv (synapse reset writes a
+    # conv reading graded pixels as a matrix)
+    c = compiled(models, calib, "zeropad_cnn", "rate", avgpool_fold=False, rate_reset="zero")
     pads = {k.dst: k.pads for k in c.net.connections}
     assert pads["conv1"] == ((1, 1), (1, 1))
     assert pads["conv2"] == ((0, 1), (1, 0))

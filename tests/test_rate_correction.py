@@ -18,7 +18,7 @@ from neurocomp.rate_correction import correct_rates
 def test_correction_matches_mean_rates_and_stays_netx_expressible(zoo, digits):
     x_tr, _, x_te, _ = digits
     model, _ = zoo("lenet")
-    c = neurocomp.compile(model, calib=x_tr[:300], mode="rate", rate_correction=False)
+    c = neurocomp.compile(model, calib=x_tr[:300], mode="rate", rate_correction=False, rate_reset="zero")
     x, steps = x_tr[:200], c.latency_steps + 32
     net = copy.deepcopy(c.net)
     target = quantised_ann(net, x)
@@ -44,10 +44,10 @@ def test_correction_matches_mean_rates_and_stays_netx_expressible(zoo, digits):
 def test_compile_keeps_the_correction_only_when_it_agrees_better(zoo, digits):
     x_tr = digits[0]
     model, _ = zoo("lenet")
-    c = neurocomp.compile(model, calib=x_tr[:300], mode="rate")
+    c = neurocomp.compile(model, calib=x_tr[:300], mode="rate", rate_reset="zero")
     note = c.notes["rate_correction"]
     assert note["applied"] == (note["agreement_after"] > note["agreement_before"])
-    plain = neurocomp.compile(model, calib=x_tr[:300], mode="rate", rate_correction=False)
+    plain = neurocomp.compile(model, calib=x_tr[:300], mode="rate", rate_correction=False, rate_reset="zero")
     changed = any(c.net.populations[p].neuron.vth != plain.net.populations[p].neuron.vth
                   for p in note["threshold_scales"])
     assert changed == note["applied"]

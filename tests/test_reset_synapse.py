@@ -1,0 +1,182 @@
+"""Mode ``rate`` with ``rate_reset="synapse"``: reset by subtraction built from
+Lava's plain LIF (the current u integrates, a one-to-one self synapse of
+-threshold subtracts each spike, biases arrive from an always-on neuron).
+
+Checked: what the lowering builds, that it computes reset-by-subtraction (a
+hand-built neuron against the closed form), that it keeps the ANN's accuracy
+where reset-to-zero does not, bit-exactness with Lava (here and in the random
+agreement test), the mapping's extra synapses and bias neurons (partitioner and
+checker), and the refusals (NetX, NIR, option conflicts)."""
+import numpy as np
+import pytest
+
+import neurocomp
+from neurocomp import ir
+from neurocomp import numerics as nm
+from neurocomp.backends.event import EventBackend
+from neurocomp.errors import NeurocompError
+from neurocomp.hw import load_hw
+from neurocomp.lower import lower, synapse_reset_vth_cap
+from neurocomp.lowered import InputNeuron, LIFNeuron, LoweredNet
+from neurocomp.mapping import check_mapping, has_reset_synapses, recount
+from neurocomp.options import ConvertOptions
+from neurocomp.passes.partition_cores import partition_cores
+from keras_zoo import load_digits_data
+
+
+@pytest.fixture(scope="module")
+def calib():
+    return load_digits_data()[0][:300]
+
+
+@pytest.fixture(scope="module")
+def models(zoo_cache):
+    from keras_zoo import labels_for, load_or_build
+    return {name: (*load_or_build(name, zoo_cache), labels_for(name)) for name in ("mlp_digits", "lenet")}
+
+
+@pytest.fixture(scope="module")
+def lenet_rate(models, calib):
+    return neurocomp.compile(models["lenet"][0], calib=calib, mode="rate")
+
+
+def _hidden(net):
+    return [p for n, p in net.populations.items() if n not in (net.input, net.output)]
+
+
+def test_defaults_choose_the_reset():
+    assert ConvertOptions(mode="rate").reset_synapse
+    assert not ConvertOptions(mode="rate", netx=True).reset_synapse
+    assert not ConvertOptions(mode="rate", synapse_tau=4).reset_synapse
+    assert not ConvertOptions(mode="rate", rate_reset="zero").reset_synapse
+    assert not ConvertOptions(mode="rate-soft").reset_synapse
+    assert ConvertOptions(mode="rate").netx_weights is False
+    assert ConvertOptions(mode="rate", rate_reset="zero").netx_weights is True
+
+
+def test_lowering_builds_plain_lif_with_self_and_bias_synapses(lenet_rate):
+    net = lenet_rate.net
+    hidden = _hidden(net)
+    assert hidden
+    caps = lenet_rate.notes["synapse_reset_vth"]        # measured on the calibration data
+    assert set(caps) == {p.name for p in hidden}
+    for p in hidden:
+        n = p.neuron
+        assert isinstance(n, LIFNeuron) and n.reset == "zero" and (n.du, n.dv) == (0, 4095)
+        assert n.self_weight == -n.vth and 1 <= n.vth <= caps[p.name]
+        assert n.bias_mant is None or not np.any(n.bias_mant)       # the bias enters u, not v
+        # u starts at half a threshold plus step 1's bias (the bias neuron's first spike lands at step 2)
+        first = 0 if n.bias_in_mant is None else nm.binary_dense_message(n.bias_in_mant, n.bias_in_exp)
+        np.testing.assert_array_equal(n.u0, (n.vth << 6) // 2 + (np.asarray(first, np.int64) << 6))
+    # the first layer reads graded pixels through a conv: written out as a dense matrix with an exponent
+    first = net.incoming(hidden[0].name)[0]
+    assert first.kind == "dense" and first.weight_exp < 0
+    # the membrane read-out keeps its plain integrator
+    assert not has_reset_synapses(net.populations[net.output].neuron)
+    # NetX-expressible rate keeps Lava LIF's own reset
+    zero = lower(lenet_rate.graph, ConvertOptions(mode="rate", netx=True), lenet_rate.hw)
+    assert not any(has_reset_synapses(p.neuron) for p in zero.populations.values())
+
+
+def test_u_does_not_wrap_within_max_steps(models, lenet_rate):
+    """u wraps at 2^23 (v saturates): the thresholds leave it room for max_steps steps of the
+    most negative input calibration showed; held-out digits stay clear of the wrap too."""
+    from neurocomp.encoding import encode
+    c = lenet_rate
+    x = models["lenet"][1]
+    res = EventBackend().run(c.net, encode(c.net, x[:60], c.options.max_steps), record_states=True)
+    for p in _hidden(c.net):
+        u = res.states[p.name]["u"]
+        assert np.abs(u).max() < 0.9 * nm.MAX_UV, (p.name, int(u.min()), int(u.max()))
+    # without calibration data the lowering assumes one threshold of negative input per step
+    bare = lower(c.graph, c.options, c.hw)
+    cap = synapse_reset_vth_cap(c.options.max_steps)
+    assert all(p.neuron.vth <= cap for p in _hidden(bare))
+
+
+def _one_neuron(vth, drive, bias_msg, v_init=0.5):
+    """Input -> one synapse-reset neuron, driven by ``drive`` weight units per step."""
+    from neurocomp.lower import _synapse_reset_neuron
+    from neurocomp.quant import Formats
+    net = LoweredNet(input="in", output="n")
+    net.add_population("in", (1,), InputNeuron(graded=True, payload_max=255))
+    net.add_population("n", (1,), _synapse_reset_neuron(vth, np.array([bias_msg]), v_init, Formats()))
+    net.connect(name="w", src="in", dst="n", kind="dense", weight=np.array([[drive]]))
+    net.validate()
+    return net
+
+
+@pytest.mark.parametrize("vth,weight,payload,bias", [(512, 37, 1, 0), (1024, 250, 2, -20), (255, 1, 1, 40),
+                                                     (768, 150, 2, 100), (2048, 255, 7, -3)])
+def test_it_counts_like_reset_by_subtraction(vth, weight, payload, bias):
+    """A reset-by-subtraction neuron never discards charge: after t steps it has fired
+    floor((vth/2 + charge so far) / vth) times.  The synapse construction matches that at
+    every step up to one spike (u keeps 4095/4096 per step), for drives near the threshold."""
+    net = _one_neuron(vth, weight, bias)
+    steps, drive = 300, weight * payload
+    res = EventBackend().run(net, np.full((1, steps, 1), payload, np.int32), record=["n"])
+    got = np.cumsum(res.spikes["n"][0, :, 0])
+    t = np.arange(1, steps + 1)
+    # the input reaches the neuron from step 2 (one hop), the bias from step 1 (u0 holds it)
+    want = np.maximum(np.floor((vth / 2 + (t - 1) * drive + t * bias) / vth), 0)
+    assert np.all(np.abs(got - want) <= 1), np.flatnonzero(np.abs(got - want) > 1)[:5]
+    # reset to zero would stall at 1/ceil(vth/drive) spikes per step: far fewer for these drives
+    if drive + bias > vth / 2:
+        assert got[-1] > steps / np.ceil(vth / (drive + bias)) + 5
+
+
+def test_keeps_the_ann_accuracy_where_reset_to_zero_does_not(models, calib):
+    model, x, y = models["lenet"]
+    syn = neurocomp.compile(model, calib=calib, mode="rate")
+    zero = neurocomp.compile(model, calib=calib, mode="rate", rate_reset="zero")
+    soft = neurocomp.compile(model, calib=calib, mode="rate-soft")
+    ann = float((ir.predict(syn.graph, x).argmax(1) == y).mean())
+    steps = syn.latency_steps + 32
+    a_syn, a_zero, a_soft = (c.simulate(x, steps).accuracy(y) for c in (syn, zero, soft))
+    assert a_syn >= ann - 0.02, (a_syn, ann)
+    assert a_syn >= a_zero and abs(a_syn - a_soft) <= 0.02, (a_syn, a_zero, a_soft)
+
+
+@pytest.mark.xdist_group("lava")
+def test_bit_exact_with_lava_with_count_readout(models, calib):
+    from backend_agreement import assert_identical, run_event_and_lava
+    from neurocomp.encoding import encode
+    model, x, _ = models["mlp_digits"]
+    c = neurocomp.compile(model, calib=calib, mode="rate", readout="count")    # spiking output layer too
+    assert all(has_reset_synapses(p.neuron) for n, p in c.net.populations.items() if n != c.net.input)
+    assert assert_identical(*run_event_and_lava(c.net, encode(c.net, x[:3], c.latency_steps + 10))) > 0
+
+
+def test_mapping_holds_self_synapses_and_a_bias_neuron_per_core(lenet_rate):
+    net = lenet_rate.net
+    for hw in (load_hw("loihi2"), load_hw("tiny")):
+        m = partition_cores(net, hw)
+        assert check_mapping(net, hw, m) == []
+        rc = recount(net, hw, m)
+        for k, r in enumerate(m.cores):
+            n = net.populations[r.population].neuron
+            held = int((rc["core_of"][r.population] == k).sum())
+            if has_reset_synapses(n):
+                assert r.neurons == held + (n.bias_in_mant is not None)
+                assert r.input_axons >= held and r.output_axons >= held
+                assert f"{r.population}/self" in r.encodings
+            else:
+                assert r.neurons == held
+        # the checker counts them on its own: a record without them is refused
+        k = next(k for k, r in enumerate(m.cores) if has_reset_synapses(net.populations[r.population].neuron))
+        m.cores[k].input_axons -= 1
+        assert any("input_axons" in e for e in check_mapping(net, hw, m))
+
+
+def test_netx_nir_and_option_conflicts_are_refused(lenet_rate, tmp_path):
+    from neurocomp.backends.netx import netx_expressible
+    from neurocomp.compiler import check_options
+    from neurocomp.nir_io import nir_expressible
+    ok, why = netx_expressible(lenet_rate.net)
+    assert not ok and "rate-reset zero" in why
+    ok, why = nir_expressible(lenet_rate.net)
+    assert not ok and "rate_reset='zero'" in why
+    with pytest.raises(NeurocompError, match="not NetX-expressible"):
+        check_options(ConvertOptions(mode="rate", rate_reset="synapse", netx=True))
+    with pytest.raises(NeurocompError, match="synapse-tau"):
+        check_options(ConvertOptions(mode="rate", rate_reset="synapse", synapse_tau=4))
