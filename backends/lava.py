@@ -90,6 +90,7 @@ import numpy as np
 from neurocomp import numerics as nm
 from neurocomp.errors import BackendUnavailableError, NeurocompError
 from neurocomp.lowered import (Connection, FewSpikeNeuron, InputNeuron, LIFNeuron, LoweredNet,
+                               dense_conv_matrix,
                                Population, SigmaDeltaNeuron, SigmaNeuron)
 
 from .base import STATE_VARS, SimResult, record_set, state_set
@@ -172,32 +173,8 @@ def keras_to_lava_kernel(k: np.ndarray) -> np.ndarray:
 def conv_matrix(net: LoweredNet, c: Connection) -> np.ndarray:
     """The conv connection as an explicit ``(n_dst, n_src)`` int64 matrix in
     canonical order (channels-last cross-correlation, explicit pads)."""
-    h, w, cin = net.populations[c.src].shape
-    ho, wo, cout = net.populations[c.dst].shape
-    k = np.asarray(c.weight).astype(np.int64)
-    kh, kw, cig, _ = k.shape
-    g = int(c.groups)
-    cog = cout // g
-    (pt, _), (pl, _) = c.pads
-    sh, sw = c.strides
-    dh, dw = c.dilation
-    m = np.zeros((ho * wo * cout, h * w * cin), np.int64)
-    co = np.arange(cout)
-    for oy in range(ho):
-        for ox in range(wo):
-            rows = (oy * wo + ox) * cout + co
-            for i in range(kh):
-                y = oy * sh + i * dh - pt
-                if not 0 <= y < h:
-                    continue
-                for j in range(kw):
-                    x = ox * sw + j * dw - pl
-                    if not 0 <= x < w:
-                        continue
-                    for ci in range(cig):
-                        cols = (y * w + x) * cin + (co // cog) * cig + ci
-                        m[rows, cols] += k[i, j, ci, co]
-    return m
+    return dense_conv_matrix(np.asarray(c.weight).astype(np.int64), net.populations[c.src].shape,
+                             net.populations[c.dst].shape, c.strides, c.pads, c.dilation, c.groups).T.copy()
 
 
 def conv_matrix_sparse(net: LoweredNet, c: Connection):

@@ -34,7 +34,7 @@ from neurocomp.errors import UnsupportedLayerError
 from neurocomp.ir import copy_graph, inputs_of, topo_order
 from neurocomp.ir import ops
 from neurocomp.lowered import (InputNeuron, LIFNeuron, LoweredError, LoweredNet, SigmaDeltaNeuron,
-                               SigmaNeuron)
+                               SigmaNeuron, dense_conv_matrix)
 from neurocomp.quant import Formats, bias_to_mant_exp, choose_lif_format, round_mantissas
 
 MODES = ("rate", "rate-soft", "sigma-delta", "few-spike")
@@ -840,28 +840,10 @@ SYNAPSE_RESET_MATRIX_MAX = 1 << 23      # synapses of a graded conv written out 
 
 def _conv_as_dense(k: _NormConn, src_shape, dst_shape) -> _NormConn:
     """A normalised conv connection as the equivalent dense ``(n_src, n_dst)`` one."""
-    h, w, cin = src_shape
-    ho, wo, cout = dst_shape
-    kern = np.asarray(k.w, np.float64)
-    kh, kw, cig, _ = kern.shape
     geo = k.fc.geo
-    (pt, _), (pl, _) = geo["pads"]
-    (sh, sw), (dh, dw), g = geo["strides"], geo["dilation"], int(geo["groups"])
-    co = np.arange(cout)
-    src_ch = (co // (cout // g)) * cig
-    m = np.zeros((h * w * cin, ho * wo * cout))
-    for oy in range(ho):
-        for ox in range(wo):
-            cols = (oy * wo + ox) * cout + co
-            for i in range(kh):
-                y = oy * sh + i * dh - pt
-                for j in range(kw):
-                    x = ox * sw + j * dw - pl
-                    if 0 <= y < h and 0 <= x < w:
-                        for ci in range(cig):
-                            m[(y * w + x) * cin + src_ch + ci, cols] += kern[i, j, ci, co]
-    fc = dataclasses.replace(k.fc, kind="dense", weight=m, geo={})
-    return _NormConn(fc, m, 0)
+    m = dense_conv_matrix(np.asarray(k.w, np.float64), src_shape, dst_shape, geo["strides"],
+                          geo["pads"], geo["dilation"], geo["groups"])
+    return _NormConn(dataclasses.replace(k.fc, kind="dense", weight=m, geo={}), m, 0)
 
 
 def synapse_reset_vth_cap(max_steps: int) -> int:
@@ -999,15 +981,14 @@ def lower(g: nx.DiGraph, options=None, hw=None, vth_caps: Optional[dict] = None)
                 lf = _input_layer_format(net, src0, conns[0].w, conns[0].sum_axes, layer_fmt, cap,
                                          signed[0], unit)
             else:
-                lf = choose_lif_format([k.w for k in conns], [unit[k.fc.src] for k in conns],
-                                       [net.max_payload(k.fc.src) for k in conns],
-                                       [k.sum_axes for k in conns], layer_fmt, allow_exp=allow_exp,
-                                       vth_cap=cap, signed=signed)
-            while synapse_reset and representable_self_vth(lf.vth) != lf.vth:   # ends by 255
-                lf = choose_lif_format([k.w for k in conns], [unit[k.fc.src] for k in conns],
-                                       [net.max_payload(k.fc.src) for k in conns],
-                                       [k.sum_axes for k in conns], layer_fmt, allow_exp=allow_exp,
-                                       vth_cap=representable_self_vth(lf.vth), signed=signed)
+                def choose(vth_cap):
+                    return choose_lif_format([k.w for k in conns], [unit[k.fc.src] for k in conns],
+                                             [net.max_payload(k.fc.src) for k in conns],
+                                             [k.sum_axes for k in conns], layer_fmt, allow_exp=allow_exp,
+                                             vth_cap=vth_cap, signed=signed)
+                lf = choose(cap)
+                while synapse_reset and representable_self_vth(lf.vth) != lf.vth:   # ends by 255
+                    lf = choose(representable_self_vth(lf.vth))
             mants = lf.mantissas
             vth = int(round(lf.vth * tau))
             exps = [lf.weight_exp] * len(conns)

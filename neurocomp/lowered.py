@@ -432,6 +432,31 @@ class LoweredNet:
         return net
 
 
+def dense_conv_matrix(kernel: np.ndarray, src_shape, dst_shape, strides, pads, dilation, groups) -> np.ndarray:
+    """A channels-last cross-correlation with Keras kernel ``(kh, kw, C_src/groups, C_dst)``
+    and explicit ``pads`` as the ``(n_src, n_dst)`` matrix (canonical flat order) that
+    multiplies a source row vector; the kernel's dtype is kept."""
+    h, w, cin = src_shape
+    ho, wo, cout = dst_shape
+    kh, kw, cig, _ = kernel.shape
+    (pt, _), (pl, _) = pads
+    (sh, sw), (dh, dw) = strides, dilation
+    co = np.arange(cout)
+    src_ch = (co // (cout // int(groups))) * cig
+    m = np.zeros((h * w * cin, ho * wo * cout), kernel.dtype)
+    for oy in range(ho):
+        for ox in range(wo):
+            cols = (oy * wo + ox) * cout + co
+            for i in range(kh):
+                y = oy * sh + i * dh - pt
+                for j in range(kw):
+                    x = ox * sw + j * dw - pl
+                    if 0 <= y < h and 0 <= x < w:
+                        for ci in range(cig):
+                            m[(y * w + x) * cin + src_ch + ci, cols] += kernel[i, j, ci, co]
+    return m
+
+
 def _jsonable(v):
     if isinstance(v, dict):
         return {k: _jsonable(x) for k, x in v.items()}
