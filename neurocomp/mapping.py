@@ -682,6 +682,20 @@ def cost_report(net: LoweredNet, hw, mapping: Mapping, sim_result=None, steps: O
                 diff_chip = chip[scores[okc]] != chip[dcore[okc]]
                 row["inter_core_messages"] = float(w[diff_core].sum())
                 row["inter_chip_messages"] = float(w[diff_chip].sum())
+    # rate_reset "synapse": each spike also reaches its own self synapse; every core's bias
+    # neuron updates, spikes and reaches its bias row at every step (all within the core)
+    for name, p in net.populations.items():
+        n = p.neuron
+        if name == net.input or not has_reset_synapses(n):
+            continue
+        row = layers[name]
+        if n.self_weight:
+            row["synaptic_ops_in"] += row["spikes"]
+        if n.bias_in_mant is not None:
+            cores = np.unique(core_of[name][core_of[name] >= 0]).size
+            row["neuron_updates"] += float(cores * steps)
+            row["spikes"] += float(cores * steps)
+            row["synaptic_ops_in"] += float(np.count_nonzero(n.bias_in_mant) * steps)
     # synaptic ops are charged to the destination layer
     out_layers = {}
     for name in net.populations:

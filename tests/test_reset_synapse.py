@@ -147,6 +147,10 @@ def test_bit_exact_with_lava_with_count_readout(models, calib):
     assert assert_identical(*run_event_and_lava(c.net, encode(c.net, x[:3], c.latency_steps + 10))) > 0
 
 
+def lenet_rate_x():
+    return load_digits_data()[2][:5]
+
+
 def test_mapping_holds_self_synapses_and_a_bias_neuron_per_core(lenet_rate):
     net = lenet_rate.net
     for hw in (load_hw("loihi2"), load_hw("tiny")):
@@ -162,6 +166,13 @@ def test_mapping_holds_self_synapses_and_a_bias_neuron_per_core(lenet_rate):
                 assert f"{r.population}/self" in r.encodings
             else:
                 assert r.neurons == held
+        # the cost report charges their synaptic events as the simulator counts them
+        from neurocomp.encoding import encode
+        from neurocomp.mapping import cost_report
+        raster = encode(net, lenet_rate_x(), 20)
+        res = EventBackend().run(net, raster, record="all")
+        rep = cost_report(net, hw, m, res, raster=raster)
+        assert rep["total"]["synaptic_ops"] == pytest.approx(res.synaptic_events / raster.shape[0])
         # the checker counts them on its own: a record without them is refused
         k = next(k for k, r in enumerate(m.cores) if has_reset_synapses(net.populations[r.population].neuron))
         m.cores[k].input_axons -= 1
