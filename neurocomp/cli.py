@@ -95,6 +95,9 @@ def inspect(model: Path):
               help="One activation scale per channel or per layer.")
 @click.option("--netx/--no-netx", default=None, help="Keep the network NetX-expressible (default: on for "
               "rate with --rate-reset zero).")
+@click.option("--channel-scale-floor", type=float, default=None,
+              help="--channelwise: no channel's scale below this fraction of its layer's largest "
+              "(default: 0.25 in the rate modes, else 0).")
 @click.option("--max-steps", type=int, default=128, show_default=True,
               help="Longest run (steps) the thresholds are sized for: the membrane read-out does "
               "not saturate and --rate-reset synapse's u does not wrap within it (raised to --steps).")
@@ -112,7 +115,7 @@ def inspect(model: Path):
 def compile_cmd(model, out, hw, mode, calib, steps, normalization, percentile, channelwise, netx, v_init,
                 readout, input_bits, calib_samples, readout_k=3, encoding="constant", fs_k=6,
                 maxpool="exact", synapse_tau=1.0, max_rate=1.0, rate_correction=True, avgpool_fold=None,
-                rate_reset=None, max_steps=128):
+                rate_reset=None, max_steps=128, channel_scale_floor=None):
     """Compile MODEL (.keras/.h5) into a deployable bundle in OUT."""
     from pydantic import ValidationError
 
@@ -133,7 +136,8 @@ def compile_cmd(model, out, hw, mode, calib, steps, normalization, percentile, c
                              input_bits=input_bits, calib_samples=calib_samples, readout_k=readout_k,
                              encoding=encoding, fs_k=fs_k, maxpool=maxpool, synapse_tau=synapse_tau,
                              max_rate=max_rate, rate_correction=rate_correction, avgpool_fold=avgpool_fold,
-                             rate_reset=rate_reset, max_steps=max(max_steps, steps or 0))
+                             rate_reset=rate_reset, max_steps=max(max_steps, steps or 0),
+                             channel_scale_floor=channel_scale_floor)
     except ValidationError as e:
         err0 = e.errors()[0]
         raise DataError(f"option --{str(err0['loc'][0]).replace('_', '-')}: {err0['msg']}") from None

@@ -35,6 +35,12 @@ class ConvertOptions(BaseModel):
                                          "the rate modes")
     channelwise: bool = Field(False, description="one scale per output channel instead of per layer "
                               "(finer rates, but a wider weight range for the per-layer exponent)")
+    channel_scale_floor: Optional[float] = Field(
+        None, ge=0, le=1, description="channelwise: no channel's scale below this fraction of the "
+        "layer's largest (a ReLU network computes the same function under any positive per-channel "
+        "scale; near-silent channels would otherwise get huge normalised weights, which widen the "
+        "layer's shared weight range and, for rate_reset synapse, the negative input u must hold); "
+        "default: 0.25 for the rate modes, 0 otherwise")
     input_bits: int = Field(8, ge=1, le=16, description="graded input payload bits (constant current)")
     v_init: Optional[float] = Field(None, ge=0, lt=1, description="initial membrane, fraction of "
                                     "threshold (0.5 rounds rates instead of flooring them); default: 0.5 "
@@ -77,6 +83,12 @@ class ConvertOptions(BaseModel):
                                  "otherwise (rate-soft and rate with rate_reset synapse are never "
                                  "NetX-expressible)")
     calib_samples: int = Field(500, ge=1, description="calibration samples used")
+
+    @property
+    def scale_floor(self) -> float:
+        if self.channel_scale_floor is not None:
+            return self.channel_scale_floor
+        return 0.25 if self.mode in ("rate", "rate-soft") else 0.0
 
     @property
     def reset_synapse(self) -> bool:

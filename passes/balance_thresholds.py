@@ -29,7 +29,7 @@ def _hint(g: nx.DiGraph, node: str):
 
 @graph_pass
 def balance_thresholds(g: nx.DiGraph, ctx: PassContext) -> nx.DiGraph:
-    """Annotates meta.act_scale (per channel or per layer) on every node that becomes a population, from the robust max of its calibration activations (of the average-pool stand-in for max pools when maxpool="avg"); populations merging branches (add, concatenated slices) are normalised to their own node's scale, so branches meet on one scale. Requires: ctx.calib; canonical graph (fold_batchnorm)."""
+    """Annotates meta.act_scale (per channel, floored at scale_floor x the layer's largest, or per layer) on every node that becomes a population, from the robust max of its calibration activations (of the average-pool stand-in for max pools when maxpool="avg"); populations merging branches (add, concatenated slices) are normalised to their own node's scale, so branches meet on one scale. Requires: ctx.calib; canonical graph (fold_batchnorm)."""
     from neurocomp.lower import calibration_graph, conversion_plan
 
     if ctx.calib is None:
@@ -59,6 +59,7 @@ def balance_thresholds(g: nx.DiGraph, ctx: PassContext) -> nx.DiGraph:
             hinted.append(p.name)
         elif channelwise:
             s = robust_max(a.reshape(-1, a.shape[-1]), percentile, axis=0)
+            s = np.maximum(s, opt.scale_floor * s.max())
         else:
             s = robust_max(a, percentile)
         g.nodes[p.value_node].setdefault("meta", {})["act_scale"] = s.tolist()

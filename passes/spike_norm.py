@@ -29,7 +29,10 @@ def spike_norm(g: nx.DiGraph, ctx: PassContext) -> nx.DiGraph:
              and not p.aux]
     factors = {}
     for p in plans:
-        net = lower(g, opt.model_copy(update={"v_init": 0.0}), ctx.hw)
+        # u must be the per-step input: rate_reset "synapse" integrates in u, so measure with
+        # the plain reset (and the same weight format)
+        net = lower(g, opt.model_copy(update={"v_init": 0.0, "rate_reset": "zero",
+                                              "netx": opt.netx_weights}), ctx.hw)
         steps = net.depth() + 16
         res = EventBackend().run(net, encode(net, x, steps), record=[p.name], record_states=[p.name])
         vth = net.meta["vth_nominal"][p.name]
@@ -42,7 +45,10 @@ def spike_norm(g: nx.DiGraph, ctx: PassContext) -> nx.DiGraph:
         else:
             f = robust_max(z, opt.percentile)
         meta = g.nodes[p.value_node]["meta"]
-        meta["act_scale"] = (np.asarray(meta["act_scale"]) * f).tolist()
+        scale = np.asarray(meta["act_scale"]) * f
+        if opt.channelwise:
+            scale = np.maximum(scale, opt.scale_floor * scale.max())
+        meta["act_scale"] = scale.tolist()
         factors[p.name] = float(np.mean(f))
     ctx.notes["spike_norm"] = {"factors": factors}
     return g
