@@ -91,7 +91,7 @@ def inspect(model: Path):
 @click.option("--normalization", type=click.Choice(["percentile", "max", "spike-norm"]), default="percentile",
               show_default=True)
 @click.option("--percentile", type=float, default=99.9, show_default=True)
-@click.option("--channelwise/--layerwise", default=False, show_default=True,
+@click.option("--channelwise/--layerwise", default=True, show_default=True,
               help="One activation scale per channel or per layer.")
 @click.option("--netx/--no-netx", default=None, help="Keep the network NetX-expressible (default: on for "
               "rate with --rate-reset zero).")

@@ -33,7 +33,7 @@ class ConvertOptions(BaseModel):
                                          "spiking layer less per pool (lower latency, no rate error "
                                          "of its own) for more synapses per spike; default: on for "
                                          "the rate modes")
-    channelwise: bool = Field(False, description="one scale per output channel instead of per layer "
+    channelwise: bool = Field(True, description="one scale per output channel instead of per layer "
                               "(finer rates, but a wider weight range for the per-layer exponent)")
     channel_scale_floor: Optional[float] = Field(
         None, ge=0, le=1, description="channelwise: no channel's scale below this fraction of the "

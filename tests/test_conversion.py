@@ -44,7 +44,7 @@ def test_balance_thresholds_annotates_every_population(models, calib):
     model, x, _ = models["lenet"]
     g = neurocomp.frontends.keras.load_keras(model)
     before = ir.copy_graph(g)
-    ctx = PassContext(calib=calib, options={"percentile": 99.0})
+    ctx = PassContext(calib=calib, options={"percentile": 99.0, "channelwise": False})
     h = run_pipeline(g, ["fold_batchnorm", "balance_thresholds"], ctx)
     for p in conversion_plan(h):
         s = np.asarray(h.nodes[p.value_node]["meta"]["act_scale"])
@@ -59,6 +59,17 @@ def test_balance_thresholds_annotates_every_population(models, calib):
     acts = ir.run_float(h_cw, calib, keep=[conv.value_node])[conv.value_node]
     assert s_cw.shape == (6,)
     np.testing.assert_allclose(s_cw.max(), acts.max())
+    # rate modes floor a channel's scale at a fraction of the layer's largest (default 0.25)
+    assert s_cw.min() >= 0.25 * s_cw.max() - 1e-12
+    def scales(floor):
+        ctx_f = PassContext(calib=calib, options={"channelwise": True, "normalization": "max",
+                                                  "channel_scale_floor": floor})
+        h_f = run_pipeline(g, ["fold_batchnorm", "balance_thresholds"], ctx_f)
+        return np.asarray(h_f.nodes[conv.value_node]["meta"]["act_scale"])
+    raw, high = scales(0.0), scales(0.9)
+    np.testing.assert_allclose(raw, acts.reshape(-1, 6).max(axis=0))
+    assert np.any(high > raw)
+    np.testing.assert_allclose(high, np.maximum(raw, 0.9 * raw.max()))
 
 
 def test_percentile_is_below_max_and_needs_calibration(models, calib):
@@ -66,7 +77,8 @@ def test_percentile_is_below_max_and_needs_calibration(models, calib):
     g = neurocomp.frontends.keras.load_keras(model)
     scales = {}
     for norm in ("max", "percentile"):
-        ctx = PassContext(calib=calib, options={"normalization": norm, "percentile": 99.0})
+        ctx = PassContext(calib=calib, options={"normalization": norm, "percentile": 99.0,
+                                                "channelwise": False})
         h = run_pipeline(g, ["balance_thresholds"], ctx)
         scales[norm] = h.nodes["hidden_act"]["meta"]["act_scale"]
     assert 0 < scales["percentile"] < scales["max"]
