@@ -489,8 +489,8 @@ class _Graph:
         from scipy.sparse import identity
         n = p.neuron
         if n.self_weight:
-            e = max(0, (-int(n.self_weight)).bit_length() - nm.WEIGHT_BITS)
-            w = identity(p.size, dtype=np.int64, format="csr") * (int(n.self_weight) >> e)
+            m, e = nm.mantissa_and_exp(-int(n.self_weight))
+            w = identity(p.size, dtype=np.int64, format="csr") * -m
             self._dense(Connection(name=f"{p.name}/self", src=p.name, dst=p.name, kind="dense"), w,
                         e, 8, "inhibitory", 0, 1.0, sparse=True)
         if n.bias_in_mant is not None:

@@ -854,8 +854,8 @@ def synapse_reset_vth_cap(max_steps: int) -> int:
 def representable_self_vth(vth: int) -> int:
     """The largest threshold <= ``vth`` whose self synapse ``-vth`` is one 8-bit
     mantissa shifted by an exponent (``LIFNeuron.self_weight``)."""
-    e = max(0, int(vth).bit_length() - nm.WEIGHT_BITS)
-    return max(1, (int(vth) >> e) << e)
+    m, e = nm.mantissa_and_exp(vth)
+    return max(1, m << e)
 
 
 def _synapse_reset_neuron(vth: int, bias_w: np.ndarray, v_init: float, fmt: Formats) -> LIFNeuron:

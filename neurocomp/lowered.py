@@ -316,8 +316,8 @@ class LoweredNet:
                     raise LoweredError(f"population '{p.name}' bias_in_mant shape "
                                        f"{np.shape(n.bias_in_mant)} != ({p.size},)")
                 w = -int(n.self_weight)
-                e = max(0, w.bit_length() - nm.WEIGHT_BITS)
-                if w < 0 or (w >> e) << e != w or e > 7:
+                m, e = nm.mantissa_and_exp(w)
+                if w < 0 or m << e != w or e > 7:
                     raise LoweredError(f"population '{p.name}' self_weight {n.self_weight} is not an "
                                        "8-bit inhibitory mantissa shifted by an exponent 0..7")
             elif isinstance(n, SigmaDeltaNeuron):

@@ -69,6 +69,13 @@ def shift_sum(acc: np.ndarray, weight_exp: int) -> np.ndarray:
     return acc << weight_exp if weight_exp >= 0 else acc >> -weight_exp
 
 
+def mantissa_and_exp(magnitude: int) -> tuple[int, int]:
+    """``(m, e)`` with ``m`` the top ``WEIGHT_BITS`` bits of ``magnitude`` and ``m << e``
+    at most ``magnitude`` (equal when the bits below are zero): one Dense weight."""
+    e = max(0, int(magnitude).bit_length() - WEIGHT_BITS)
+    return int(magnitude) >> e, e
+
+
 def binary_dense_message(mant, weight_exp: int) -> np.ndarray:
     """What a Dense with one weight per destination sends for one binary spike:
     the quantised mantissa, shifted by the exponent, wrapped to int32."""
