@@ -699,7 +699,7 @@ class EventBackend:
                 be = n.bias_exp if n.bias_exp is not None else np.zeros(p.size, np.int64)
                 bias = nm.wrap_int32(nm.lif_bias(bm, np.broadcast_to(be, (p.size,)))).astype(np.int32)
                 params.append((int(n.du), int(n.dv), int(n.vth), bias, n.reset == "subtract"))
-                if n.self_weight or n.bias_in_mant is not None:
+                if n.has_reset_synapses:
                     bias_in = None if n.bias_in_mant is None else \
                         nm.binary_dense_message(n.bias_in_mant, n.bias_in_exp).astype(np.int32)
                     extra_in[len(params) - 1] = (int(n.self_weight), bias_in)

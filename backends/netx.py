@@ -228,7 +228,7 @@ def _lif_neuron(p) -> tuple[dict, Optional[np.ndarray]]:
     if n.reset != "zero":
         raise NetxError(f"population '{p.name}' resets by subtraction (rate-soft), which NetX "
                         "cannot express (CUBA neurons reset to zero)")
-    if n.self_weight or n.bias_in_mant is not None:
+    if n.has_reset_synapses:
         raise NetxError(f"population '{p.name}' resets through a self synapse and an always-on bias "
                         "neuron (rate_reset 'synapse'), which NetX cannot express; compile with "
                         "--rate-reset zero (or --netx) for a NetX file")

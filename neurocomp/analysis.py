@@ -9,7 +9,6 @@ from quantisation or from spiking.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 from typing import Optional
 
 import numpy as np

@@ -124,7 +124,7 @@ def layer_rows(net: LoweredNet) -> list[dict]:
                "weight_exp": [int(c.weight_exp) for c in conns]}
         if n.kind == "lif":
             row.update(vth=int(n.vth), du=int(n.du), dv=int(n.dv), reset=n.reset)
-            if n.self_weight or n.bias_in_mant is not None:       # rate_reset "synapse"
+            if n.has_reset_synapses:                              # rate_reset "synapse"
                 bias_syn = 0 if n.bias_in_mant is None else int(np.count_nonzero(n.bias_in_mant))
                 row.update(reset="synapse", synapses=syn + (p.size if n.self_weight else 0) + bias_syn)
         elif n.kind == "sigma_delta":

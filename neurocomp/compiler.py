@@ -150,8 +150,8 @@ def compile(model, calib: Optional[np.ndarray] = None, hw="loihi2", options: Opt
         net.populations[net.input].neuron.encoding = opt.encoding
     check_encoding(net, opt.encoding)
     ctx.timings.append(("lower", time.perf_counter() - t0))
-    zero_reset = [n for n, p in net.populations.items() if n != net.output and isinstance(p.neuron, LIFNeuron)
-                  and p.neuron.reset == "zero" and not p.neuron.self_weight]
+    zero_reset = any(n != net.output and isinstance(p.neuron, LIFNeuron) and p.neuron.reset == "zero"
+                     and not p.neuron.has_reset_synapses for n, p in net.populations.items())
     if opt.mode == "rate" and opt.rate_correction and ctx.calib is not None and zero_reset:
         from neurocomp.quant import Formats
         from neurocomp.rate_correction import correct_rates_if_better

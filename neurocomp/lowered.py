@@ -114,6 +114,12 @@ class LIFNeuron:
     kind: ClassVar[str] = "lif"
     graded: ClassVar[bool] = False
 
+    @property
+    def has_reset_synapses(self) -> bool:
+        """Whether a self synapse or an always-on bias neuron joins its input
+        (``rate_reset="synapse"``)."""
+        return bool(self.self_weight) or self.bias_in_mant is not None
+
 
 @dataclass
 class SigmaDeltaNeuron:

@@ -70,7 +70,7 @@ def conn_bits(c) -> tuple[int, int]:
 def has_reset_synapses(neuron) -> bool:
     """Whether a population resets through a self synapse / always-on bias neuron
     (``rate_reset="synapse"``)."""
-    return bool(getattr(neuron, "self_weight", 0)) or getattr(neuron, "bias_in_mant", None) is not None
+    return bool(getattr(neuron, "has_reset_synapses", False))
 
 
 def reset_synapse_costs(hw, neuron, k: int, bias_synapses: int) -> dict:

@@ -190,7 +190,7 @@ def _problems(net: LoweredNet) -> list[str]:
             out.append(f"population '{p.name}' has neuron kind '{n.kind}' that NIR cannot express")
         if len(p.shape) not in (1, 3):
             out.append(f"population '{p.name}' has shape {p.shape}: only (N,) and (H, W, C) map to NIR")
-        if isinstance(n, LIFNeuron) and (n.self_weight or n.bias_in_mant is not None):
+        if isinstance(n, LIFNeuron) and n.has_reset_synapses:
             out.append(f"population '{p.name}' resets through a self synapse fed by an always-on bias "
                        "neuron (rate_reset 'synapse'); compile with rate_reset='zero' to export NIR")
         elif isinstance(n, LIFNeuron) and n.dv == 0 and n.du != nm.DECAY_UNITY - 1:
