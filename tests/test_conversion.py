@@ -10,6 +10,7 @@ from neurocomp.analysis import layer_diagnostics, quantised_ann
 from neurocomp.errors import DataError, UnsupportedLayerError
 from neurocomp.lower import conversion_plan
 from neurocomp.lowered import LIFNeuron, SigmaDeltaNeuron
+from neurocomp.options import RATE_CHANNEL_SCALE_FLOOR
 from neurocomp.passes import PassContext, run_pipeline
 from neurocomp.quant import Formats, bias_to_mant_exp, choose_lif_format, worst_case_input
 from keras_zoo import load_digits_data
@@ -59,8 +60,8 @@ def test_balance_thresholds_annotates_every_population(models, calib):
     acts = ir.run_float(h_cw, calib, keep=[conv.value_node])[conv.value_node]
     assert s_cw.shape == (6,)
     np.testing.assert_allclose(s_cw.max(), acts.max())
-    # rate modes floor a channel's scale at a fraction of the layer's largest (default 0.25)
-    assert s_cw.min() >= 0.25 * s_cw.max() - 1e-12
+    # rate modes floor a channel's scale at a fraction of the layer's largest
+    assert s_cw.min() >= RATE_CHANNEL_SCALE_FLOOR * s_cw.max() - 1e-12
     def scales(floor):
         ctx_f = PassContext(calib=calib, options={"channelwise": True, "normalization": "max",
                                                   "channel_scale_floor": floor})
