@@ -686,7 +686,9 @@ class EventBackend:
                for p in pops]
         state: list[dict] = []
         params: list[tuple] = []
-        extra_in: dict[int, tuple] = {}     # population -> (self synapse, always-on bias message)
+        extra_in: dict[int, tuple] = {}     # population -> (self synapse, always-on bias message,
+                                            #                bias neuron's first spike step)
+        no_bias: dict[int, tuple] = {}      # population -> (bias onset, zero bias): delayed biases
         for p in pops:
             n = p.neuron
             if isinstance(n, LIFNeuron):
@@ -699,10 +701,12 @@ class EventBackend:
                 be = n.bias_exp if n.bias_exp is not None else np.zeros(p.size, np.int64)
                 bias = nm.wrap_int32(nm.lif_bias(bm, np.broadcast_to(be, (p.size,)))).astype(np.int32)
                 params.append((int(n.du), int(n.dv), int(n.vth), bias, n.reset == "subtract"))
+                if n.bias_onset and n.bias_mant is not None:
+                    no_bias[len(params) - 1] = (int(n.bias_onset), np.zeros_like(bias))
                 if n.has_reset_synapses:
                     bias_in = None if n.bias_in_mant is None else \
                         nm.binary_dense_message(n.bias_in_mant, n.bias_in_exp).astype(np.int32)
-                    extra_in[len(params) - 1] = (int(n.self_weight), bias_in)
+                    extra_in[len(params) - 1] = (int(n.self_weight), bias_in, n.bias_neuron_first_spike)
             elif isinstance(n, SigmaDeltaNeuron):
                 st = {k: np.zeros((batch, p.size), np.int32) for k in ("sigma", "act", "residue", "error")}
                 scale = 1 << (n.spike_exp + n.state_exp)
@@ -748,14 +752,14 @@ class EventBackend:
             if i in extra_in and extra_in[i][0]:
                 fan = fan + 1                       # the self synapse
             fan_total.append(fan.astype(np.int32))
-        # the always-on bias neurons: one spike per step reaching every non-zero weight
-        bias_events = sum(int(np.count_nonzero(b)) for _, b in extra_in.values() if b is not None)
+        # the always-on bias neurons: one spike per step (from their first) reaching every non-zero weight
+        bias_events = [(int(np.count_nonzero(b)), t0) for _, b, t0 in extra_in.values() if b is not None]
         feeds = [any(k.src == i for k in conns) for i in range(len(pops))]
         events = 0
         last_input_stats = (0, 0)
         for t in range(steps):
             nnz = {}
-            events += bias_events * batch
+            events += sum(k for k, t0 in bias_events if t >= t0) * batch
             for i, p in enumerate(pops):
                 n = p.neuron
                 if isinstance(n, InputNeuron):
@@ -773,16 +777,18 @@ class EventBackend:
                 if isinstance(n, LIFNeuron):
                     if i in extra_in:
                         # the self synapse delivers last step's spikes (still in spk[i]); the
-                        # bias neuron's first spike (step 1) arrives at step 2
-                        self_w, bias_in = extra_in[i]
+                        # bias neuron's first spike (step 1 or later) arrives one step later
+                        self_w, bias_in, first = extra_in[i]
                         if a is not a_in[i]:            # never add into a pending message
                             np.copyto(a_in[i], a)
                             a = a_in[i]
                         if self_w:
                             a += spk[i].astype(np.int32) * np.int32(self_w)
-                        if bias_in is not None and t > 0:
+                        if bias_in is not None and t > first:
                             a += bias_in
                     du, dv, vth, bias, sub = params[i]
+                    if i in no_bias and t < no_bias[i][0]:
+                        bias = no_bias[i][1]
                     if du == 4095 and dv == 0 and p.name not in out_states:
                         nnz[i], ev = _if_step(a, state[i]["v"], vth, bias, sub, spk[i], fan_total[i],
                                               counts_t[i])

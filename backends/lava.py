@@ -20,7 +20,9 @@ Mapping of the lowered IR onto Lava processes
 * ``LIFNeuron`` (reset "zero") -> ``lava.proc.lif.process.LIF`` (scalars as
   Python ints: float ``vth``/``du``/``dv`` crash fixed_pt).  ``reset="subtract"``
   -> ``lava_procs.LIFSoftReset`` (Lava's bit-accurate LIF with a subtractive
-  reset; needs Loihi 2 microcode on a chip).
+  reset and a ``bias_onset`` step counter; needs Loihi 2 microcode on a chip).
+  A ``rate_reset="synapse"`` population's always-on bias neuron starts from
+  ``v = -first spike step``, which delays its bias.
 * ``SigmaDeltaNeuron`` -> ``lava.proc.sdn.process.SigmaDelta`` (the constructor
   scales ``vth`` and ``bias`` by ``2**(spike_exp+state_exp)`` itself).
 * ``dense`` -> ``lava.proc.dense.process.Dense`` (``DelayDense`` with a constant
@@ -395,16 +397,24 @@ class _Graph:
             else:
                 from lava.proc.lif.process import LIF
             u0, v0 = arr(n.u0), arr(n.v0)
+            kw = {}
+            if n.reset == "subtract":
+                kw["bias_onset"] = int(n.bias_onset)
+            elif n.bias_onset and n.bias_mant is not None and np.any(n.bias_mant):
+                raise LavaMappingError(f"population '{p.name}': Lava's LIF cannot delay its bias "
+                                       f"(bias_onset {n.bias_onset}); compile with delay_biases=False")
             if self.float:
                 bias = nm.lif_bias(arr(n.bias_mant), arr(n.bias_exp)) / 64.0
                 proc = LIF(shape=shp, vth=float(n.vth), du=(int(n.du) + 1) / 4096.0,
                            dv=int(n.dv) / 4096.0, bias_mant=bias, bias_exp=0,
-                           u=u0 / 64.0, v=v0 / 64.0)
+                           u=u0 / 64.0, v=v0 / 64.0, **kw)
                 self.resets += [(proc.u, u0 / 64.0), (proc.v, v0 / 64.0)]
             else:
                 proc = LIF(shape=shp, vth=int(n.vth), du=int(n.du), dv=int(n.dv),
-                           bias_mant=arr(n.bias_mant), bias_exp=arr(n.bias_exp), u=u0, v=v0)
+                           bias_mant=arr(n.bias_mant), bias_exp=arr(n.bias_exp), u=u0, v=v0, **kw)
                 self.resets += [(proc.u, u0), (proc.v, v0)]
+            if kw:
+                self.resets.append((proc.steps_run, np.zeros(1)))
             return proc
         if isinstance(n, SigmaDeltaNeuron):
             from lava.proc.sdn.process import ActivationMode, SigmaDelta
@@ -497,11 +507,15 @@ class _Graph:
             from lava.proc.lif.process import LIF
             name = f"{p.name}/bias"
             one = Population(name, (1,), LIFNeuron(vth=0, bias_mant=np.ones(1, np.int64)))
+            # v > 0 spikes: from v0 = -k (bias 1 per step) the first spike comes at step k
+            v0 = -float(n.bias_neuron_first_spike)
             if self.float:
-                proc = LIF(shape=(1,), vth=0.0, du=1.0, dv=0.0, bias_mant=1.0 / 64.0, bias_exp=0)
+                v0 /= 64.0
+                proc = LIF(shape=(1,), vth=0.0, du=1.0, dv=0.0, bias_mant=1.0 / 64.0, bias_exp=0,
+                           v=v0)
             else:
-                proc = LIF(shape=(1,), vth=0, du=4095, dv=0, bias_mant=1, bias_exp=0)
-            self.resets += [(proc.u, np.zeros(1)), (proc.v, np.zeros(1))]
+                proc = LIF(shape=(1,), vth=0, du=4095, dv=0, bias_mant=1, bias_exp=0, v=int(v0))
+            self.resets += [(proc.u, np.zeros(1)), (proc.v, np.full(1, v0))]
             self.procs[name] = proc
             self.out_ports[name] = proc.s_out
             w = np.asarray(n.bias_in_mant, np.int64).reshape(-1, 1)

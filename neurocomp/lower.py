@@ -858,7 +858,8 @@ def representable_self_vth(vth: int) -> int:
     return max(1, m << e)
 
 
-def _synapse_reset_neuron(vth: int, bias_w: np.ndarray, v_init: float, fmt: Formats) -> LIFNeuron:
+def _synapse_reset_neuron(vth: int, bias_w: np.ndarray, v_init: float, fmt: Formats,
+                          bias_onset: int = 0) -> LIFNeuron:
     """Reset by subtraction from Lava's plain LIF (``rate_reset="synapse"``).
 
     du=0 makes the current u an integrator (it keeps 4095/4096 per step: Lava adds
@@ -867,7 +868,8 @@ def _synapse_reset_neuron(vth: int, bias_w: np.ndarray, v_init: float, fmt: Form
     -vth takes the threshold out of u one step after each spike, before the next
     comparison.  A bias added to v would no longer integrate, so it comes from an
     always-on neuron into u (its Dense holds it as 8-bit mantissas with one
-    exponent); its first spike arrives at step 2, so u0 holds step 1's share.
+    exponent); its first spike arrives at step 2, so u0 holds step 1's share
+    unless the bias is delayed (``bias_onset`` > 0: no share before the input).
     """
     lim = (1 << fmt.weight_bits) - 2
     bias_w = np.asarray(bias_w, np.float64)
@@ -879,11 +881,11 @@ def _synapse_reset_neuron(vth: int, bias_w: np.ndarray, v_init: float, fmt: Form
         mant = round_mantissas(bias_w, 2.0 ** -exp, lim)
         if not mant.any():
             mant, exp = None, 0
-    first = np.zeros(bias_w.shape, np.int64) if mant is None else \
+    first = np.zeros(bias_w.shape, np.int64) if mant is None or bias_onset > 0 else \
         nm.binary_dense_message(mant, exp).astype(np.int64)
     u0 = int(v_init * (vth << nm.VTH_SHIFT)) + (first << nm.ACT_SHIFT)
     return LIFNeuron(vth=vth, du=0, dv=4095, u0=u0, self_weight=-int(vth), bias_in_mant=mant,
-                     bias_in_exp=int(exp), reset="zero")
+                     bias_in_exp=int(exp), reset="zero", bias_onset=int(bias_onset) if mant is not None else 0)
 
 
 def _hops(net: LoweredNet) -> int:
@@ -912,6 +914,7 @@ def lower(g: nx.DiGraph, options=None, hw=None, vth_caps: Optional[dict] = None)
     sd_allow, sd_exp = _sd_state_limits(g, plans, opt, fmt) if mode == "sigma-delta" else ({}, {})
     fan_out = {p.name: sum(s == p.name for q in plans for s in q.sources) for p in plans}
     lim = (1 << fmt.weight_bits) - 2
+    arrival: dict[str, int] = {}           # step (0-based) each population's input first arrives
     for p in plans:
         if p.kind == "input":
             scale = float(np.max(act_scale(g, p.value_node)))
@@ -931,6 +934,7 @@ def lower(g: nx.DiGraph, options=None, hw=None, vth_caps: Optional[dict] = None)
             continue
         conns, b_n = _normalised(g, by_name, p)
         n = int(np.prod(p.shape))
+        arrival[p.name] = max(arrival.get(k.fc.src, 0) + 1 + int(k.fc.delay) for k in conns)
         membrane = p.is_output and mode in ("rate", "rate-soft") and opt.readout == "membrane"
         if mode == "few-spike":
             neuron, mants, exps, unit[p.name] = few_spike.lower_population(
@@ -999,11 +1003,14 @@ def lower(g: nx.DiGraph, options=None, hw=None, vth_caps: Optional[dict] = None)
             v0 = None
             if opt.initial_membrane and not membrane:
                 v0 = np.full(n, int(opt.initial_membrane * (vth << nm.VTH_SHIFT)), np.int64)
+            # Lava's plain LIF (reset to zero, the rate membrane read-out) cannot delay its bias
+            onset = arrival[p.name] if opt.biases_delayed and np.any(bias_w != 0) else 0
             if synapse_reset:
-                neuron = _synapse_reset_neuron(vth, bias_w, opt.initial_membrane, fmt)
+                neuron = _synapse_reset_neuron(vth, bias_w, opt.initial_membrane, fmt, onset)
             else:
                 neuron = LIFNeuron(vth=fmt.vth_max if membrane else vth, du=du, dv=0, bias_mant=bm,
-                                   bias_exp=be, v0=v0, reset="subtract" if mode == "rate-soft" else "zero")
+                                   bias_exp=be, v0=v0, reset="subtract" if mode == "rate-soft" else "zero",
+                                   bias_onset=onset if mode == "rate-soft" else 0)
             unit[p.name] = 1
             net.meta.setdefault("vth_nominal", {})[p.name] = int(vth)
         else:

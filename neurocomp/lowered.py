@@ -22,6 +22,13 @@ Neuron kinds (arithmetic in ``neurocomp.numerics``):
       v = sat24(rtz(v * (4096 - dv)) + u + (bias_mant << bias_exp))
       s = v > vth << 6;  v[s] = 0  (reset="zero")  or  v[s] -= vth << 6 ("subtract")
 
+  ``bias_onset`` k > 0 (delayed biases, ``ConvertOptions.delay_biases``): the bias
+  joins only from step k (0-based) on, the step the population's input first
+  arrives, so a layer does not integrate its bias alone while the pipeline
+  fills.  ``reset="subtract"`` counts steps in its (microcoded) process; with
+  ``bias_in_mant`` the always-on bias neuron starts later; Lava's plain LIF
+  (and NetX) cannot delay its ``bias_mant``.
+
   Two optional synapses of standard Loihi hardware join a LIF population's input
   ``a`` (mode ``rate`` with ``rate_reset="synapse"``: reset by subtraction built
   from Lava's plain LIF, see ``neurocomp.lower``):
@@ -32,7 +39,9 @@ Neuron kinds (arithmetic in ``neurocomp.numerics``):
   * ``bias_in_mant`` / ``bias_in_exp``: a Dense ``(n, 1)`` from one always-on
     neuron (Lava LIF, vth 0, bias 1: it spikes at every step from step 1), so
     ``numerics.binary_dense_message(bias_in_mant, bias_in_exp)`` joins ``a`` at
-    every step t >= 2 (a bias that enters the current ``u``, not ``v``).
+    every step t >= 2 (a bias that enters the current ``u``, not ``v``); with
+    ``bias_onset`` k > 1 the bias neuron starts from v = -(k - 1) and its
+    message joins from step k (0-based) on.
 
 * ``SigmaDeltaNeuron`` (Lava ``SigmaDelta``, fixed_pt, ReLU)::
 
@@ -111,8 +120,15 @@ class LIFNeuron:
     self_weight: int = 0                     # one-to-one self synapse (0: none)
     bias_in_mant: Optional[np.ndarray] = None    # always-on bias neuron's weights, per neuron
     bias_in_exp: int = 0
+    bias_onset: int = 0                      # first step (0-based) the bias applies; see above
     kind: ClassVar[str] = "lif"
     graded: ClassVar[bool] = False
+
+    @property
+    def bias_neuron_first_spike(self) -> int:
+        """Step (0-based) of the always-on bias neuron's first spike: its message
+        arrives one step later, at ``max(1, bias_onset)``."""
+        return max(1, int(self.bias_onset)) - 1
 
     @property
     def has_reset_synapses(self) -> bool:
@@ -318,6 +334,11 @@ class LoweredNet:
                         raise LoweredError(f"population '{p.name}' {a} shape {np.shape(arr)} != ({p.size},)")
                 if n.reset not in ("zero", "subtract"):
                     raise LoweredError(f"population '{p.name}' reset '{n.reset}' unknown")
+                if n.bias_onset < 0 or (n.bias_onset > 0 and n.reset == "zero" and n.bias_mant is not None
+                                        and np.any(n.bias_mant)):
+                    raise LoweredError(f"population '{p.name}' bias_onset {n.bias_onset}: Lava's LIF "
+                                       "cannot delay its bias_mant (only reset='subtract' or an "
+                                       "always-on bias neuron can; use bias_onset 0 or bias_in_mant)")
                 if n.bias_in_mant is not None and np.shape(n.bias_in_mant) != (p.size,):
                     raise LoweredError(f"population '{p.name}' bias_in_mant shape "
                                        f"{np.shape(n.bias_in_mant)} != ({p.size},)")

@@ -694,8 +694,9 @@ def cost_report(net: LoweredNet, hw, mapping: Mapping, sim_result=None, steps: O
         if n.bias_in_mant is not None:
             cores = np.unique(core_of[name][core_of[name] >= 0]).size
             row["neuron_updates"] += float(cores * steps)
-            row["spikes"] += float(cores * steps)
-            row["synaptic_ops_in"] += float(np.count_nonzero(n.bias_in_mant) * steps)
+            fires = max(0, steps - n.bias_neuron_first_spike)     # a delayed bias starts later
+            row["spikes"] += float(cores * fires)
+            row["synaptic_ops_in"] += float(np.count_nonzero(n.bias_in_mant) * fires)
     # synaptic ops are charged to the destination layer
     out_layers = {}
     for name in net.populations:

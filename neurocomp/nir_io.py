@@ -230,6 +230,9 @@ def _caveats(net: LoweredNet) -> list[tuple[bool, str]]:
             if v is not None and np.any(np.asarray(v) != 0):
                 out.append((True, f"population '{p.name}' starts from a non-zero {a}; NIR has no "
                                   f"initial state (metadata {a})"))
+        if n.bias_onset:
+            out.append((True, f"population '{p.name}' starts its bias at step {n.bias_onset}; NIR "
+                              "biases are constant (metadata bias_onset)"))
         if _leaky(n):
             out.append((True, f"population '{p.name}' decays with round-toward-zero integer "
                               "arithmetic; NIR's CubaLIF is real-valued"))
@@ -337,6 +340,8 @@ def to_nir(net: LoweredNet, strict: bool = False):
         for a in ("v0", "u0"):
             if getattr(n, a) is not None:
                 md[a] = _hwc_to_nir(getattr(n, a), p.shape)
+        if n.bias_onset:
+            md["bias_onset"] = int(n.bias_onset)
         if p.name == net.output:
             md["readout"] = str(net.meta.get("readout", "count"))
             if p.name in net.meta.get("vth_nominal", {}):
@@ -492,6 +497,7 @@ def lowered_from_nir(graph_or_path) -> LoweredNet:
             for a in ("v0", "u0"):
                 if a in md:
                     kw[a] = _nir_to_hwc(md[a], shape)
+            kw["bias_onset"] = int(_py(md.get("bias_onset", 0)))
             neuron = LIFNeuron(**kw)
         else:
             raise NIRError(f"node '{node_name}' has unknown neuron kind '{md['neuron']}'")

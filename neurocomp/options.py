@@ -73,6 +73,13 @@ class ConvertOptions(BaseModel):
         "microcode, not NetX-expressible); zero: Lava LIF's own reset to zero (NetX CUBA; loses "
         "the charge above threshold, so rates need rate_correction); default: zero with netx or "
         "synapse_tau, else synapse")
+    delay_biases: Optional[bool] = Field(
+        None, description="rate modes: each layer's bias starts at the step its input first "
+        "arrives (its depth) instead of step 0, so no layer integrates its bias alone while the "
+        "pipeline fills (a transient that deep, BatchNorm-biased networks such as a ResNet take "
+        "tens of steps to wash out); rate-soft counts steps in its microcoded neuron, rate "
+        "(synapse reset) starts its always-on bias neuron later; Lava's plain LIF (rate_reset "
+        "zero, NetX, the rate membrane read-out) keeps constant biases; default: on")
     rate_correction: bool = Field(True, description="rate: after lowering, lower each reset-to-zero "
                                   "layer's threshold until its mean rate on calibration data matches the "
                                   "quantised ANN (the reset discards charge, so rates sink layer by layer)")
@@ -104,6 +111,10 @@ class ConvertOptions(BaseModel):
         if self.rate_reset is not None:
             return self.rate_reset == "synapse"
         return not self.netx and self.synapse_tau == 1
+
+    @property
+    def biases_delayed(self) -> bool:
+        return self.mode in ("rate", "rate-soft") and self.delay_biases is not False
 
     @property
     def initial_membrane(self) -> float:

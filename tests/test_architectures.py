@@ -183,6 +183,29 @@ def test_converted_accuracy(models, calib, name, mode):
     assert snn >= ann - TOLERANCE[mode], (name, mode, snn, ann)
 
 
+@pytest.mark.parametrize("mode", ("rate", "rate-soft"))
+def test_delayed_biases_keep_layers_quiet_until_their_input_arrives(models, calib, mode):
+    """Each layer's bias starts at the step its input first arrives (its depth): before that
+    it has nothing to integrate, so no layer fires on its bias alone while the pipeline fills,
+    which without the delay BatchNorm's biases do."""
+    from neurocomp.analysis import pop_depths
+    x = models["resnet_bn"][1][:40]
+
+    def early_spikes(c):
+        arrival = pop_depths(c.net)
+        out = c.simulate(x, c.latency_steps + 2, record="all").result.spikes
+        return {p: int(np.count_nonzero(s[:, :arrival[p]])) for p, s in out.items() if p != c.net.input}
+
+    c = compiled(models, calib, "resnet_bn", mode)
+    depth = pop_depths(c.net)
+    delayed = [p.name for p in c.net.populations.values() if getattr(p.neuron, "bias_onset", 0)]
+    assert delayed and all(c.net.populations[p].neuron.bias_onset == depth[p] for p in delayed)
+    assert not any(early_spikes(c).values())
+    eager = compiled(models, calib, "resnet_bn", mode, delay_biases=False)
+    assert not any(getattr(p.neuron, "bias_onset", 0) for p in eager.net.populations.values())
+    assert any(early_spikes(eager).values())
+
+
 @pytest.mark.parametrize("name", ("residual", "zeropad_cnn", "inception"))
 def test_rate_mode_converts(models, calib, name):
     model, x, y = models[name]
@@ -226,7 +249,9 @@ def _agree(c, x, steps):
 @pytest.mark.parametrize("name,mode", [("residual", "rate"), ("residual", "rate-soft"),
                                        ("residual", "sigma-delta"), ("resnet_bn", "sigma-delta"),
                                        ("maxpool_cnn", "rate-soft"), ("maxpool_cnn", "sigma-delta"),
-                                       ("zeropad_cnn", "rate"), ("mobilenet_block", "rate-soft")])
+                                       ("zeropad_cnn", "rate"), ("mobilenet_block", "rate-soft"),
+                                       # delayed biases on BatchNorm-biased residual layers
+                                       ("resnet_bn", "rate"), ("resnet_bn", "rate-soft")])
 def test_event_and_lava_agree(models, calib, name, mode):
     c = compiled(models, calib, name, mode)
     assert any(k.delay for k in c.net.connections) or name in ("zeropad_cnn", "mobilenet_block")

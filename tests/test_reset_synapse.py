@@ -13,6 +13,7 @@ import pytest
 import neurocomp
 from neurocomp import ir
 from neurocomp import numerics as nm
+from neurocomp.analysis import pop_depths
 from neurocomp.backends.event import EventBackend
 from neurocomp.errors import NeurocompError
 from neurocomp.hw import load_hw
@@ -52,6 +53,9 @@ def test_defaults_choose_the_reset():
     assert not ConvertOptions(mode="rate-soft").reset_synapse
     assert ConvertOptions(mode="rate").netx_weights is False
     assert ConvertOptions(mode="rate", rate_reset="zero").netx_weights is True
+    assert ConvertOptions(mode="rate").biases_delayed and ConvertOptions(mode="rate-soft").biases_delayed
+    assert not ConvertOptions(mode="rate", delay_biases=False).biases_delayed
+    assert not ConvertOptions(mode="sigma-delta").biases_delayed
 
 
 def test_lowering_builds_plain_lif_with_self_and_bias_synapses(lenet_rate):
@@ -65,9 +69,12 @@ def test_lowering_builds_plain_lif_with_self_and_bias_synapses(lenet_rate):
         assert isinstance(n, LIFNeuron) and n.reset == "zero" and (n.du, n.dv) == (0, 4095)
         assert n.self_weight == -n.vth and 1 <= n.vth <= caps[p.name]
         assert n.bias_mant is None or not np.any(n.bias_mant)       # the bias enters u, not v
-        # u starts at half a threshold plus step 1's bias (the bias neuron's first spike lands at step 2)
+        # u starts at half a threshold plus step 1's bias (the bias neuron's first spike lands at
+        # step 2) when the bias starts at once; a delayed bias starts with the layer's input
         first = 0 if n.bias_in_mant is None else nm.binary_dense_message(n.bias_in_mant, n.bias_in_exp)
-        np.testing.assert_array_equal(n.u0, (n.vth << 6) // 2 + (np.asarray(first, np.int64) << 6))
+        assert n.bias_onset == (pop_depths(net)[p.name] if n.bias_in_mant is not None else 0)
+        share = np.asarray(first, np.int64) << 6 if n.bias_onset == 0 else 0
+        np.testing.assert_array_equal(n.u0, (n.vth << 6) // 2 + share)
     # the first layer reads graded pixels through a conv: written out as a dense matrix with an exponent
     first = net.incoming(hidden[0].name)[0]
     assert first.kind == "dense" and first.weight_exp < 0

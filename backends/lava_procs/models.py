@@ -21,10 +21,18 @@ class PyLifSoftResetModelBitAcc(AbstractPyLifModelFixed):
 
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
     vth: int = LavaPyType(int, np.int32, precision=17)
+    bias_onset: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=16)
+    steps_run: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=16)
 
     def __init__(self, proc_params):
         super().__init__(proc_params)
         self.effective_vth = 0
+
+    def scale_bias(self):
+        super().scale_bias()
+        if self.steps_run[0] < self.bias_onset[0]:      # delayed bias: not before the input
+            self.effective_bias = np.zeros_like(self.effective_bias)
+            self.steps_run[0] += 1
 
     def scale_threshold(self):
         self.effective_vth = np.left_shift(self.vth, self.vth_shift)
@@ -45,6 +53,20 @@ class PyLifSoftResetModelFloat(AbstractPyLifModelFloat):
 
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
     vth: float = LavaPyType(float, float)
+    bias_onset: np.ndarray = LavaPyType(np.ndarray, int)
+    steps_run: np.ndarray = LavaPyType(np.ndarray, int)
+
+    def subthr_dynamics(self, activation_in: np.ndarray):
+        if self.steps_run[0] < self.bias_onset[0]:      # delayed bias: not before the input
+            self.steps_run[0] += 1
+            bias = self.bias_mant
+            self.bias_mant = np.zeros_like(bias)
+            try:
+                super().subthr_dynamics(activation_in)
+            finally:
+                self.bias_mant = bias
+            return
+        super().subthr_dynamics(activation_in)
 
     def spiking_activation(self):
         return self.v > self.vth

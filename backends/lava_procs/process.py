@@ -20,7 +20,14 @@ from lava.proc.lif.process import LIF
 
 
 class LIFSoftReset(LIF):
-    """LIF whose membrane is reduced by the threshold on a spike (soft reset)."""
+    """LIF whose membrane is reduced by the threshold on a spike (soft reset),
+    and whose bias joins only from step ``bias_onset`` (0-based) on: the step a
+    layer's input first arrives (``neurocomp.lowered`` delayed biases)."""
+
+    def __init__(self, *, shape, bias_onset: int = 0, **kwargs):
+        super().__init__(shape=shape, **kwargs)
+        self.bias_onset = Var(shape=(1,), init=int(bias_onset))
+        self.steps_run = Var(shape=(1,), init=0)     # since the last reset; saturates at bias_onset
 
 
 class FewSpike(AbstractProcess):
