@@ -73,9 +73,11 @@ def _wrap24(x):
 def _finish_one(x, is_conv, graded, weight_exp):
     """Lava's finishing of one exact integer sum: dense binary sums are int64,
     shifted, cast to int32; dense graded sums are int32 dot products shifted
-    in int32; conv sums are cast to int32 and wrapped to 24 bits."""
+    in int32; conv sums are cast to int32 and wrapped to 24 bits (then shifted
+    right by a negative ``weight_exp``: such a conv is a Sparse matrix in Lava)."""
     if is_conv:
-        return _wrap24(_wrap32(x))
+        x = _wrap24(_wrap32(x))
+        return x >> (-weight_exp) if weight_exp < 0 else x
     if graded:
         x = _wrap32(x)
         if weight_exp > 0:
@@ -482,6 +484,8 @@ class _Conn:
     def propagate_gather(self, src: np.ndarray, out: np.ndarray) -> None:
         kernel, args = self.gather
         kernel(src, *args, out)
+        if self.c.weight_exp < 0:           # the gathers finish like _finish_one without the shift
+            np.right_shift(out, -int(self.c.weight_exp), out=out)
 
     @property
     def mean_fan_out(self) -> float:

@@ -461,7 +461,7 @@ class _Graph:
             raise LavaMappingError(f"connection '{c.name}': unknown kind '{c.kind}'")
         (pt, pb), (pl, pr) = c.pads
         params = [pt, pl, *c.strides, *c.dilation, c.groups]
-        if pt == pb and pl == pr and c.delay == 0 and max(params) <= _INT8_MAX:
+        if pt == pb and pl == pr and c.delay == 0 and c.weight_exp == 0 and max(params) <= _INT8_MAX:
             from lava.proc.conv.process import Conv
             w = keras_to_lava_kernel(c.weight)
             w = w.astype(np.float64) * scale if self.float else w.astype(np.int64)
@@ -478,7 +478,8 @@ class _Graph:
             self.resets.append((conv.a_buf, np.zeros(conv.a_out.shape)))
             return
         # explicit-matrix fallback, kept sparse: a delayed conv (a residual skip, a max-pool
-        # tree's window) can join large maps whose dense matrix would not fit in memory
+        # tree's window) or one with a weight exponent (Lava's Conv ignores it) can join large
+        # maps whose dense matrix would not fit in memory
         m = conv_matrix_sparse(net, c)
         if not np.array_equal(nm.quantize_dense_weights(m.data), m.data):
             raise LavaMappingError(
@@ -491,7 +492,7 @@ class _Graph:
             raise LavaMappingError(
                 f"conv '{c.name}': messages can reach {bound:,} >= 2^23, where Lava's Conv "
                 "wraps to 24 bits but the Sparse fallback does not; lower weights or payloads")
-        self._dense(c, m, 0, 8, nm.sign_mode_of(m.data), nmb, scale, sparse=True)
+        self._dense(c, m, int(c.weight_exp), 8, nm.sign_mode_of(m.data), nmb, scale, sparse=True)
 
     def _reset_synapses(self, p: Population) -> None:
         """``rate_reset="synapse"``: the one-to-one self synapse and the always-on

@@ -341,6 +341,9 @@ def _plan(net: LoweredNet) -> _Plan:
         if c.delay:
             raise NetxError(f"conv '{c.name}' has a delay of {c.delay}; NetX ignores delays "
                             "on conv layers")
+        if c.weight_exp:
+            raise NetxError(f"conv '{c.name}' has weight exponent {c.weight_exp}; NetX weights have "
+                            "no exponent (compile with --netx)")
         k = np.asarray(c.weight).astype(np.int64)
         params = [pt, pl, *c.strides, *c.dilation, c.groups, k.shape[0], k.shape[1]]
         if max(int(v) for v in params) > _INT8_MAX:

@@ -947,14 +947,20 @@ def lower(g: nx.DiGraph, options=None, hw=None, vth_caps: Optional[dict] = None)
             # membrane read-out: v integrates ~|logit| * vth * 64 per step and must stay below 2^23
             cap = (1 << 17) // (2 * opt.max_steps) if membrane else fmt.vth_max
             synapse_reset = opt.reset_synapse and not membrane
+            conv_exp = False
             if synapse_reset and any(k.kind == "conv" and net.populations[k.fc.src].neuron.graded
                                      for k in conns):
-                # graded input (constant current) through a conv, which has no weight exponent,
-                # sends per-step inputs far larger than a threshold that leaves u room to integrate:
-                # written as an explicit matrix it gets an exponent; too large for that, the layer
-                # keeps Lava's reset to zero
-                if all(k.kind != "conv" or net.populations[k.fc.src].size * n <= SYNAPSE_RESET_MATRIX_MAX
-                       for k in conns):
+                # graded input (constant current) through a conv without a weight exponent sends
+                # per-step inputs far larger than a threshold that leaves u room to integrate.  A
+                # conv whose messages stay below 2^23 before the shift takes a negative exponent
+                # (Lava's Conv has none: it runs as a Sparse matrix there); a wider one is written
+                # as an explicit matrix with one; too large for that, the layer keeps Lava's reset
+                # to zero
+                if all(k.kind != "conv" or net.max_payload(k.fc.src) * lim * int(np.prod(
+                        [k.w.shape[a] for a in k.sum_axes])) < 1 << (nm.CONV_WRAP_BITS - 1) for k in conns):
+                    conv_exp = True
+                elif all(k.kind != "conv" or net.populations[k.fc.src].size * n <= SYNAPSE_RESET_MATRIX_MAX
+                         for k in conns):
                     conns = [_conv_as_dense(k, tuple(net.populations[k.fc.src].shape), p.shape)
                              if k.kind == "conv" and net.populations[k.fc.src].neuron.graded else k
                              for k in conns]
@@ -967,7 +973,7 @@ def lower(g: nx.DiGraph, options=None, hw=None, vth_caps: Optional[dict] = None)
                 cap = min(cap, int(fmt.max_bias_weight_units / float(np.abs(b_n).max())))
             cap = max(cap, 1)
             signed = [bool(getattr(net.populations[k.fc.src].neuron, "signed", False)) for k in conns]
-            allow_exp = all(k.kind == "dense" for k in conns) and not opt.netx_weights
+            allow_exp = (conv_exp or all(k.kind == "dense" for k in conns)) and not opt.netx_weights
             # a synaptic filter multiplies the steady-state current by tau: thresholds and biases
             # follow, and the per-step input must leave u (24 bits) room for that gain
             du, tau = 4095, 1.0
@@ -991,6 +997,9 @@ def lower(g: nx.DiGraph, options=None, hw=None, vth_caps: Optional[dict] = None)
                                              [k.sum_axes for k in conns], layer_fmt, allow_exp=allow_exp,
                                              vth_cap=vth_cap, signed=signed)
                 lf = choose(cap)
+                if conv_exp and lf.weight_exp > 0:      # a conv takes only negative exponents
+                    allow_exp = False
+                    lf = choose(cap)
                 while synapse_reset and representable_self_vth(lf.vth) != lf.vth:   # ends by 255
                     lf = choose(representable_self_vth(lf.vth))
             mants = lf.mantissas

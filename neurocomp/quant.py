@@ -98,9 +98,10 @@ def choose_lif_format(weights: list[np.ndarray], units: list[float], payload_max
     All inputs share the population's threshold ``vth``; weight ``k``
     becomes ``round(W_k * vth / (unit_k * 2^e))``.  The exponent ``e`` starts
     as high as the threshold's width allows and is lowered until the
-    worst-case per-step input fits the accumulator.  Conv weights get
+    worst-case per-step input fits the accumulator.  Conv weights mostly get
     ``allow_exp=False`` (Lava's Conv has no exponent): then the mantissa
-    scale itself shrinks.  ``vth_cap`` bounds the threshold (a membrane
+    scale itself shrinks (mode ``rate`` gives a conv on graded pixels a
+    negative exponent, see ``neurocomp.lower``).  ``vth_cap`` bounds the threshold (a membrane
     read-out must not saturate v over many steps).
     """
     vth_max = min(fmt.vth_max, vth_cap or fmt.vth_max)

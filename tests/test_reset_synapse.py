@@ -75,9 +75,10 @@ def test_lowering_builds_plain_lif_with_self_and_bias_synapses(lenet_rate):
         assert n.bias_onset == (pop_depths(net)[p.name] if n.bias_in_mant is not None else 0)
         share = np.asarray(first, np.int64) << 6 if n.bias_onset == 0 else 0
         np.testing.assert_array_equal(n.u0, (n.vth << 6) // 2 + share)
-    # the first layer reads graded pixels through a conv: written out as a dense matrix with an exponent
+    # the first layer reads graded pixels through a conv: it keeps its shared kernel and takes a
+    # negative exponent (a Sparse matrix in Lava, whose Conv has none)
     first = net.incoming(hidden[0].name)[0]
-    assert first.kind == "dense" and first.weight_exp < 0
+    assert first.kind == "conv" and first.weight_exp < 0
     # the membrane read-out keeps its plain integrator
     assert not has_reset_synapses(net.populations[net.output].neuron)
     # NetX-expressible rate keeps Lava LIF's own reset
