@@ -397,12 +397,8 @@ class _Graph:
             else:
                 from lava.proc.lif.process import LIF
             u0, v0 = arr(n.u0), arr(n.v0)
-            kw = {}
-            if n.reset == "subtract":
-                kw["bias_onset"] = int(n.bias_onset)
-            elif n.bias_onset and n.bias_mant is not None and np.any(n.bias_mant):
-                raise LavaMappingError(f"population '{p.name}': Lava's LIF cannot delay its bias "
-                                       f"(bias_onset {n.bias_onset}); compile with delay_biases=False")
+            # LoweredNet.validate (run() calls it) refuses a delayed bias_mant on Lava's plain LIF
+            kw = {"bias_onset": int(n.bias_onset)} if n.reset == "subtract" else {}
             if self.float:
                 bias = nm.lif_bias(arr(n.bias_mant), arr(n.bias_exp)) / 64.0
                 proc = LIF(shape=shp, vth=float(n.vth), du=(int(n.du) + 1) / 4096.0,

@@ -57,16 +57,14 @@ class PyLifSoftResetModelFloat(AbstractPyLifModelFloat):
     steps_run: np.ndarray = LavaPyType(np.ndarray, int)
 
     def subthr_dynamics(self, activation_in: np.ndarray):
-        if self.steps_run[0] < self.bias_onset[0]:      # delayed bias: not before the input
-            self.steps_run[0] += 1
-            bias = self.bias_mant
-            self.bias_mant = np.zeros_like(bias)
-            try:
-                super().subthr_dynamics(activation_in)
-            finally:
-                self.bias_mant = bias
-            return
-        super().subthr_dynamics(activation_in)
+        if self.steps_run[0] >= self.bias_onset[0]:
+            return super().subthr_dynamics(activation_in)
+        self.steps_run[0] += 1                          # delayed bias: not before the input
+        bias, self.bias_mant = self.bias_mant, np.zeros_like(self.bias_mant)
+        try:
+            super().subthr_dynamics(activation_in)
+        finally:
+            self.bias_mant = bias
 
     def spiking_activation(self):
         return self.v > self.vth
