@@ -35,7 +35,7 @@ from neurocomp.ir import copy_graph, inputs_of, topo_order
 from neurocomp.ir import ops
 from neurocomp.lowered import (InputNeuron, LIFNeuron, LoweredError, LoweredNet, SigmaDeltaNeuron,
                                SigmaNeuron, dense_conv_matrix)
-from neurocomp.quant import Formats, bias_to_mant_exp, choose_lif_format, round_mantissas
+from neurocomp.quant import Formats, bias_to_mant_exp, choose_lif_format, own_exponents, round_mantissas
 
 MODES = ("rate", "rate-soft", "sigma-delta", "few-spike")
 MAX_DELAY = 62                    # Lava DelayDense / Loihi 2: 6-bit synaptic delays
@@ -947,20 +947,25 @@ def lower(g: nx.DiGraph, options=None, hw=None, vth_caps: Optional[dict] = None)
             # membrane read-out: v integrates ~|logit| * vth * 64 per step and must stay below 2^23
             cap = (1 << 17) // (2 * opt.max_steps) if membrane else fmt.vth_max
             synapse_reset = opt.reset_synapse and not membrane
-            conv_exp = False
-            if synapse_reset and any(k.kind == "conv" and net.populations[k.fc.src].neuron.graded
-                                     for k in conns):
+            # A conv takes a negative weight exponent where its messages stay below 2^23 before
+            # the shift (Lava's Conv has no exponent: it runs as a Sparse matrix there, which
+            # does not wrap at 24 bits as the conv message does).  Without one, a threshold
+            # capped for u's range (synapse reset), for the biases or for the per-step input
+            # bound is the mantissa scale itself and starves the kernel of bits (MNIST CNN, rate:
+            # vth 420, kernel mantissas up to 50 of 254).
+            graded_conv = any(k.kind == "conv" and net.populations[k.fc.src].neuron.graded for k in conns)
+            convs_fit = all(k.kind != "conv" or net.max_payload(k.fc.src) * lim * int(np.prod(
+                [k.w.shape[a] for a in k.sum_axes])) < 1 << (nm.CONV_WRAP_BITS - 1) for k in conns)
+            # graded pixels outside synapse reset keep _input_layer_format's trade of input bits
+            conv_exp = (convs_fit and any(k.kind == "conv" for k in conns) and not opt.netx_weights
+                        and (synapse_reset or not graded_conv))
+            if synapse_reset and graded_conv and not convs_fit:
                 # graded input (constant current) through a conv without a weight exponent sends
-                # per-step inputs far larger than a threshold that leaves u room to integrate.  A
-                # conv whose messages stay below 2^23 before the shift takes a negative exponent
-                # (Lava's Conv has none: it runs as a Sparse matrix there); a wider one is written
-                # as an explicit matrix with one; too large for that, the layer keeps Lava's reset
-                # to zero
-                if all(k.kind != "conv" or net.max_payload(k.fc.src) * lim * int(np.prod(
-                        [k.w.shape[a] for a in k.sum_axes])) < 1 << (nm.CONV_WRAP_BITS - 1) for k in conns):
-                    conv_exp = True
-                elif all(k.kind != "conv" or net.populations[k.fc.src].size * n <= SYNAPSE_RESET_MATRIX_MAX
-                         for k in conns):
+                # per-step inputs far larger than a threshold that leaves u room to integrate: a
+                # conv too wide for an exponent is written as an explicit matrix with one; too
+                # large for that, the layer keeps Lava's reset to zero
+                if all(k.kind != "conv" or net.populations[k.fc.src].size * n <= SYNAPSE_RESET_MATRIX_MAX
+                       for k in conns):
                     conns = [_conv_as_dense(k, tuple(net.populations[k.fc.src].shape), p.shape)
                              if k.kind == "conv" and net.populations[k.fc.src].neuron.graded else k
                              for k in conns]
@@ -1002,9 +1007,15 @@ def lower(g: nx.DiGraph, options=None, hw=None, vth_caps: Optional[dict] = None)
                     lf = choose(cap)
                 while synapse_reset and representable_self_vth(lf.vth) != lf.vth:   # ends by 255
                     lf = choose(representable_self_vth(lf.vth))
+            exps = [lf.weight_exp] * len(conns)
+            if not opt.netx_weights:
+                fit = [k.kind == "dense" or (k.kind == "conv" and lf.weight_exp <= 0 and convs_fit)
+                       for k in conns]
+                exps = own_exponents(lf, [k.w for k in conns], [unit[k.fc.src] for k in conns],
+                                     [net.max_payload(k.fc.src) for k in conns], [k.sum_axes for k in conns],
+                                     layer_fmt, fit, signed)
             mants = lf.mantissas
             vth = int(round(lf.vth * tau))
-            exps = [lf.weight_exp] * len(conns)
             # biases in whole weight units (x64 in v): what NetX's CUBA bias can hold
             bias_w = np.zeros(n) if b_n is None else np.round(np.broadcast_to(
                 b_n, p.shape).reshape(-1) * vth * opt.max_rate)

@@ -100,8 +100,8 @@ def choose_lif_format(weights: list[np.ndarray], units: list[float], payload_max
     as high as the threshold's width allows and is lowered until the
     worst-case per-step input fits the accumulator.  Conv weights mostly get
     ``allow_exp=False`` (Lava's Conv has no exponent): then the mantissa
-    scale itself shrinks (mode ``rate`` gives a conv on graded pixels a
-    negative exponent, see ``neurocomp.lower``).  ``vth_cap`` bounds the threshold (a membrane
+    scale itself shrinks (``neurocomp.lower`` gives a conv whose messages
+    fit a negative exponent instead).  ``vth_cap`` bounds the threshold (a membrane
     read-out must not saturate v over many steps).
     """
     vth_max = min(fmt.vth_max, vth_cap or fmt.vth_max)
@@ -134,6 +134,36 @@ def choose_lif_format(weights: list[np.ndarray], units: list[float], payload_max
     c = vth / 2.0 ** e
     mants = [round_mantissas(w / u, c, lim) for w, u in zip(weights, units)]
     return LayerFormat(vth, e, mants, c)
+
+
+def own_exponents(lf: LayerFormat, weights: list[np.ndarray], units: list[float], payload_max: list[int],
+                  sum_axes: list, fmt: Formats, shift_ok: list[bool], signed: list | None = None
+                  ) -> list[int]:
+    """Per incoming weight tensor, the exponent ``lf.weight_exp - s`` (s >= 0) that
+    gives its largest weight the most mantissa bits; ``lf.mantissas`` are re-rounded
+    in place.  The layer's threshold fixes one scale for all its inputs, so a small
+    tensor beside a large one (a residual skip beside a conv, a bias neuron) would
+    otherwise keep a few bits.  ``shift_ok[k]``: tensor k may take its own exponent.
+    Kept only where the worst-case per-step input still fits the accumulator."""
+    lim = (1 << fmt.weight_bits) - 2
+    signed = signed or [False] * len(weights)
+    e = lf.weight_exp
+    exps, mants = [e] * len(weights), list(lf.mantissas)
+    for k, (w, u) in enumerate(zip(weights, units)):
+        top = float(np.abs(w).max(initial=0.0)) / u * lf.scale
+        if not shift_ok[k] or top <= 0:
+            continue
+        s = min(int(math.floor(math.log2(lim / top))), e - fmt.weight_exp_min)
+        if s > 0:
+            exps[k], mants[k] = e - s, round_mantissas(w / u, lf.scale * 2.0 ** s, lim)
+    if exps == [e] * len(weights):
+        return exps
+    worst = sum(worst_case_input(m, ax, p, sg) * 2.0 ** x
+                for m, ax, p, sg, x in zip(mants, sum_axes, payload_max, signed, exps))
+    if worst > fmt.max_input:
+        return [e] * len(weights)
+    lf.mantissas[:] = mants
+    return exps
 
 
 def bias_to_mant_exp(bias_v: np.ndarray, fmt: Formats, exp_min: int | None = None

@@ -145,6 +145,25 @@ def test_keeps_the_ann_accuracy_where_reset_to_zero_does_not(models, calib):
     assert a_syn >= a_zero and abs(a_syn - a_soft) <= 0.02, (a_syn, a_zero, a_soft)
 
 
+@pytest.mark.parametrize("mode", ["rate", "rate-soft"])
+def test_every_kernel_keeps_its_mantissa_bits(zoo_cache, calib, mode):
+    """A threshold capped for u's range (synapse reset), for the biases or for the per-step
+    input bound fixes the layer's scale; convs then take a negative exponent and each input of
+    a merge its own, so every kernel still spends 7 of its 8 mantissa bits (on the MNIST CNN in
+    rate mode the second conv had 50 of 254 before, a ResNet skip beside its conv 56)."""
+    from keras_zoo import load_or_build
+    for name in ("lenet", "resnet_bn"):
+        c = neurocomp.compile(load_or_build(name, zoo_cache)[0], calib=calib, mode=mode)
+        fmt_min = c.hw.value("numerics.weight_exp_min") if c.hw is not None else -8
+        for p in _hidden(c.net) + [c.net.populations[c.net.output]]:
+            conns = c.net.incoming(p.name)
+            for k in conns:
+                top = int(np.abs(k.weight).max())
+                assert top >= 128 or k.weight_exp == fmt_min, (name, p.name, k.name, top, k.weight_exp)
+                if k.kind == "conv":
+                    assert k.weight_exp <= 0
+
+
 @pytest.mark.xdist_group("lava")
 def test_bit_exact_with_lava_with_count_readout(models, calib):
     from backend_agreement import assert_identical, run_event_and_lava
