@@ -81,6 +81,13 @@ def worst_case_input(mant: np.ndarray, axis, payload_max: int, signed: bool = Fa
     return int(max(pos.max(initial=0), neg.max(initial=0))) * payload_max
 
 
+def layer_input_bound(mants: list, exps: list, sum_axes: list, payload_max: list, signed: list) -> float:
+    """Worst-case per-step input of one neuron, in weight units, summed over its
+    incoming tensors (mantissas ``mants[k]`` shifted by ``exps[k]``)."""
+    return sum(worst_case_input(m, ax, p, sg) * 2.0 ** x
+               for m, x, ax, p, sg in zip(mants, exps, sum_axes, payload_max, signed))
+
+
 @dataclass
 class LayerFormat:
     vth: int
@@ -118,9 +125,7 @@ def choose_lif_format(weights: list[np.ndarray], units: list[float], payload_max
         vth = max(int(round(c * 2.0 ** e)), 1)
         c = vth / 2.0 ** e
         mants = [round_mantissas(w / u, c, lim) for w, u in zip(weights, units)]
-        worst = sum(worst_case_input(m, ax, p, sg)
-                    for m, ax, p, sg in zip(mants, sum_axes, payload_max, signed))
-        if worst * 2.0 ** e <= fmt.max_input:
+        if layer_input_bound(mants, [e] * len(mants), sum_axes, payload_max, signed) <= fmt.max_input:
             return LayerFormat(vth, e, mants, c)
     # even the smallest exponent overflows: shrink the mantissa scale
     e = fmt.weight_exp_min if allow_exp else 0
@@ -158,9 +163,7 @@ def own_exponents(lf: LayerFormat, weights: list[np.ndarray], units: list[float]
             exps[k], mants[k] = e - s, round_mantissas(w / u, lf.scale * 2.0 ** s, lim)
     if exps == [e] * len(weights):
         return exps
-    worst = sum(worst_case_input(m, ax, p, sg) * 2.0 ** x
-                for m, ax, p, sg, x in zip(mants, sum_axes, payload_max, signed, exps))
-    if worst > fmt.max_input:
+    if layer_input_bound(mants, exps, sum_axes, payload_max, signed) > fmt.max_input:
         return [e] * len(weights)
     lf.mantissas[:] = mants
     return exps

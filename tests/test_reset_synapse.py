@@ -21,6 +21,7 @@ from neurocomp.lower import lower, synapse_reset_vth_cap
 from neurocomp.lowered import InputNeuron, LIFNeuron, LoweredNet
 from neurocomp.mapping import check_mapping, has_reset_synapses, recount
 from neurocomp.options import ConvertOptions
+from neurocomp.quant import Formats
 from neurocomp.passes.partition_cores import partition_cores
 from keras_zoo import load_digits_data
 
@@ -154,7 +155,7 @@ def test_every_kernel_keeps_its_mantissa_bits(zoo_cache, calib, mode):
     from keras_zoo import load_or_build
     for name in ("lenet", "resnet_bn"):
         c = neurocomp.compile(load_or_build(name, zoo_cache)[0], calib=calib, mode=mode)
-        fmt_min = c.hw.value("numerics.weight_exp_min") if c.hw is not None else -8
+        fmt_min = Formats.from_hw(c.hw).weight_exp_min
         for p in _hidden(c.net) + [c.net.populations[c.net.output]]:
             conns = c.net.incoming(p.name)
             for k in conns:
