@@ -74,9 +74,12 @@ def _finish_one(x, is_conv, graded, weight_exp):
     """Lava's finishing of one exact integer sum: dense binary sums are int64,
     shifted, cast to int32; dense graded sums are int32 dot products shifted
     in int32; conv sums are cast to int32 and wrapped to 24 bits (then shifted
-    right by a negative ``weight_exp``: such a conv is a Sparse matrix in Lava)."""
+    by ``weight_exp``, below 2^23 either side of the shift: such a conv is a Sparse
+    matrix in Lava)."""
     if is_conv:
         x = _wrap24(_wrap32(x))
+        if weight_exp > 0:
+            return x << weight_exp
         return x >> (-weight_exp) if weight_exp < 0 else x
     if graded:
         x = _wrap32(x)
@@ -486,6 +489,8 @@ class _Conn:
         kernel(src, *args, out)
         if self.c.weight_exp < 0:           # the gathers finish like _finish_one without the shift
             np.right_shift(out, -int(self.c.weight_exp), out=out)
+        elif self.c.weight_exp > 0:
+            np.left_shift(out, int(self.c.weight_exp), out=out)
 
     @property
     def mean_fan_out(self) -> float:

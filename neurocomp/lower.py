@@ -947,12 +947,14 @@ def lower(g: nx.DiGraph, options=None, hw=None, vth_caps: Optional[dict] = None)
             # membrane read-out: v integrates ~|logit| * vth * 64 per step and must stay below 2^23
             cap = (1 << 17) // (2 * opt.max_steps) if membrane else fmt.vth_max
             synapse_reset = opt.reset_synapse and not membrane
-            # A conv takes a negative weight exponent where its messages stay below 2^23 before
-            # the shift (Lava's Conv has no exponent: it runs as a Sparse matrix there, which
-            # does not wrap at 24 bits as the conv message does).  Without one, a threshold
-            # capped for u's range (synapse reset), for the biases or for the per-step input
-            # bound is the mantissa scale itself and starves the kernel of bits (MNIST CNN, rate:
-            # vth 420, kernel mantissas up to 50 of 254).
+            # A conv takes a weight exponent where its messages stay below 2^23 (Lava's Conv has
+            # no exponent: it runs as a Sparse matrix there, which does not wrap at 24 bits as
+            # the conv message does).  Without one, a threshold capped for u's range (synapse
+            # reset), for the biases or for the per-step input bound is the mantissa scale itself
+            # and starves the kernel of bits (MNIST CNN, rate: vth 420, kernel mantissas up to 50
+            # of 254); and an uncapped threshold is tied to the largest weight (254 / max|W|), so
+            # a layer's biases, in whole weight units, keep a few bits (MobileNet depthwise: vth
+            # 99, biases of 16 units; a positive exponent lifts it to the cap).
             graded_conv = any(k.kind == "conv" and net.populations[k.fc.src].neuron.graded for k in conns)
             convs_fit = all(k.kind != "conv" or net.max_payload(k.fc.src) * lim * int(np.prod(
                 [k.w.shape[a] for a in k.sum_axes])) < 1 << (nm.CONV_WRAP_BITS - 1) for k in conns)
@@ -996,21 +998,17 @@ def lower(g: nx.DiGraph, options=None, hw=None, vth_caps: Optional[dict] = None)
                 lf = _input_layer_format(net, src0, conns[0].w, conns[0].sum_axes, layer_fmt, cap,
                                          signed[0], unit)
             else:
-                def choose(vth_cap):
+                def choose(vth_cap, exponent=None):
                     return choose_lif_format([k.w for k in conns], [unit[k.fc.src] for k in conns],
                                              [net.max_payload(k.fc.src) for k in conns],
                                              [k.sum_axes for k in conns], layer_fmt, allow_exp=allow_exp,
-                                             vth_cap=vth_cap, signed=signed)
+                                             vth_cap=vth_cap, signed=signed, exponent=exponent)
                 lf = choose(cap)
-                if conv_exp and lf.weight_exp > 0:      # a conv takes only negative exponents
-                    allow_exp = False
-                    lf = choose(cap)
                 while synapse_reset and representable_self_vth(lf.vth) != lf.vth:   # ends by 255
-                    lf = choose(representable_self_vth(lf.vth))
+                    lf = choose(representable_self_vth(lf.vth), lf.weight_exp)
             exps = [lf.weight_exp] * len(conns)
             if not opt.netx_weights:
-                fit = [k.kind == "dense" or (k.kind == "conv" and lf.weight_exp <= 0 and convs_fit)
-                       for k in conns]
+                fit = [k.kind == "dense" or (k.kind == "conv" and convs_fit) for k in conns]
                 exps = own_exponents(lf, [k.w for k in conns], [unit[k.fc.src] for k in conns],
                                      [net.max_payload(k.fc.src) for k in conns], [k.sum_axes for k in conns],
                                      layer_fmt, fit, signed)

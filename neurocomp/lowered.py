@@ -59,10 +59,11 @@ Connection kinds:
   dot product wraps before the exponent is applied).
 * ``conv``: channels-last cross-correlation with ``weight`` in Keras layout
   ``(kh, kw, C_src/groups, C_dst)``, explicit ``pads``, ``strides``,
-  ``dilation`` and ``groups``; no clip; message wrapped to 24 bits, then shifted
-  right by a negative ``weight_exp`` (only where the message stays below 2^23: Lava's
-  Conv has no exponent, so such a conv runs as a Sparse matrix there; mode ``rate``
-  uses one for a conv reading graded pixels).
+  ``dilation`` and ``groups``; no clip; message wrapped to 24 bits, then shifted by
+  ``weight_exp`` (only where the message stays below 2^23 before and after the shift:
+  Lava's Conv has no exponent, so such a conv runs as a Sparse matrix there; the rate
+  modes give one to every conv that fits, so its threshold, which sets the resolution
+  of its bias, is not tied to its largest weight).
 """
 from __future__ import annotations
 
@@ -317,12 +318,13 @@ class LoweredNet:
                     raise LoweredError(f"conv '{c.name}' produces {self.conv_out_shape(c)}, "
                                        f"destination is {pops[c.dst].shape}")
                 bound = self.max_payload(c.src) * int(np.abs(w.astype(np.int64)).sum(axis=(0, 1, 2)).max())
-                if c.weight_exp > 0 or (c.weight_exp < 0 and bound >= 1 << (nm.CONV_WRAP_BITS - 1)):
+                if c.weight_exp and bound << max(0, c.weight_exp) >= 1 << (nm.CONV_WRAP_BITS - 1):
                     # Lava's Conv ignores exponents: a conv with one is a Sparse matrix there, whose
                     # sums do not wrap at 24 bits as the conv message does
-                    raise LoweredError(f"conv '{c.name}' has weight_exp {c.weight_exp} (messages up to "
-                                       f"{bound:,}): a conv takes only a negative exponent, with "
-                                       "messages below 2^23; fold it into the weights")
+                    raise LoweredError(f"conv '{c.name}' has weight_exp {c.weight_exp} with messages up "
+                                       f"to {bound:,} before the shift: a conv takes an exponent only "
+                                       "where its messages stay below 2^23 before and after it; fold "
+                                       "it into the weights")
                 if bound >= nm.FLOAT32_EXACT:
                     raise LoweredError(
                         f"conv '{c.name}' partial sums can reach {bound:,} >= 2^24: Lava's float32 "

@@ -99,17 +99,19 @@ class LayerFormat:
 
 def choose_lif_format(weights: list[np.ndarray], units: list[float], payload_max: list[int],
                       sum_axes: list, fmt: Formats, allow_exp: bool = True,
-                      vth_cap: int | None = None, signed: list | None = None) -> LayerFormat:
+                      vth_cap: int | None = None, signed: list | None = None,
+                      exponent: int | None = None) -> LayerFormat:
     """Pick threshold and exponent for a LIF population fed by ``weights``.
 
     All inputs share the population's threshold ``vth``; weight ``k``
     becomes ``round(W_k * vth / (unit_k * 2^e))``.  The exponent ``e`` starts
     as high as the threshold's width allows and is lowered until the
-    worst-case per-step input fits the accumulator.  Conv weights mostly get
-    ``allow_exp=False`` (Lava's Conv has no exponent): then the mantissa
-    scale itself shrinks (``neurocomp.lower`` gives a conv whose messages
-    fit a negative exponent instead).  ``vth_cap`` bounds the threshold (a membrane
-    read-out must not saturate v over many steps).
+    worst-case per-step input fits the accumulator.  A conv whose messages
+    do not fit an exponent gets ``allow_exp=False`` (Lava's Conv has none):
+    then the mantissa scale itself shrinks.  ``vth_cap`` bounds the threshold
+    (a membrane read-out must not saturate v over many steps).  ``exponent``
+    fixes the exponent: a threshold lowered a little (to one the self synapse
+    can hold) then costs the mantissas a little, not the threshold a factor 2.
     """
     vth_max = min(fmt.vth_max, vth_cap or fmt.vth_max)
     signed = signed or [False] * len(weights)
@@ -118,8 +120,10 @@ def choose_lif_format(weights: list[np.ndarray], units: list[float], payload_max
     wmax = max(float(np.abs(w).max()) * 1.0 / u for w, u in zip(weights, units)) or 1.0
     c_full = lim / wmax                      # mantissa units per (W / unit)
     exps = range(fmt.weight_exp_max, fmt.weight_exp_min - 1, -1) if allow_exp else (0,)
+    if exponent is not None:
+        exps = (exponent,)
     for e in exps:
-        if allow_exp and c_full * 2.0 ** e > vth_max and e > fmt.weight_exp_min:
+        if len(exps) > 1 and c_full * 2.0 ** e > vth_max and e > fmt.weight_exp_min:
             continue                         # a lower exponent keeps all mantissa bits
         c = min(c_full, vth_max / 2.0 ** e)  # else: threshold too wide, use fewer weight bits
         vth = max(int(round(c * 2.0 ** e)), 1)

@@ -110,10 +110,12 @@ def forests(draw):
                 payload = net.max_payload(prev)
                 if payload * np.abs(wt).sum(axis=(0, 1, 2)).max() >= nm.FLOAT32_EXACT:
                     wt = np.sign(wt)               # keep Lava's float32 conv exact
-                # a negative exponent (mode rate's conv on graded pixels): Lava runs it as Sparse
+                # an exponent (the rate modes' convs whose messages fit): Lava runs it as Sparse
                 exp, wq = 0, nm.quantize_dense_weights(wt).astype(np.int64)
-                if payload * np.abs(wq).sum(axis=(0, 1, 2)).max() < 1 << 23 and draw(st.booleans()):
-                    wt, exp = wq, draw(st.integers(-5, -1))
+                bound = payload * int(np.abs(wq).sum(axis=(0, 1, 2)).max())
+                if bound < 1 << 23 and draw(st.booleans()):
+                    top = next(e for e in range(3, -1, -1) if bound << e < 1 << 23)
+                    wt, exp = wq, draw(st.sampled_from([e for e in range(-5, top + 1) if e]))
                 conn = dict(kind="conv", weight=wt, strides=(sh, sw), pads=pads,
                             dilation=(dh, dw), groups=groups, weight_exp=exp)
                 ho = (h + sum(pads[0]) - (kh - 1) * dh - 1) // sh + 1

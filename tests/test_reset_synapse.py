@@ -161,8 +161,34 @@ def test_every_kernel_keeps_its_mantissa_bits(zoo_cache, calib, mode):
             for k in conns:
                 top = int(np.abs(k.weight).max())
                 assert top >= 128 or k.weight_exp == fmt_min, (name, p.name, k.name, top, k.weight_exp)
-                if k.kind == "conv":
-                    assert k.weight_exp <= 0
+
+
+@pytest.mark.parametrize("name", ["lenet", "resnet_bn", "mobilenet_block"])
+def test_thresholds_reach_their_caps(zoo_cache, calib, name):
+    """A synapse-reset layer's biases arrive in whole weight units, so its threshold is
+    their resolution and should be as large as u's range allows (the measured cap).  A conv
+    without a positive exponent tied it to 254 / max|W| instead (MobileNet depthwise: 181
+    against a cap of 360), and rounding it to a threshold the self synapse can hold once
+    halved it (LeNet conv1: 604 against 1208)."""
+    from keras_zoo import load_or_build
+    c = neurocomp.compile(load_or_build(name, zoo_cache)[0], calib=calib, mode="rate")
+    caps = c.notes["synapse_reset_vth"]
+    for p in _hidden(c.net):
+        if p.neuron.self_weight:
+            assert caps[p.name] / 2 < p.neuron.vth <= caps[p.name], (p.name, p.neuron.vth, caps[p.name])
+
+
+@pytest.mark.parametrize("name", ["resnet_bn", "mobilenet_block"])
+def test_conv_thresholds_are_not_tied_to_the_largest_weight(zoo_cache, calib, name):
+    """In rate-soft a conv takes a positive exponent where its messages fit, so its
+    threshold, and with it the resolution of its biases (whole weight units), is not
+    254 / max|W| (MobileNet depthwise and pointwise: 181 and 180, 8 bits)."""
+    from keras_zoo import load_or_build
+    c = neurocomp.compile(load_or_build(name, zoo_cache)[0], calib=calib, mode="rate-soft")
+    for p in _hidden(c.net):
+        conns = c.net.incoming(p.name)
+        if all(k.kind == "conv" and not c.net.populations[k.src].neuron.graded for k in conns):
+            assert p.neuron.vth >= 1 << 10, (p.name, p.neuron.vth, [k.weight_exp for k in conns])
 
 
 @pytest.mark.xdist_group("lava")
