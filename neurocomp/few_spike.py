@@ -39,7 +39,7 @@ def lower_population(conns, src_units, src_payload_max, src_signed, b_n, shape, 
     bias = np.zeros(size) if b_n is None else np.broadcast_to(b_n, tuple(shape)).reshape(-1).astype(np.float64)
     if is_output and not relu:
         # a Sigma decoder: per cycle it gains c * sum(W' a); the host adds round(b' * c)
-        lim = (1 << fmt.weight_bits) - 2
+        lim = fmt.mantissa_max
         c = min(lim * u / (float(np.abs(cn.w).max()) or 1.0) for cn, u in zip(conns, src_units))
         worst = sum(float(np.abs(cn.w).sum(axis=cn.sum_axes).max()) * pm / u
                     for cn, u, pm in zip(conns, src_units, src_payload_max)) or 1.0

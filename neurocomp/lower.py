@@ -657,7 +657,7 @@ def _sd_state_limits(g, plans_list, opt, fmt) -> tuple[dict[str, np.ndarray], di
     (its SDNN neurons fix state_exp = 6).
     """
     plans = {p.name: p for p in plans_list}
-    lim = (1 << fmt.weight_bits) - 2
+    lim = fmt.mantissa_max
     floor = (1 << nm.ACT_SHIFT) / opt.sd_threshold        # keeps the delta threshold's resolution
     own, bias_cap = {}, {}
     reads = {p.name: [] for p in plans_list}             # source -> [(consumer, conn, mantissa need)]
@@ -723,7 +723,7 @@ def _lower_sigma_delta(p, conns, b_n, allow, state_exp, unit, net, opt, fmt):
     Pooling-like channels (``_exact_channels``) get ``A_c`` at an exact integer
     mantissa.  The output keeps one scale (the read-out compares its neurons).
     """
-    lim = (1 << fmt.weight_bits) - 2
+    lim = fmt.mantissa_max
     c = int(p.shape[-1])
     per_channel = not p.is_output
     allow = np.broadcast_to(np.asarray(allow, np.float64), (c,)).copy()
@@ -871,7 +871,7 @@ def _synapse_reset_neuron(vth: int, bias_w: np.ndarray, v_init: float, fmt: Form
     exponent); its first spike arrives at step 2, so u0 holds step 1's share
     unless the bias is delayed (``bias_onset`` > 0: no share before the input).
     """
-    lim = (1 << fmt.weight_bits) - 2
+    lim = fmt.mantissa_max
     bias_w = np.asarray(bias_w, np.float64)
     mant, exp = None, 0
     if np.any(bias_w != 0):
@@ -913,7 +913,7 @@ def lower(g: nx.DiGraph, options=None, hw=None, vth_caps: Optional[dict] = None)
     unit: dict[str, float] = {}            # payload per activation 1.0, per population
     sd_allow, sd_exp = _sd_state_limits(g, plans, opt, fmt) if mode == "sigma-delta" else ({}, {})
     fan_out = {p.name: sum(s == p.name for q in plans for s in q.sources) for p in plans}
-    lim = (1 << fmt.weight_bits) - 2
+    lim = fmt.mantissa_max
     arrival: dict[str, int] = {}           # step (0-based) each population's input first arrives
     for p in plans:
         if p.kind == "input":

@@ -56,6 +56,12 @@ class Formats:
         return ((1 << (self.bias_bits - 1)) - 1) * 2.0 ** self.bias_exp_max / (1 << nm.ACT_SHIFT)
 
     @property
+    def mantissa_max(self) -> int:
+        """Largest weight mantissa magnitude used: even, so a mixed-sign matrix keeps it
+        through Lava's dropped LSB, and it fits an excitatory or inhibitory one too."""
+        return (1 << self.weight_bits) - 2
+
+    @property
     def vth_max(self) -> int:
         return (1 << self.vth_bits) - 1
 
@@ -115,7 +121,7 @@ def choose_lif_format(weights: list[np.ndarray], units: list[float], payload_max
     """
     vth_max = min(fmt.vth_max, vth_cap or fmt.vth_max)
     signed = signed or [False] * len(weights)
-    lim = (1 << fmt.weight_bits) - 2          # even, fits mixed and excitatory
+    lim = fmt.mantissa_max
     # mantissa scale c: largest |W * vth / unit| maps to lim
     wmax = max(float(np.abs(w).max()) * 1.0 / u for w, u in zip(weights, units)) or 1.0
     c_full = lim / wmax                      # mantissa units per (W / unit)
@@ -154,7 +160,7 @@ def own_exponents(lf: LayerFormat, weights: list[np.ndarray], units: list[float]
     tensor beside a large one (a residual skip beside a conv, a bias neuron) would
     otherwise keep a few bits.  ``shift_ok[k]``: tensor k may take its own exponent.
     Kept only where the worst-case per-step input still fits the accumulator."""
-    lim = (1 << fmt.weight_bits) - 2
+    lim = fmt.mantissa_max
     signed = signed or [False] * len(weights)
     e = lf.weight_exp
     exps, mants = [e] * len(weights), list(lf.mantissas)
