@@ -178,6 +178,30 @@ def test_thresholds_reach_their_caps(zoo_cache, calib, name):
             assert caps[p.name] / 2 < p.neuron.vth <= caps[p.name], (p.name, p.neuron.vth, caps[p.name])
 
 
+@pytest.mark.parametrize("name", ["lenet", "resnet_bn", "mobilenet_block"])
+def test_bias_neuron_steps_by_whole_weight_units(zoo_cache, calib, name):
+    """The always-on neuron's Dense is mixed-sign, so Lava keeps only even mantissas: at
+    exponent 0 a layer's biases would step by 2 weight units (MobileNet rate: quantised ANN
+    0.919 against 0.935 with steps of 1).  Where they fit 127 units they take exponent -1 and
+    arrive exactly as the mantissas halved."""
+    from keras_zoo import load_or_build
+    fmt = Formats()
+    c = neurocomp.compile(load_or_build(name, zoo_cache)[0], calib=calib, mode="rate")
+    halved = 0
+    for p in _hidden(c.net):
+        n = p.neuron
+        if n.bias_in_mant is None:
+            continue
+        mant = np.asarray(n.bias_in_mant)
+        msg = nm.binary_dense_message(mant, n.bias_in_exp)
+        if n.bias_in_exp == -1:
+            assert np.array_equal(msg * 2, mant), p.name
+            halved += 1
+        else:       # only biases beyond 127 units keep a larger exponent
+            assert np.abs(msg).max() > fmt.mantissa_max // 2, (p.name, n.bias_in_exp, np.abs(msg).max())
+    assert halved, "no layer's biases fit 127 units"
+
+
 @pytest.mark.parametrize("name", ["resnet_bn", "mobilenet_block"])
 def test_conv_thresholds_are_not_tied_to_the_largest_weight(zoo_cache, calib, name):
     """In rate-soft a conv takes a positive exponent where its messages fit, so its
