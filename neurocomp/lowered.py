@@ -62,8 +62,9 @@ Connection kinds:
   ``dilation`` and ``groups``; no clip; message wrapped to 24 bits, then shifted by
   ``weight_exp`` (only where the message stays below 2^23 before and after the shift:
   Lava's Conv has no exponent, so such a conv runs as a Sparse matrix there; the rate
-  modes give one to every conv that fits, so its threshold, which sets the resolution
-  of its bias, is not tied to its largest weight).
+  modes give one to the convs that fit, except one reading graded pixels outside synapse
+  reset, so a threshold, which sets the resolution of its biases, is not tied to the
+  layer's largest weight).
 """
 from __future__ import annotations
 

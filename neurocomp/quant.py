@@ -138,7 +138,7 @@ def choose_lif_format(weights: list[np.ndarray], units: list[float], payload_max
         if layer_input_bound(mants, [e] * len(mants), sum_axes, payload_max, signed) <= fmt.max_input:
             return LayerFormat(vth, e, mants, c)
     # even the smallest exponent overflows: shrink the mantissa scale
-    e = fmt.weight_exp_min if allow_exp else 0
+    e = exponent if exponent is not None else fmt.weight_exp_min if allow_exp else 0
     worst_unit = sum(worst_case_input(np.abs(w / u), ax, p)
                      for w, u, ax, p in zip(weights, units, sum_axes, payload_max)) or 1.0  # abs: signed-safe
     c = min(c_full, vth_max / 2.0 ** e, fmt.max_input / (worst_unit * 2.0 ** e))

@@ -149,7 +149,7 @@ def test_keeps_the_ann_accuracy_where_reset_to_zero_does_not(models, calib):
 @pytest.mark.parametrize("mode", ["rate", "rate-soft"])
 def test_every_kernel_keeps_its_mantissa_bits(zoo_cache, calib, mode):
     """A threshold capped for u's range (synapse reset), for the biases or for the per-step
-    input bound fixes the layer's scale; convs then take a negative exponent and each input of
+    input bound fixes the layer's scale; convs then take a (negative) exponent and each input of
     a merge its own, so every kernel still spends 7 of its 8 mantissa bits (on the MNIST CNN in
     rate mode the second conv had 50 of 254 before, a ResNet skip beside its conv 56)."""
     from keras_zoo import load_or_build
@@ -206,7 +206,9 @@ def test_bias_neuron_steps_by_whole_weight_units(zoo_cache, calib, name):
 def test_conv_thresholds_are_not_tied_to_the_largest_weight(zoo_cache, calib, name):
     """In rate-soft a conv takes a positive exponent where its messages fit, so its
     threshold, and with it the resolution of its biases (whole weight units), is not
-    254 / max|W| (MobileNet depthwise and pointwise: 181 and 180, 8 bits)."""
+    254 / max|W| (MobileNet depthwise and pointwise: 181 and 180, 8 bits).  2^10 holds on
+    these models; a layer whose biases reach 8 thresholds would be capped below it by the
+    bias format (8190 weight units)."""
     from keras_zoo import load_or_build
     c = neurocomp.compile(load_or_build(name, zoo_cache)[0], calib=calib, mode="rate-soft")
     for p in _hidden(c.net):
