@@ -325,6 +325,46 @@ def _if_step(a, v, vth, bias, subtract, spk, fan_out, row_counts):
     return row_counts.sum(), events
 
 
+@_kernel(fastmath=True)
+def _reset_synapse_step(a, u, v, vth, self_w, bias_in, bias_on, spk, fan_out, row_counts):
+    """``_lif_step`` for ``rate_reset="synapse"`` (du=0, dv=4095, reset to zero, no v
+    bias) with its extra inputs fused: last step's spikes (still in ``spk``) through
+    the self synapse ``self_w`` and, when ``bias_on``, the always-on neuron's message
+    ``bias_in`` join ``a`` (int32 wrap, as numpy's adds into it did), without the
+    per-step temporaries.  The decays stay in int32 lanes:
+    |u| * 4095 >> 12 = |u| - ceil(|u| / 4096) and |v| * 1 >> 12 (|u|, |v| < 2^23)."""
+    batch, n = u.shape
+    evth = np.int32(vth << 6)
+    events = 0
+    for b in range(batch):
+        cnt = 0
+        ev = 0
+        ab, ub, vb, sb = a[b], u[b], v[b], spk[b]
+        for j in range(n):
+            x = np.int32(np.int64(ab[j]) + np.int64(sb[j]) * self_w + np.int64(bias_in[j]) * bias_on)
+            uj = ub[j]
+            mu = uj >> 31
+            au = (uj ^ mu) - mu
+            q = au - ((au + np.int32(4095)) >> 12)
+            du_ = q - 2 * q * (uj < 0)
+            d = np.int32(np.int32(du_) + np.int32(np.int64(x) << 6))
+            d = np.int32(d - (d > (1 << 23)) * (1 << 24) + (d <= -(1 << 23)) * (1 << 24))  # 24-bit wrap
+            ub[j] = d
+            vj = vb[j]
+            mv = vj >> 31
+            qv = ((vj ^ mv) - mv) >> 12
+            nv = np.int32(np.int32(qv - 2 * qv * (vj < 0)) + np.int64(d))
+            nv = min(max(nv, np.int32(-(1 << 23) + 1)), np.int32((1 << 23) - 1))
+            s = nv > evth
+            sb[j] = s
+            cnt += s
+            ev += s * fan_out[j]
+            vb[j] = np.int32(nv - s * nv)
+        row_counts[b] = cnt
+        events += ev
+    return row_counts.sum(), events
+
+
 @_kernel()
 def _sigma_step(a, sigma, spk):
     batch, n = sigma.shape
@@ -766,6 +806,10 @@ class EventBackend:
         feeds = [any(k.src == i for k in conns) for i in range(len(pops))]
         events = 0
         last_input_stats = (0, 0)
+        # synapse-reset populations in their lowered form take the fused kernel
+        sr_fast = {i for i in extra_in if params[i][:2] == (0, 4095) and not params[i][4]
+                   and not np.any(params[i][3]) and i not in no_bias}
+        zero_in = {i: np.zeros(pops[i].size, np.int32) for i in sr_fast}
         for t in range(steps):
             nnz = {}
             events += sum(k for k, t0 in bias_events if t >= t0) * batch
@@ -784,6 +828,16 @@ class EventBackend:
                     for j in ins:
                         np.add(a, pending[j][t % pending[j].shape[0]], out=a)  # int32 wrap like Lava
                 if isinstance(n, LIFNeuron):
+                    if i in sr_fast:
+                        self_w, bias_in, first = extra_in[i]
+                        on = bias_in is not None and t > first
+                        nnz[i], ev = _reset_synapse_step(
+                            a, state[i]["u"], state[i]["v"], int(params[i][2]), np.int64(self_w),
+                            bias_in if bias_in is not None else zero_in[i], np.int64(on), spk[i],
+                            fan_total[i], counts_t[i])
+                        events += ev
+                        counts[p.name][:, t] = counts_t[i]
+                        continue
                     if i in extra_in:
                         # the self synapse delivers last step's spikes (still in spk[i]); the
                         # bias neuron's first spike (step 1 or later) arrives one step later
