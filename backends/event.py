@@ -70,6 +70,14 @@ def _wrap24(x):
 
 
 @numba.njit(inline="always")
+def _shift(x, weight_exp):
+    """A weight exponent applied to a sum (``numerics.shift_sum``)."""
+    if weight_exp > 0:
+        return x << weight_exp
+    return x >> (-weight_exp) if weight_exp < 0 else x
+
+
+@numba.njit(inline="always")
 def _finish_one(x, is_conv, graded, weight_exp):
     """Lava's finishing of one exact integer sum: dense binary sums are int64,
     shifted, cast to int32; dense graded sums are int32 dot products shifted
@@ -77,20 +85,10 @@ def _finish_one(x, is_conv, graded, weight_exp):
     by ``weight_exp``, below 2^23 either side of the shift: such a conv is a Sparse
     matrix in Lava)."""
     if is_conv:
-        x = _wrap24(_wrap32(x))
-        if weight_exp > 0:
-            return x << weight_exp
-        return x >> (-weight_exp) if weight_exp < 0 else x
+        return _shift(_wrap24(_wrap32(x)), weight_exp)
     if graded:
         x = _wrap32(x)
-        if weight_exp > 0:
-            return _wrap32(x << weight_exp)
-        return x >> (-weight_exp) if weight_exp < 0 else x
-    if weight_exp > 0:
-        x = x << weight_exp
-    elif weight_exp < 0:
-        x = x >> (-weight_exp)
-    return _wrap32(x)
+    return _wrap32(_shift(x, weight_exp))
 
 
 @_kernel()
@@ -271,8 +269,14 @@ def _rtz_decay(x, keep):
 # into ``row_counts``.  Branch-free so LLVM vectorises them.
 
 @_kernel(fastmath=True)
-def _lif_step(a, u, v, du, dv, vth, bias, subtract, spk, fan_out, row_counts):
-    """One LIF step for a batch (Lava's PyLifModelBitAcc, see neurocomp.numerics)."""
+def _lif_step(a, u, v, du, dv, vth, bias, subtract, spk, fan_out, row_counts,
+              self_w=0, bias_in=None, bias_on=0):
+    """One LIF step for a batch (Lava's PyLifModelBitAcc, see neurocomp.numerics).
+    ``rate_reset="synapse"`` passes ``bias_in`` (zeros without a bias neuron): last
+    step's spikes (still in ``spk``) through the self synapse ``self_w`` and, when
+    ``bias_on``, the always-on neuron's message ``bias_in`` join ``a`` in the loop
+    (int32 wrap, as Lava's input sum), with no per-step temporaries; without it numba
+    compiles the branch away."""
     batch, n = u.shape
     ku = 4096 - (du + 1)
     kv = 4096 - dv
@@ -283,7 +287,10 @@ def _lif_step(a, u, v, du, dv, vth, bias, subtract, spk, fan_out, row_counts):
         ev = 0
         ab, ub, vb, sb = a[b], u[b], v[b], spk[b]
         for j in range(n):
-            d = np.int32(np.int32(_rtz_decay(ub[j], ku)) + np.int32(np.int64(ab[j]) << 6))
+            x = ab[j]
+            if bias_in is not None:
+                x = np.int32(np.int64(x) + np.int64(sb[j]) * self_w + np.int64(bias_in[j]) * bias_on)
+            d = np.int32(np.int32(_rtz_decay(ub[j], ku)) + np.int32(np.int64(x) << 6))
             d = np.int32(d - (d > (1 << 23)) * (1 << 24) + (d <= -(1 << 23)) * (1 << 24))  # 24-bit wrap
             ub[j] = d
             nv = np.int32(np.int32(_rtz_decay(vb[j], kv)) + np.int64(d) + bias[j])
@@ -320,46 +327,6 @@ def _if_step(a, v, vth, bias, subtract, spk, fan_out, row_counts):
             cnt += s
             ev += s * fan_out[j]
             vb[j] = np.int32(nv - s * (evth if subtract else nv))
-        row_counts[b] = cnt
-        events += ev
-    return row_counts.sum(), events
-
-
-@_kernel(fastmath=True)
-def _reset_synapse_step(a, u, v, vth, self_w, bias_in, bias_on, spk, fan_out, row_counts):
-    """``_lif_step`` for ``rate_reset="synapse"`` (du=0, dv=4095, reset to zero, no v
-    bias) with its extra inputs fused: last step's spikes (still in ``spk``) through
-    the self synapse ``self_w`` and, when ``bias_on``, the always-on neuron's message
-    ``bias_in`` join ``a`` (int32 wrap, as numpy's adds into it did), without the
-    per-step temporaries.  The decays stay in int32 lanes:
-    |u| * 4095 >> 12 = |u| - ceil(|u| / 4096) and |v| * 1 >> 12 (|u|, |v| < 2^23)."""
-    batch, n = u.shape
-    evth = np.int32(vth << 6)
-    events = 0
-    for b in range(batch):
-        cnt = 0
-        ev = 0
-        ab, ub, vb, sb = a[b], u[b], v[b], spk[b]
-        for j in range(n):
-            x = np.int32(np.int64(ab[j]) + np.int64(sb[j]) * self_w + np.int64(bias_in[j]) * bias_on)
-            uj = ub[j]
-            mu = uj >> 31
-            au = (uj ^ mu) - mu
-            q = au - ((au + np.int32(4095)) >> 12)
-            du_ = q - 2 * q * (uj < 0)
-            d = np.int32(np.int32(du_) + np.int32(np.int64(x) << 6))
-            d = np.int32(d - (d > (1 << 23)) * (1 << 24) + (d <= -(1 << 23)) * (1 << 24))  # 24-bit wrap
-            ub[j] = d
-            vj = vb[j]
-            mv = vj >> 31
-            qv = ((vj ^ mv) - mv) >> 12
-            nv = np.int32(np.int32(qv - 2 * qv * (vj < 0)) + np.int64(d))
-            nv = min(max(nv, np.int32(-(1 << 23) + 1)), np.int32((1 << 23) - 1))
-            s = nv > evth
-            sb[j] = s
-            cnt += s
-            ev += s * fan_out[j]
-            vb[j] = np.int32(nv - s * nv)
         row_counts[b] = cnt
         events += ev
     return row_counts.sum(), events
@@ -806,10 +773,9 @@ class EventBackend:
         feeds = [any(k.src == i for k in conns) for i in range(len(pops))]
         events = 0
         last_input_stats = (0, 0)
-        # synapse-reset populations in their lowered form take the fused kernel
-        sr_fast = {i for i in extra_in if params[i][:2] == (0, 4095) and not params[i][4]
-                   and not np.any(params[i][3]) and i not in no_bias}
-        zero_in = {i: np.zeros(pops[i].size, np.int32) for i in sr_fast}
+        # what _lif_step adds to a synapse-reset population's input (zeros: no bias neuron)
+        bias_in_of = {i: b if b is not None else np.zeros(pops[i].size, np.int32)
+                      for i, (_, b, _) in extra_in.items()}
         for t in range(steps):
             nnz = {}
             events += sum(k for k, t0 in bias_events if t >= t0) * batch
@@ -828,31 +794,17 @@ class EventBackend:
                     for j in ins:
                         np.add(a, pending[j][t % pending[j].shape[0]], out=a)  # int32 wrap like Lava
                 if isinstance(n, LIFNeuron):
-                    if i in sr_fast:
-                        self_w, bias_in, first = extra_in[i]
-                        on = bias_in is not None and t > first
-                        nnz[i], ev = _reset_synapse_step(
-                            a, state[i]["u"], state[i]["v"], int(params[i][2]), np.int64(self_w),
-                            bias_in if bias_in is not None else zero_in[i], np.int64(on), spk[i],
-                            fan_total[i], counts_t[i])
-                        events += ev
-                        counts[p.name][:, t] = counts_t[i]
-                        continue
+                    du, dv, vth, bias, sub = params[i]
+                    if i in no_bias and t < no_bias[i][0]:
+                        bias = no_bias[i][1]
                     if i in extra_in:
                         # the self synapse delivers last step's spikes (still in spk[i]); the
                         # bias neuron's first spike (step 1 or later) arrives one step later
                         self_w, bias_in, first = extra_in[i]
-                        if a is not a_in[i]:            # never add into a pending message
-                            np.copyto(a_in[i], a)
-                            a = a_in[i]
-                        if self_w:
-                            a += spk[i].astype(np.int32) * np.int32(self_w)
-                        if bias_in is not None and t > first:
-                            a += bias_in
-                    du, dv, vth, bias, sub = params[i]
-                    if i in no_bias and t < no_bias[i][0]:
-                        bias = no_bias[i][1]
-                    if du == 4095 and dv == 0 and p.name not in out_states:
+                        nnz[i], ev = _lif_step(a, state[i]["u"], state[i]["v"], du, dv, vth, bias, sub,
+                                               spk[i], fan_total[i], counts_t[i], np.int64(self_w),
+                                               bias_in_of[i], np.int64(bias_in is not None and t > first))
+                    elif du == 4095 and dv == 0 and p.name not in out_states:
                         nnz[i], ev = _if_step(a, state[i]["v"], vth, bias, sub, spk[i], fan_total[i],
                                               counts_t[i])
                     else:

@@ -30,8 +30,8 @@ def _lif(draw, n):
     # delayed biases (bias_onset): the soft-reset process counts steps, an always-on bias
     # neuron starts later; Lava's plain LIF has no way to delay its bias_mant
     if n.self_weight and draw(st.booleans()):
-        # rate_reset "synapse" as lowered (the event simulator's fused kernel): u integrates,
-        # v follows it, no bias on v
+        # rate_reset "synapse" as lowered (u integrates through _lif_step's fused inputs),
+        # v follows u, no bias on v
         n.du, n.dv, n.reset, n.bias_mant, n.bias_exp = 0, 4095, "zero", None, None
     if n.reset == "subtract" or n.bias_in_mant is not None:
         n.bias_onset = draw(st.sampled_from([0, 0, 1, 2, 5]))
