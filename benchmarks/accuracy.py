@@ -12,7 +12,10 @@ MobileNet-style net (stem conv, 2x2 max pooling, depthwise separable blocks
 with BatchNorm, global average pooling): ``--models resnet,mobilenet``.  They
 are compiled in each mode (percentile, channel-wise; the MobileNet also with
 ``maxpool="avg"``, the average-pool stand-in, against the same ANN) and
-checked bit-exact against Lava on a few samples (``--lava N``).
+checked bit-exact against Lava on a few samples (``--lava N``).  ``mobilenet_v2``
+is a MobileNetV2-style net (stride-2 stem, four inverted residual blocks:
+1x1 expansion x3, depthwise, linear 1x1 projection, residual Add without ReLU;
+a 1x1 head, global average pooling), converted through ``fold_linear_layers``.
 
 Issue 7 adds ``few-spike`` (fs_k 4 and 6) to the MLP/CNN tables: its latency
 L is (hops) * k + 1 steps, after which the output cycle is complete.
@@ -34,7 +37,7 @@ the mean steps and accuracy with early exit; and the same CNN trained with
 ``neurocomp.training.QCFS`` activations (``--qcfs-levels``, cached like the
 other models) next to the plain one in rate-soft and few-spike.
 
-    .venv/bin/python benchmarks/accuracy.py [--limit N] [--models mlp,cnn,resnet,mobilenet]
+    .venv/bin/python benchmarks/accuracy.py [--limit N] [--models mlp,cnn,resnet,mobilenet,mobilenet_v2]
                                             [--lava N] [--json out.json]
     .venv/bin/python benchmarks/accuracy.py --compare [--limit N] [--json out.json]
 """
@@ -72,7 +75,7 @@ CONFIGS = [  # (mode, normalization, channelwise[, extra options])
 ]
 
 
-ARCH_MODELS = ("resnet", "mobilenet")
+ARCH_MODELS = ("resnet", "mobilenet", "mobilenet_v2")
 ARCH_CONFIGS = [  # (mode, normalization, channelwise, maxpool)
     ("sigma-delta", "percentile", True, "exact"),
     ("rate-soft", "percentile", True, "exact"),
@@ -142,6 +145,21 @@ def build(name: str, qcfs_levels: int = 4):
         y = L.MaxPooling2D(2)(y)                                                  # 14x14
         y = sep(sep(y, 32, 1), 64, 2)                                             # 7x7
         return keras.Model(x, L.Dense(10)(L.GlobalAveragePooling2D()(y)), name="mnist_mobilenet")
+    if name == "mobilenet_v2":
+        def inverted(x, expand, filters, stride):
+            c = x.shape[-1]
+            y = L.ReLU(6.0)(L.BatchNormalization()(L.Conv2D(c * expand, 1, use_bias=False)(x)))
+            y = L.ReLU(6.0)(L.BatchNormalization()(L.DepthwiseConv2D(3, strides=stride, padding="same",
+                                                                     use_bias=False)(y)))
+            y = L.BatchNormalization()(L.Conv2D(filters, 1, use_bias=False)(y))    # linear bottleneck
+            return L.Add()([x, y]) if stride == 1 and c == filters else y
+        x = L.Input((28, 28, 1))
+        y = L.ReLU(6.0)(L.BatchNormalization()(L.Conv2D(16, 3, strides=2, padding="same",
+                                                         use_bias=False)(x)))      # 14x14
+        y = inverted(inverted(y, 3, 16, 1), 3, 16, 1)
+        y = inverted(inverted(y, 3, 32, 2), 3, 32, 1)                             # 7x7
+        y = L.ReLU(6.0)(L.BatchNormalization()(L.Conv2D(64, 1, use_bias=False)(y)))
+        return keras.Model(x, L.Dense(10)(L.GlobalAveragePooling2D()(y)), name="mnist_mobilenet_v2")
     return keras.Sequential([
         L.Input((28, 28, 1)),
         L.Conv2D(16, 5), L.BatchNormalization(), L.ReLU(), L.AveragePooling2D(2),
@@ -372,7 +390,7 @@ def main(argv=None):
     ap.add_argument("--models", default="mlp,cnn")
     ap.add_argument("--epochs-mlp", type=int, default=8)
     ap.add_argument("--epochs-cnn", type=int, default=4)
-    ap.add_argument("--epochs-arch", type=int, default=3, help="epochs for resnet")
+    ap.add_argument("--epochs-arch", type=int, default=3, help="epochs for resnet and mobilenet_v2")
     ap.add_argument("--epochs-mobilenet", type=int, default=8,
                     help="epochs for mobilenet (3 left it at 90 %%: too weak a reference)")
     ap.add_argument("--lava", type=int, default=0, metavar="N",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 PIPELINES: dict[str, list[str]] = {
     # graph clean-up that changes no output (to 1e-4)
-    "canonicalize": ["fold_batchnorm"],
+    "canonicalize": ["fold_batchnorm", "fold_linear_layers"],
     # analyses that need calibration data; they annotate node meta only
     "calibrate": ["balance_thresholds"],
 }

@@ -158,6 +158,45 @@ def mobilenet_block():
     return _digits_model(build, epochs=6)
 
 
+def mobilenet_v2():
+    """MobileNetV2-style inverted residuals: 1x1 expansion -> BN -> ReLU6 -> depthwise ->
+    BN -> ReLU6 -> *linear* 1x1 projection -> BN, an Add without ReLU after it (the
+    linear bottleneck, read by the next block's expansion and its Add), and a stride-2
+    block without a skip."""
+    def block(x, expand, out, stride, name):
+        c = x.shape[-1]
+        y = layers.Conv2D(c * expand, 1, use_bias=False, name=f"{name}_expand")(x)
+        y = layers.ReLU(6.0, name=f"{name}_expand_relu")(layers.BatchNormalization(momentum=0.8, name=f"{name}_expand_bn")(y))
+        y = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False, name=f"{name}_dw")(y)
+        y = layers.ReLU(6.0, name=f"{name}_dw_relu")(layers.BatchNormalization(momentum=0.8, name=f"{name}_dw_bn")(y))
+        y = layers.Conv2D(out, 1, use_bias=False, name=f"{name}_project")(y)
+        y = layers.BatchNormalization(momentum=0.8, name=f"{name}_project_bn")(y)
+        return layers.Add(name=f"{name}_add")([x, y]) if stride == 1 and c == out else y
+
+    def build():
+        x = _inp()
+        y = layers.Conv2D(8, 3, padding="same", use_bias=False, name="stem")(x)
+        y = layers.ReLU(6.0, name="stem_relu")(layers.BatchNormalization(momentum=0.8, name="stem_bn")(y))
+        y = block(y, 2, 8, 1, "b1")
+        y = block(y, 2, 8, 1, "b2")
+        y = block(y, 2, 16, 2, "b3")
+        y = layers.ReLU(6.0, name="head_relu")(layers.Conv2D(24, 1, name="head")(y))
+        y = layers.GlobalAveragePooling2D(name="gap")(y)
+        return keras.Model(x, layers.Dense(10, name="logits")(y), name="mobilenet_v2")
+    return _digits_model(build, epochs=8)
+
+
+def separable_cnn():
+    """SeparableConv2D (depth multiplier 2, 'same'; then strided, 'valid') and a
+    GlobalMaxPooling2D head."""
+    return _digits_model(lambda: keras.Sequential([
+        _inp(), layers.Conv2D(8, 3, padding="same", activation="relu", name="stem"),
+        layers.SeparableConv2D(16, 3, padding="same", depth_multiplier=2, activation="relu", name="sep1"),
+        layers.SeparableConv2D(24, 3, strides=2, activation="relu", name="sep2"),
+        layers.GlobalMaxPooling2D(name="gmp"),
+        layers.Dense(10, name="logits")], name="separable_cnn"), epochs=8)
+
+
 def maxpool_cnn():
     """MaxPooling2D valid and 'same' (odd size, stride 1)."""
     return _digits_model(lambda: keras.Sequential([
@@ -342,6 +381,8 @@ ZOO: dict[str, Callable[[], tuple]] = {
     "cnn_same_strides_dilation": cnn_same_strides_dilation,
     "cnn_bn_relu": cnn_bn_relu,
     "mobilenet_block": mobilenet_block,
+    "mobilenet_v2": mobilenet_v2,
+    "separable_cnn": separable_cnn,
     "maxpool_cnn": maxpool_cnn,
     "gap_head": gap_head,
     "zeropad_reshape": zeropad_reshape,

@@ -1,6 +1,8 @@
 """Real architectures end to end (issue 9): residual Add (identity and projection skips,
 BatchNorm on both branches), Concatenate, DepthwiseConv2D, GlobalAveragePooling2D,
-ZeroPadding2D and MaxPooling2D (exact ReLU tournament or average-pool stand-in).
+ZeroPadding2D and MaxPooling2D (exact ReLU tournament or average-pool stand-in),
+MobileNetV2's linear bottlenecks and SeparableConv2D (``fold_linear_layers``) and
+GlobalMaxPooling2D.
 
 Per construct: the float IR matches Keras, the plan has the structure claimed
 (one population summing the branches, aligning delays, slices, folded pads),
@@ -20,7 +22,7 @@ from keras_zoo import labels_for, load_digits_data
 
 MODES = ("rate", "rate-soft", "sigma-delta")
 MODELS = ("residual", "resnet_bn", "inception", "maxpool_cnn", "mobilenet_block", "zeropad_cnn",
-          "grouped_conv")
+          "grouped_conv", "mobilenet_v2", "separable_cnn")
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +37,7 @@ def models(zoo):
 
 _COMPILED = {}
 # depthwise kernels differ widely per channel: one scale per channel keeps their mantissas
-CHANNELWISE = {"mobilenet_block"}
+CHANNELWISE = {"mobilenet_block", "mobilenet_v2", "separable_cnn"}
 
 
 def compiled(models, calib, name, mode, **kw):
@@ -118,6 +120,28 @@ def test_depthwise_and_global_pool(models, calib):
     assert dw.groups == 8 and dw.weight.shape == (3, 3, 1, 16)
     (gap,) = c.net.incoming("gap")
     assert gap.kind == "dense" and c.net.populations["gap"].shape == (24,)
+
+
+@pytest.mark.parametrize("name", ("mobilenet_v2", "separable_cnn"))
+def test_linear_layers_fold_into_their_pointwise_readers(models, calib, name):
+    """After the passes the graph still computes the Keras model, and no hidden layer
+    without ReLU is left except those summed into an Add."""
+    model, x, _ = models[name]
+    c = compiled(models, calib, name, "rate")
+    np.testing.assert_allclose(ir.predict(c.graph, x), model.predict(x, verbose=0), rtol=1e-4, atol=1e-4)
+    g = c.graph
+    for n in g.nodes:
+        if isinstance(g.nodes[n]["op"], (ops.Conv2D, ops.DepthwiseConv2D, ops.Dense, ops.Add)):
+            kinds = [g.nodes[s]["op"] for s in g.successors(n)]
+            assert any(isinstance(k, ops.Activation) and k.function == "relu" for k in kinds) or (
+                len(kinds) == 1 and isinstance(kinds[0], (ops.Add, ops.Output))), (n, kinds)
+    if name == "separable_cnn":
+        assert "sep1_depthwise" not in g and g.nodes["sep1"]["op"].weight.shape == (3, 3, 8, 16)
+        (gmp,) = [n for n in c.net.populations if n == "gmp_window"]
+        assert c.net.populations[gmp].shape == (1, 1, 24)
+    else:
+        # the second block's expansion reads the first block's linear Add: one term per branch
+        assert isinstance(g.nodes["b2_expand"]["op"], ops.Add) and g.in_degree("b2_expand") == 2
 
 
 def test_max_pool_tree_is_exact_in_the_quantised_ann(models, calib):
@@ -251,10 +275,12 @@ def _agree(c, x, steps):
                                        ("maxpool_cnn", "rate-soft"), ("maxpool_cnn", "sigma-delta"),
                                        ("zeropad_cnn", "rate"), ("mobilenet_block", "rate-soft"),
                                        # delayed biases on BatchNorm-biased residual layers
-                                       ("resnet_bn", "rate"), ("resnet_bn", "rate-soft")])
+                                       ("resnet_bn", "rate"), ("resnet_bn", "rate-soft"),
+                                       # linear bottlenecks and separable convs, folded
+                                       ("mobilenet_v2", "rate"), ("separable_cnn", "sigma-delta")])
 def test_event_and_lava_agree(models, calib, name, mode):
     c = compiled(models, calib, name, mode)
-    assert any(k.delay for k in c.net.connections) or name in ("zeropad_cnn", "mobilenet_block")
+    assert any(k.delay for k in c.net.connections) or name in ("zeropad_cnn", "mobilenet_block", "separable_cnn")
     _agree(c, models[name][1][:2], c.latency_steps + 4)
 
 

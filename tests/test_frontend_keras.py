@@ -320,8 +320,7 @@ UNSUPPORTED = {
     "attention": (lambda: keras.Model(
         *(lambda q: (q, layers.MultiHeadAttention(2, 4, name="mha")(q, q)))(keras.Input((5, 8)))),
         "mha", "MultiHeadAttention"),
-    "global_max": (lambda: _seq(layers.GlobalMaxPooling2D(name="gmp")), "gmp",
-                   "GlobalMaxPooling2D"),
+    "upsampling": (lambda: _seq(layers.UpSampling2D(name="up")), "up", "UpSampling2D"),
 }
 
 

@@ -78,3 +78,93 @@ def test_batchnorm_feeding_two_consumers_is_not_folded_into_a_shared_conv():
 def test_unknown_pass_names_the_known_ones():
     with pytest.raises(PassError, match="fold_batchnorm"):
         run_pass("fold_everything", ir.new_graph(), PassContext())
+
+
+# -- fold_linear_layers ---------------------------------------------------------------
+
+def _linear_bottleneck_graph(rng):
+    """Two MobileNetV2-style blocks on hand-made weights: a linear 1x1 projection
+    (with bias) summed by a linear Add that the next block's 1x1 expansion and
+    its Add both read, and a separable conv (linear depthwise -> 1x1)."""
+    g = ir.new_graph("bottleneck")
+    conv = lambda k, ci, co, **kw: ops.Conv2D(weight=rng.normal(size=(k, k, ci, co)),  # noqa: E731
+                                              bias=rng.normal(size=co), **kw)
+    relu = lambda: ops.Activation(function="relu", max_value=6.0)  # noqa: E731
+    ir.add_op(g, "x", ops.Input(shape=(6, 6, 2)))
+    ir.add_op(g, "stem", conv(3, 2, 4, pads=((1, 1), (1, 1))), ["x"])
+    ir.add_op(g, "stem_r", relu(), ["stem"])
+    src = "stem_r"
+    for b in ("b1", "b2"):
+        ir.add_op(g, f"{b}_exp", conv(1, 4, 8), [src])
+        ir.add_op(g, f"{b}_exp_r", relu(), [f"{b}_exp"])
+        ir.add_op(g, f"{b}_dw", ops.DepthwiseConv2D(weight=rng.normal(size=(3, 3, 8, 1)), bias=rng.normal(size=8),
+                                                    pads=((1, 1), (1, 1))), [f"{b}_exp_r"])
+        ir.add_op(g, f"{b}_dw_r", relu(), [f"{b}_dw"])
+        ir.add_op(g, f"{b}_proj", conv(1, 8, 4), [f"{b}_dw_r"])           # linear
+        ir.add_op(g, f"{b}_add", ops.Add(), [src, f"{b}_proj"])            # linear
+        src = f"{b}_add"
+    ir.add_op(g, "head", conv(1, 4, 4), [src])
+    ir.add_op(g, "head_r", relu(), ["head"])
+    ir.add_op(g, "sep_dw", ops.DepthwiseConv2D(weight=rng.normal(size=(3, 3, 4, 2)), bias=None,
+                                               strides=(2, 2)), ["head_r"])     # linear
+    ir.add_op(g, "sep_pw", conv(1, 8, 5), ["sep_dw"])
+    ir.add_op(g, "sep_r", ops.Activation(function="relu"), ["sep_pw"])
+    ir.add_op(g, "f", ops.Flatten(), ["sep_r"])
+    ir.add_op(g, "d", ops.Dense(weight=rng.normal(size=(20, 3)), bias=rng.normal(size=3)), ["f"])
+    ir.add_op(g, "out", ops.Output(), ["d"])
+    return g
+
+
+def _hidden_linear(g):
+    """Weighted or Add nodes without a ReLU reader, other than those the planner sums
+    into an Add (a single Add reader) and the output layer."""
+    out = []
+    for n in g.nodes:
+        o, succ = g.nodes[n]["op"], list(g.successors(n))
+        if not isinstance(o, (ops.Dense, ops.Conv2D, ops.DepthwiseConv2D, ops.Add)):
+            continue
+        kinds = [g.nodes[s]["op"] for s in succ]
+        if any(isinstance(k, ops.Activation) and k.function == "relu" for k in kinds):
+            continue
+        if len(kinds) == 1 and isinstance(kinds[0], (ops.Add, ops.Output)):
+            continue
+        out.append(n)
+    return out
+
+
+def test_fold_linear_layers_composes_pointwise_readers_and_keeps_outputs():
+    rng = np.random.default_rng(5)
+    g = _linear_bottleneck_graph(rng)
+    x = rng.random((4, 6, 6, 2))
+    assert set(_hidden_linear(g)) == {"b1_add", "b2_add", "sep_dw"}
+    h = run_pass("fold_linear_layers", g, PassContext())
+    assert _hidden_linear(h) == []
+    np.testing.assert_allclose(ir.predict(h, x), ir.predict(g, x), rtol=1e-9, atol=1e-9)
+    # the separable pair became one full conv with the depthwise geometry
+    sep = h.nodes["sep_pw"]["op"]
+    assert isinstance(sep, ops.Conv2D) and sep.weight.shape == (3, 3, 4, 5) and sep.groups == 1
+    assert sep.strides == (2, 2) and "sep_dw" not in h
+    # a read of a linear Add became an Add of pointwise layers, one per term
+    assert isinstance(h.nodes["b2_exp"]["op"], ops.Add) and isinstance(h.nodes["head"]["op"], ops.Add)
+    from neurocomp.lower import conversion_plan
+    assert conversion_plan(h)          # the planner takes what is left
+
+
+def test_fold_linear_layers_leaves_a_linear_value_read_by_a_3x3_conv():
+    """A kxk reader would see the linear layer's bias at its zero-padded border, which
+    no single conv computes: the graph is left as it is, and the planner names the layer."""
+    from neurocomp.errors import UnsupportedLayerError
+    from neurocomp.lower import conversion_plan
+    rng = np.random.default_rng(6)
+    g = ir.new_graph("k3")
+    ir.add_op(g, "x", ops.Input(shape=(5, 5, 2)))
+    ir.add_op(g, "lin", ops.Conv2D(weight=rng.normal(size=(1, 1, 2, 3)), bias=rng.normal(size=3)), ["x"])
+    ir.add_op(g, "c", ops.Conv2D(weight=rng.normal(size=(3, 3, 3, 3)), bias=None, pads=((1, 1), (1, 1))), ["lin"])
+    ir.add_op(g, "r", ops.Activation(function="relu"), ["c"])
+    ir.add_op(g, "f", ops.Flatten(), ["r"])
+    ir.add_op(g, "d", ops.Dense(weight=rng.normal(size=(75, 2)), bias=None), ["f"])
+    ir.add_op(g, "out", ops.Output(), ["d"])
+    h = run_pass("fold_linear_layers", g, PassContext())
+    assert ir.graphs_equal(g, h)
+    with pytest.raises(UnsupportedLayerError, match="'lin' has no ReLU after it"):
+        conversion_plan(h)

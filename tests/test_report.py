@@ -77,8 +77,8 @@ def test_same_inputs_give_byte_identical_bundles(built):
 def test_build_log_names_and_times_every_pass_without_library_noise(built):
     d, r1, r2 = built
     err = r1.stderr
-    for step in ("load model", "load calibration data", "[1/3] fold_batchnorm", "[2/3] balance_thresholds",
-                 "[3/3] lower", "partition onto cores", "report: simulate 200 samples x 20 steps",
+    for step in ("load model", "load calibration data", "[1/4] fold_batchnorm", "[2/4] fold_linear_layers",
+                 "[3/4] balance_thresholds", "[4/4] lower", "partition onto cores", "report: simulate 200 samples x 20 steps",
                  "write bundle and report"):
         line = next((ln for ln in err.splitlines() if step in ln), None)
         assert line is not None, (step, err)

@@ -21,6 +21,12 @@ Naming
 * Input nodes are named after their ``InputLayer``.
 * A fused ``activation=`` of Dense / Conv2D / DepthwiseConv2D becomes a
   separate ``Activation`` node ``<layer>_act`` (nothing for ``linear``).
+* ``SeparableConv2D`` becomes Keras' own pair: a ``DepthwiseConv2D`` node
+  ``<layer>_depthwise`` (no bias, no activation) and a 1x1 ``Conv2D`` named
+  after the layer (the ``fold_linear_layers`` pass composes them).
+  ``GlobalMaxPooling2D`` becomes a ``MaxPool2D`` over the whole map (named
+  ``<layer>_window`` and followed by a ``Flatten`` named after the layer,
+  unless ``keepdims``).
 * Each model output gets an ``Output`` node: ``"output"`` for a
   single-output model, ``"output_<i>"`` (in ``model.outputs`` order)
   otherwise.  Synthesised names never steal a Keras layer's name: on a clash
@@ -316,34 +322,48 @@ def _dense(b, layer, name, inputs):
     if len(s) != 1:
         raise _unsupported(layer, f"an input of rank {len(s)} (shape {s})",
                            "add a Flatten (or GlobalAveragePooling2D) before it")
-    bias = _np(layer.bias) if layer.use_bias else None
-    node = b.add(name, ops.Dense(weight=_np(layer.kernel), bias=bias), [src], layer)
+    node = b.add(name, ops.Dense(weight=_np(layer.kernel), bias=_bias(layer)), [src], layer)
     return b.activation(layer, node, layer.activation)
 
 
-@handler("Conv2D")
-def _conv2d(b, layer, name, inputs):
+def _conv_input(b, layer, inputs) -> tuple[str, dict]:
+    """A conv layer's input node and its ``strides``/``dilation``/``pads``."""
     (src,) = inputs
     _check_channels_last(layer)
     s = _rank3(b, layer, src)
     k, st, dil = _pair(layer.kernel_size), _pair(layer.strides), _pair(layer.dilation_rate)
-    op = ops.Conv2D(weight=_np(layer.kernel), bias=_np(layer.bias) if layer.use_bias else None,
-                    strides=st, dilation=dil, pads=_spatial_pads(layer, s, k, st, dil),
-                    groups=int(getattr(layer, "groups", 1) or 1))
+    return src, dict(strides=st, dilation=dil, pads=_spatial_pads(layer, s, k, st, dil))
+
+
+def _bias(layer):
+    return _np(layer.bias) if layer.use_bias else None
+
+
+@handler("Conv2D")
+def _conv2d(b, layer, name, inputs):
+    src, geo = _conv_input(b, layer, inputs)
+    op = ops.Conv2D(weight=_np(layer.kernel), bias=_bias(layer), groups=int(getattr(layer, "groups", 1) or 1),
+                    **geo)
     return b.activation(layer, b.add(name, op, [src], layer), layer.activation)
 
 
 @handler("DepthwiseConv2D")
 def _depthwise(b, layer, name, inputs):
-    (src,) = inputs
-    _check_channels_last(layer)
-    s = _rank3(b, layer, src)
-    k, st, dil = _pair(layer.kernel_size), _pair(layer.strides), _pair(layer.dilation_rate)
+    src, geo = _conv_input(b, layer, inputs)
     kernel = layer.depthwise_kernel if hasattr(layer, "depthwise_kernel") else layer.kernel
-    op = ops.DepthwiseConv2D(weight=_np(kernel),
-                             bias=_np(layer.bias) if layer.use_bias else None,
-                             strides=st, dilation=dil, pads=_spatial_pads(layer, s, k, st, dil))
+    op = ops.DepthwiseConv2D(weight=_np(kernel), bias=_bias(layer), **geo)
     return b.activation(layer, b.add(name, op, [src], layer), layer.activation)
+
+
+@handler("SeparableConv2D")
+def _separable(b, layer, name, inputs):
+    # Keras' own structure, a depthwise conv and a 1x1 conv with no activation
+    # between; fold_linear_layers composes them into one conv
+    src, geo = _conv_input(b, layer, inputs)
+    dw = b.add(b.fresh(f"{name}_depthwise"), ops.DepthwiseConv2D(weight=_np(layer.depthwise_kernel), bias=None,
+                                                                 **geo), [src], layer)
+    pw = ops.Conv2D(weight=_np(layer.pointwise_kernel), bias=_bias(layer))
+    return b.activation(layer, b.add(name, pw, [dw], layer), layer.activation)
 
 
 def _pool(b, layer, name, inputs, cls):
@@ -364,6 +384,18 @@ def _avgpool(b, layer, name, inputs):
 @handler("MaxPooling2D")
 def _maxpool(b, layer, name, inputs):
     return _pool(b, layer, name, inputs, ops.MaxPool2D)
+
+
+@handler("GlobalMaxPooling2D")
+def _global_maxpool(b, layer, name, inputs):
+    # a max pool whose one window is the whole map (the same ReLU tournament)
+    (src,) = inputs
+    _check_channels_last(layer)
+    h, w, _ = _rank3(b, layer, src)
+    if layer.keepdims:
+        return b.add(name, ops.MaxPool2D(pool=(h, w), strides=(h, w)), [src], layer)
+    pool = b.add(b.fresh(f"{name}_window"), ops.MaxPool2D(pool=(h, w), strides=(h, w)), [src], layer)
+    return b.add(name, ops.Flatten(), [pool], layer)
 
 
 @handler("GlobalAveragePooling2D")
