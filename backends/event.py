@@ -268,15 +268,26 @@ def _rtz_decay(x, keep):
 # returns (spiking neurons, synaptic events they cause), counting spikes per sample
 # into ``row_counts``.  Branch-free so LLVM vectorises them.
 
+@numba.njit(inline="always")
+def _take_back(nv, s, evth, count, b, j):
+    """Signed spikes (``LIFNeuron.signed``): where no spike fired, v is negative and
+    the net count positive, a -1 spike returns one threshold; returns (payload, v)."""
+    neg = (not s) and nv < 0 and count[b, j] > 0
+    p = np.int32(s) - np.int32(neg)
+    count[b, j] += p
+    return p, np.int32(nv - p * evth)
+
+
 @_kernel(fastmath=True)
 def _lif_step(a, u, v, du, dv, vth, bias, subtract, spk, fan_out, row_counts,
-              self_w=0, bias_in=None, bias_on=0):
+              self_w=0, bias_in=None, bias_on=0, count=None):
     """One LIF step for a batch (Lava's PyLifModelBitAcc, see neurocomp.numerics).
     ``rate_reset="synapse"`` passes ``bias_in`` (zeros without a bias neuron): last
     step's spikes (still in ``spk``) through the self synapse ``self_w`` and, when
     ``bias_on``, the always-on neuron's message ``bias_in`` join ``a`` in the loop
     (int32 wrap, as Lava's input sum), with no per-step temporaries; without it numba
-    compiles the branch away."""
+    compiles the branch away.  ``count`` (net spikes per neuron) selects signed
+    spikes (``_take_back``); it too compiles away when absent."""
     batch, n = u.shape
     ku = 4096 - (du + 1)
     kv = 4096 - dv
@@ -296,17 +307,23 @@ def _lif_step(a, u, v, du, dv, vth, bias, subtract, spk, fan_out, row_counts,
             nv = np.int32(np.int32(_rtz_decay(vb[j], kv)) + np.int64(d) + bias[j])
             nv = min(max(nv, np.int32(-(1 << 23) + 1)), np.int32((1 << 23) - 1))
             s = nv > evth
-            sb[j] = s
+            if count is not None:
+                p, nv = _take_back(nv, s, evth, count, b, j)
+                sb[j] = p
+                vb[j] = nv
+                s = p != 0
+            else:
+                sb[j] = s
+                vb[j] = np.int32(nv - s * (evth if subtract else nv))
             cnt += s
             ev += s * fan_out[j]
-            vb[j] = np.int32(nv - s * (evth if subtract else nv))
         row_counts[b] = cnt
         events += ev
     return row_counts.sum(), events
 
 
 @_kernel(fastmath=True)
-def _if_step(a, v, vth, bias, subtract, spk, fan_out, row_counts):
+def _if_step(a, v, vth, bias, subtract, spk, fan_out, row_counts, count=None):
     """``_lif_step`` without decays (du=4095, dv=0: the conversion default), when
     ``u`` is not recorded: ``u`` is then this step's input alone, so it is not
     stored at all (a conditional store in the loop stops vectorisation, ~20x)."""
@@ -323,10 +340,16 @@ def _if_step(a, v, vth, bias, subtract, spk, fan_out, row_counts):
             nv = np.int32(np.int64(vb[j]) + d + bias[j])
             nv = min(max(nv, np.int32(-(1 << 23) + 1)), np.int32((1 << 23) - 1))
             s = nv > evth
-            sb[j] = s
+            if count is not None:
+                p, nv = _take_back(nv, s, evth, count, b, j)
+                sb[j] = p
+                vb[j] = nv
+                s = p != 0
+            else:
+                sb[j] = s
+                vb[j] = np.int32(nv - s * (evth if subtract else nv))
             cnt += s
             ev += s * fan_out[j]
-            vb[j] = np.int32(nv - s * (evth if subtract else nv))
         row_counts[b] = cnt
         events += ev
     return row_counts.sum(), events
@@ -523,7 +546,7 @@ class _Conn:
             pooled = np.empty((src.shape[0], int(np.prod(src_shape))), np.int32)
             _depthwise_gather(src, *args, pooled)
             x = pooled.astype(np.float32)
-        # LIF spikes are int8 0/1 already: one conversion pass instead of two
+        # LIF spikes are int8 0/1 (-1/+1 signed) already: one conversion pass instead of two
         elif self.graded or src.dtype == np.int8:
             x = src.astype(np.float32)
         else:
@@ -697,7 +720,7 @@ class EventBackend:
         raster = np.ascontiguousarray(raster.astype(np.int32))
         if not net.populations[net.input].neuron.graded:
             raster = (raster != 0).astype(np.int32)      # a binary payload is 1, whatever the value
-        # binary spikes as int8 (LIF), graded payloads as int32: less memory traffic per step
+        # LIF spikes (0/1, or -1/+1 signed) as int8, graded payloads as int32: less memory traffic
         spk = [np.zeros((batch, p.size), np.int8 if isinstance(p.neuron, LIFNeuron) else np.int32)
                for p in pops]
         state: list[dict] = []
@@ -713,6 +736,8 @@ class EventBackend:
                     st["u"][:] = nm.to_int32(n.u0)
                 if n.v0 is not None:
                     st["v"][:] = nm.to_int32(n.v0)
+                if n.signed:
+                    st["count"] = np.zeros((batch, p.size), np.int32)
                 bm = n.bias_mant if n.bias_mant is not None else np.zeros(p.size, np.int64)
                 be = n.bias_exp if n.bias_exp is not None else np.zeros(p.size, np.int64)
                 bias = nm.wrap_int32(nm.lif_bias(bm, np.broadcast_to(be, (p.size,)))).astype(np.int32)
@@ -806,10 +831,11 @@ class EventBackend:
                                                bias_in_of[i], np.int64(bias_in is not None and t > first))
                     elif du == 4095 and dv == 0 and p.name not in out_states:
                         nnz[i], ev = _if_step(a, state[i]["v"], vth, bias, sub, spk[i], fan_total[i],
-                                              counts_t[i])
+                                              counts_t[i], state[i].get("count"))
                     else:
                         nnz[i], ev = _lif_step(a, state[i]["u"], state[i]["v"], du, dv, vth, bias, sub,
-                                               spk[i], fan_total[i], counts_t[i])
+                                               spk[i], fan_total[i], counts_t[i], 0, None, 0,
+                                               state[i].get("count"))
                     events += ev
                     counts[p.name][:, t] = counts_t[i]
                 elif isinstance(n, SigmaNeuron):

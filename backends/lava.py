@@ -20,7 +20,8 @@ Mapping of the lowered IR onto Lava processes
 * ``LIFNeuron`` (reset "zero") -> ``lava.proc.lif.process.LIF`` (scalars as
   Python ints: float ``vth``/``du``/``dv`` crash fixed_pt).  ``reset="subtract"``
   -> ``lava_procs.LIFSoftReset`` (Lava's bit-accurate LIF with a subtractive
-  reset and a ``bias_onset`` step counter; needs Loihi 2 microcode on a chip).
+  reset, a ``bias_onset`` step counter and, for ``signed`` spikes, a net spike
+  count; needs Loihi 2 microcode on a chip).
   A ``rate_reset="synapse"`` population's always-on bias neuron starts from
   ``v = -first spike step``, which delays its bias.
 * ``SigmaDeltaNeuron`` -> ``lava.proc.sdn.process.SigmaDelta`` (the constructor
@@ -398,7 +399,7 @@ class _Graph:
                 from lava.proc.lif.process import LIF
             u0, v0 = arr(n.u0), arr(n.v0)
             # LoweredNet.validate (run() calls it) refuses a delayed bias_mant on Lava's plain LIF
-            kw = {"bias_onset": int(n.bias_onset)} if n.reset == "subtract" else {}
+            kw = {"bias_onset": int(n.bias_onset), "signed": bool(n.signed)} if n.reset == "subtract" else {}
             if self.float:
                 bias = nm.lif_bias(arr(n.bias_mant), arr(n.bias_exp)) / 64.0
                 proc = LIF(shape=shp, vth=float(n.vth), du=(int(n.du) + 1) / 4096.0,
@@ -410,7 +411,7 @@ class _Graph:
                            bias_mant=arr(n.bias_mant), bias_exp=arr(n.bias_exp), u=u0, v=v0, **kw)
                 self.resets += [(proc.u, u0), (proc.v, v0)]
             if kw:
-                self.resets.append((proc.steps_run, np.zeros(1)))
+                self.resets += [(proc.steps_run, np.zeros(1)), (proc.count, np.zeros(shp))]
             return proc
         if isinstance(n, SigmaDeltaNeuron):
             from lava.proc.sdn.process import ActivationMode, SigmaDelta

@@ -20,6 +20,10 @@ a 1x1 head, global average pooling), converted through ``fold_linear_layers``.
 Issue 7 adds ``few-spike`` (fs_k 4 and 6) to the MLP/CNN tables: its latency
 L is (hops) * k + 1 steps, after which the output cycle is complete.
 
+Mode ``rate-soft`` runs with its default signed spikes (a -1 spike takes back a spike
+the integrated input no longer warrants) and, in one row per model, without them
+(``signed_spikes=False``).
+
 Mode ``rate`` runs with its default ``rate_reset="synapse"`` (reset by subtraction
 from plain LIF hardware) and, in one row per model, with Lava LIF's reset to zero
 (``rate_reset="zero"``, the NetX-expressible variant).
@@ -63,6 +67,7 @@ CONFIGS = [  # (mode, normalization, channelwise[, extra options])
     ("rate-soft", "percentile", False),
     ("rate-soft", "max", True),
     ("rate-soft", "spike-norm", True),
+    ("rate-soft", "percentile", True, {"signed_spikes": False}),   # without the -1 spikes
     ("rate", "percentile", True),
     ("rate", "percentile", False),
     ("rate", "max", True),
@@ -79,6 +84,7 @@ ARCH_MODELS = ("resnet", "mobilenet", "mobilenet_v2")
 ARCH_CONFIGS = [  # (mode, normalization, channelwise, maxpool)
     ("sigma-delta", "percentile", True, "exact"),
     ("rate-soft", "percentile", True, "exact"),
+    ("rate-soft", "percentile", True, "exact", {"signed_spikes": False}),
     ("rate", "percentile", True, "exact"),
     ("rate", "percentile", True, "exact", {"rate_reset": "zero"}),
 ]
@@ -245,6 +251,8 @@ def _label(mode, extra) -> str:
         return f"{mode} k={extra['fs_k']}"
     if mode == "rate":      # the default reset is the self synapse (neurocomp.options.rate_reset)
         return f"rate ({extra.get('rate_reset') or 'synapse'} reset)"
+    if mode == "rate-soft" and extra.get("signed_spikes") is False:
+        return "rate-soft (unsigned)"
     return mode
 
 
@@ -271,7 +279,7 @@ def table(name, rows, n):
                      f"| {r['L']} | {ann:.4f} | {r['qann']:.4f} | "
                      + " | ".join(f"{a:.4f}" for a in r["snn"])
                      + f" | {r['spikes'][OFFSETS.index(8)]:,.0f} | {r['spikes'][OFFSETS.index(32)]:,.0f} | {ok} |")
-    lava = [f"- {r['mode']}{'' if r.get('maxpool', 'exact') == 'exact' else ', maxpool=' + r['maxpool']}: "
+    lava = [f"- {_label(r['mode'], r)}{'' if r.get('maxpool', 'exact') == 'exact' else ', maxpool=' + r['maxpool']}: "
             f"Lava vs event {r['lava']}" for r in rows if r.get("lava")]
     return "\n".join(lines) + f"\n\n({n} test images)\n" + ("\n".join(lava) + "\n" if lava else "")
 

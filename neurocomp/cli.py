@@ -88,6 +88,9 @@ def inspect(model: Path):
               help="Fold average pools into the next conv/dense layer (default: on for rate modes).")
 @click.option("--delay-biases/--no-delay-biases", default=None,
               help="Rate modes: start each layer's bias when its input first arrives (default: on).")
+@click.option("--signed-spikes/--no-signed-spikes", default=None,
+              help="rate-soft: -1 spikes take back spikes the integrated input no longer warrants "
+              "(Loihi 2 graded spikes; default: on).")
 @click.option("--calib", type=click.Path(path_type=Path), help="Calibration inputs (.npz with x_train or x).")
 @click.option("--steps", type=int, default=None, help="Time steps per sample for reports and simulate "
               "(default: L + 32).")
@@ -118,7 +121,8 @@ def inspect(model: Path):
 def compile_cmd(model, out, hw, mode, calib, steps, normalization, percentile, channelwise, netx, v_init,
                 readout, input_bits, calib_samples, readout_k=3, encoding="constant", fs_k=6,
                 maxpool="exact", synapse_tau=1.0, max_rate=1.0, rate_correction=True, avgpool_fold=None,
-                rate_reset=None, max_steps=128, channel_scale_floor=None, delay_biases=None):
+                rate_reset=None, max_steps=128, channel_scale_floor=None, delay_biases=None,
+                signed_spikes=None):
     """Compile MODEL (.keras/.h5) into a deployable bundle in OUT."""
     from pydantic import ValidationError
 
@@ -140,7 +144,8 @@ def compile_cmd(model, out, hw, mode, calib, steps, normalization, percentile, c
                              encoding=encoding, fs_k=fs_k, maxpool=maxpool, synapse_tau=synapse_tau,
                              max_rate=max_rate, rate_correction=rate_correction, avgpool_fold=avgpool_fold,
                              rate_reset=rate_reset, max_steps=max(max_steps, steps or 0),
-                             channel_scale_floor=channel_scale_floor, delay_biases=delay_biases)
+                             channel_scale_floor=channel_scale_floor, delay_biases=delay_biases,
+                             signed_spikes=signed_spikes)
     except ValidationError as e:
         err0 = e.errors()[0]
         raise DataError(f"option --{str(err0['loc'][0]).replace('_', '-')}: {err0['msg']}") from None

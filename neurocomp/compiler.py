@@ -10,7 +10,7 @@ import numpy as np
 
 from neurocomp.encoding import check_encoding, default_encoding, encode
 from neurocomp.errors import NeurocompError
-from neurocomp.lowered import LIFNeuron, LoweredNet
+from neurocomp.lowered import FewSpikeNeuron, LIFNeuron, LoweredNet
 from neurocomp.options import ConvertOptions
 from neurocomp.pipeline import passes_for
 
@@ -105,6 +105,10 @@ def check_options(opt: ConvertOptions) -> None:
         raise NeurocompError("rate reset 'synapse' is not NetX-expressible (NetX has no self synapses on "
                              "conv layers and no always-on bias neuron); use --rate-reset zero with "
                              "--netx, or --no-netx")
+    if opt.signed_spikes and opt.mode != "rate-soft":
+        raise NeurocompError(f"signed spikes need rate-soft's microcoded neuron (mode {opt.mode} has "
+                             "none with a spike count to take back); use --mode rate-soft or drop "
+                             "--signed-spikes")
     if opt.mode == "rate" and opt.rate_reset == "synapse" and opt.synapse_tau > 1:
         raise NeurocompError("--synapse-tau filters through the current u, which rate reset 'synapse' "
                              "uses as its integrator; use --rate-reset zero with --synapse-tau")
@@ -160,4 +164,29 @@ def compile(model, calib: Optional[np.ndarray] = None, hw="loihi2", options: Opt
         net, ctx.notes["rate_correction"] = correct_rates_if_better(net, x, net.latency_steps() + 32,
                                                                     Formats.from_hw(hw_cfg))
         ctx.timings.append(("correct_rates", time.perf_counter() - t0))
+    check_neuron_support(net, hw_cfg)
     return Compiled(g, net, opt, hw_cfg, ctx.notes, ctx.timings)
+
+
+def check_neuron_support(net: LoweredNet, hw) -> None:
+    """Refuse neurons the chip cannot run: microcoded ones (reset by subtraction,
+    few-spike) where its compartments are fixed-function, graded spikes where it sends
+    binary ones.  The input is exempt: the host injects it."""
+    from neurocomp.errors import HardwareLimitError
+
+    custom = hw.value("numerics.supports_custom_neurons")
+    graded = hw.value("numerics.supports_graded_spikes")
+    for p in net.populations.values():
+        n = p.neuron
+        if p.name == net.input:
+            continue
+        if not custom and (isinstance(n, FewSpikeNeuron) or getattr(n, "reset", "") == "subtract"):
+            raise HardwareLimitError(
+                f"population '{p.name}' needs a microcoded neuron ({n.kind}, reset "
+                f"{getattr(n, 'reset', 'few-spike')}), which '{hw.name}' lacks (supports_custom_neurons: "
+                "false); compile for a chip with programmable neurons (--hw loihi2) or with --mode rate")
+        if not graded and n.graded:
+            raise HardwareLimitError(
+                f"population '{p.name}' sends graded spikes ({n.kind}), which '{hw.name}' lacks "
+                "(supports_graded_spikes: false); compile for a chip with graded spikes (--hw loihi2) "
+                "or with --mode rate")

@@ -961,7 +961,10 @@ def lower(g: nx.DiGraph, options=None, hw=None, vth_caps: Optional[dict] = None)
             # of 254); and an uncapped threshold is tied to the largest weight (254 / max|W|), so
             # a layer's biases, in whole weight units, keep a few bits (MobileNet depthwise: vth
             # 99, biases of 16 units; a positive exponent lifts it to the cap).
-            graded_conv = any(k.kind == "conv" and net.populations[k.fc.src].neuron.graded for k in conns)
+            # graded pixels (constant current), not a rate-soft layer's -1/+1 spikes
+            pixels = {k.fc.src for k in conns if isinstance(net.populations[k.fc.src].neuron, InputNeuron)
+                      and net.populations[k.fc.src].neuron.graded}
+            graded_conv = any(k.kind == "conv" and k.fc.src in pixels for k in conns)
             convs_fit = all(k.kind != "conv" or net.max_payload(k.fc.src) * lim * int(np.prod(
                 [k.w.shape[a] for a in k.sum_axes])) < 1 << (nm.CONV_WRAP_BITS - 1) for k in conns)
             # graded pixels outside synapse reset keep _input_layer_format's trade of input bits
@@ -975,7 +978,7 @@ def lower(g: nx.DiGraph, options=None, hw=None, vth_caps: Optional[dict] = None)
                 if all(k.kind != "conv" or net.populations[k.fc.src].size * n <= SYNAPSE_RESET_MATRIX_MAX
                        for k in conns):
                     conns = [_conv_as_dense(k, tuple(net.populations[k.fc.src].shape), p.shape)
-                             if k.kind == "conv" and net.populations[k.fc.src].neuron.graded else k
+                             if k.kind == "conv" and k.fc.src in pixels else k
                              for k in conns]
                 else:
                     synapse_reset = False
@@ -1034,7 +1037,8 @@ def lower(g: nx.DiGraph, options=None, hw=None, vth_caps: Optional[dict] = None)
             else:
                 neuron = LIFNeuron(vth=fmt.vth_max if membrane else vth, du=du, dv=0, bias_mant=bm,
                                    bias_exp=be, v0=v0, reset="subtract" if mode == "rate-soft" else "zero",
-                                   bias_onset=onset if mode == "rate-soft" else 0)
+                                   bias_onset=onset if mode == "rate-soft" else 0,
+                                   signed=opt.spikes_signed and not p.is_output)
             unit[p.name] = 1
             net.meta.setdefault("vth_nominal", {})[p.name] = int(vth)
         else:

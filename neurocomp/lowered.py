@@ -22,6 +22,17 @@ Neuron kinds (arithmetic in ``neurocomp.numerics``):
       v = sat24(rtz(v * (4096 - dv)) + u + (bias_mant << bias_exp))
       s = v > vth << 6;  v[s] = 0  (reset="zero")  or  v[s] -= vth << 6 ("subtract")
 
+  ``signed`` (``reset="subtract"`` only; mode ``rate-soft``, Loihi 2 graded spikes):
+  a neuron that has fired more than its input now warrants takes a spike back::
+
+      s = -1  where  not s  and  v < 0  and  count > 0;   v[s<0] += vth << 6
+      count += s                                          (net spikes so far)
+
+  so with ``v0 = vth/2`` its net count tracks ``round(relu(charge) / vth)`` of the
+  charge integrated so far (one step behind where the input moves by more than a
+  threshold per step): a spike fired on an early, unrepresentative volley no longer
+  stays in the count.  Payloads are -1 or +1 (graded messages).
+
   ``bias_onset`` k > 0 (delayed biases, ``ConvertOptions.delay_biases``): the bias
   joins only from step k (0-based) on, the step the population's input first
   arrives, so a layer does not integrate its bias alone while the pipeline
@@ -126,8 +137,13 @@ class LIFNeuron:
     bias_in_mant: Optional[np.ndarray] = None    # always-on bias neuron's weights, per neuron
     bias_in_exp: int = 0
     bias_onset: int = 0                      # first step (0-based) the bias applies; see above
+    signed: bool = False                     # -1 spikes take back excess ones; see above
     kind: ClassVar[str] = "lif"
-    graded: ClassVar[bool] = False
+
+    @property
+    def graded(self) -> bool:
+        """Whether payloads carry values: signed spikes are -1 or +1 graded messages."""
+        return self.signed
 
     @property
     def bias_neuron_first_spike(self) -> int:
@@ -348,6 +364,10 @@ class LoweredNet:
                     raise LoweredError(f"population '{p.name}' bias_onset {n.bias_onset}: Lava's LIF "
                                        "cannot delay its bias_mant (only reset='subtract' or an "
                                        "always-on bias neuron can; use bias_onset 0 or bias_in_mant)")
+                if n.signed and (n.reset != "subtract" or n.has_reset_synapses):
+                    raise LoweredError(f"population '{p.name}' has signed spikes, which need "
+                                       "reset='subtract' without reset synapses (the rate-soft "
+                                       "neuron); use signed=False")
                 if n.bias_in_mant is not None and np.shape(n.bias_in_mant) != (p.size,):
                     raise LoweredError(f"population '{p.name}' bias_in_mant shape "
                                        f"{np.shape(n.bias_in_mant)} != ({p.size},)")

@@ -64,7 +64,7 @@ voltage leak (CubaLIF would need ``tau_mem = inf``), a dense connection into an
 image population (NIR has no reshape), conv biases that vary over positions,
 population ranks other than 1 and 3.  :func:`nir_caveats` lists what the
 export keeps only in metadata because NIR's float semantics lack it:
-reset by subtraction, initial membrane/current state, the floor after a
+reset by subtraction, rate-soft's -1 spikes (``signed``), initial membrane/current state, the floor after a
 negative ``weight_exp`` (Lava shifts the integer sum), the one-step delay of
 each Loihi hop, 24-bit saturation / round-toward-zero decays, the membrane
 read-out of the output (it has a threshold it never reaches).
@@ -233,6 +233,9 @@ def _caveats(net: LoweredNet) -> list[tuple[bool, str]]:
         if n.bias_onset:
             out.append((True, f"population '{p.name}' starts its bias at step {n.bias_onset}; NIR "
                               "biases are constant (metadata bias_onset)"))
+        if n.signed:
+            out.append((True, f"population '{p.name}' sends -1 spikes to take back spikes its input "
+                              "no longer warrants; NIR spikes are binary (metadata signed)"))
         if _leaky(n):
             out.append((True, f"population '{p.name}' decays with round-toward-zero integer "
                               "arithmetic; NIR's CubaLIF is real-valued"))
@@ -342,6 +345,8 @@ def to_nir(net: LoweredNet, strict: bool = False):
                 md[a] = _hwc_to_nir(getattr(n, a), p.shape)
         if n.bias_onset:
             md["bias_onset"] = int(n.bias_onset)
+        if n.signed:
+            md["signed"] = True
         if p.name == net.output:
             md["readout"] = str(net.meta.get("readout", "count"))
             if p.name in net.meta.get("vth_nominal", {}):
@@ -498,6 +503,7 @@ def lowered_from_nir(graph_or_path) -> LoweredNet:
                 if a in md:
                     kw[a] = _nir_to_hwc(md[a], shape)
             kw["bias_onset"] = int(_py(md.get("bias_onset", 0)))
+            kw["signed"] = bool(_py(md.get("signed", False)))
             neuron = LIFNeuron(**kw)
         else:
             raise NIRError(f"node '{node_name}' has unknown neuron kind '{md['neuron']}'")

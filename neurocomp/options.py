@@ -80,6 +80,13 @@ class ConvertOptions(BaseModel):
         "tens of steps to wash out); rate-soft counts steps in its microcoded neuron, rate "
         "(synapse reset) starts its always-on bias neuron later; Lava's plain LIF (rate_reset "
         "zero, NetX, the rate membrane read-out) keeps constant biases; default: on")
+    signed_spikes: Optional[bool] = Field(
+        None, description="rate-soft: a neuron that has fired more than its integrated input now "
+        "warrants sends a -1 spike and takes its threshold back, so its net spike count is the "
+        "rounded ReLU of the charge so far instead of its running maximum: a spike fired on an "
+        "early, unrepresentative volley (deep networks, BatchNorm biases, max-pool trees) no longer "
+        "stays in the count.  Loihi 2 graded spikes (-1/+1 payloads) and one more state variable "
+        "in rate-soft's microcoded neuron; default: on for rate-soft")
     rate_correction: bool = Field(True, description="rate: after lowering, lower each reset-to-zero "
                                   "layer's threshold until its mean rate on calibration data matches the "
                                   "quantised ANN (the reset discards charge, so rates sink layer by layer)")
@@ -115,6 +122,10 @@ class ConvertOptions(BaseModel):
     @property
     def biases_delayed(self) -> bool:
         return self.mode in ("rate", "rate-soft") and self.delay_biases is not False
+
+    @property
+    def spikes_signed(self) -> bool:
+        return self.mode == "rate-soft" and self.signed_spikes is not False
 
     @property
     def initial_membrane(self) -> float:

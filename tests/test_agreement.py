@@ -33,6 +33,9 @@ def _lif(draw, n):
         # rate_reset "synapse" as lowered (u integrates through _lif_step's fused inputs),
         # v follows u, no bias on v
         n.du, n.dv, n.reset, n.bias_mant, n.bias_exp = 0, 4095, "zero", None, None
+    if n.reset == "subtract" and draw(st.booleans()):
+        # rate-soft's signed spikes: -1 payloads from a net spike count (no reset synapses)
+        n.self_weight, n.bias_in_mant, n.signed = 0, None, True
     if n.reset == "subtract" or n.bias_in_mant is not None:
         n.bias_onset = draw(st.sampled_from([0, 0, 1, 2, 5]))
         if n.reset == "zero" and n.bias_onset:

@@ -23,6 +23,8 @@ class PyLifSoftResetModelBitAcc(AbstractPyLifModelFixed):
     vth: int = LavaPyType(int, np.int32, precision=17)
     bias_onset: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=16)
     steps_run: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=16)
+    signed: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=1)
+    count: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
 
     def __init__(self, proc_params):
         super().__init__(proc_params)
@@ -39,10 +41,10 @@ class PyLifSoftResetModelBitAcc(AbstractPyLifModelFixed):
         self.isthrscaled = True
 
     def spiking_activation(self):
-        return self.v > self.effective_vth
+        return _signed_spikes(self, self.v > self.effective_vth)
 
     def reset_voltage(self, spike_vector: np.ndarray):
-        self.v[spike_vector] -= self.effective_vth
+        self.v -= spike_vector * self.effective_vth
 
 
 @implements(proc=LIFSoftReset, protocol=LoihiProtocol)
@@ -55,6 +57,8 @@ class PyLifSoftResetModelFloat(AbstractPyLifModelFloat):
     vth: float = LavaPyType(float, float)
     bias_onset: np.ndarray = LavaPyType(np.ndarray, int)
     steps_run: np.ndarray = LavaPyType(np.ndarray, int)
+    signed: np.ndarray = LavaPyType(np.ndarray, int)
+    count: np.ndarray = LavaPyType(np.ndarray, int)
 
     def subthr_dynamics(self, activation_in: np.ndarray):
         if self.steps_run[0] >= self.bias_onset[0]:
@@ -67,10 +71,20 @@ class PyLifSoftResetModelFloat(AbstractPyLifModelFloat):
             self.bias_mant = bias
 
     def spiking_activation(self):
-        return self.v > self.vth
+        return _signed_spikes(self, self.v > self.vth)
 
     def reset_voltage(self, spike_vector: np.ndarray):
-        self.v[spike_vector] -= self.vth
+        self.v -= spike_vector * self.vth
+
+
+def _signed_spikes(model, fired: np.ndarray) -> np.ndarray:
+    """``fired`` as payloads, with -1 where a signed neuron takes a spike back
+    (no spike, v < 0, net count > 0; ``LIFSoftReset``)."""
+    if not model.signed[0]:
+        return fired
+    s = fired.astype(np.int32) - (~fired & (model.v < 0) & (model.count > 0))
+    model.count += s.astype(model.count.dtype)
+    return s
 
 
 def _wrap32(x: np.ndarray) -> np.ndarray:

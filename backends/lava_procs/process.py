@@ -22,12 +22,17 @@ from lava.proc.lif.process import LIF
 class LIFSoftReset(LIF):
     """LIF whose membrane is reduced by the threshold on a spike (soft reset),
     and whose bias joins only from step ``bias_onset`` (0-based) on: the step a
-    layer's input first arrives (``neurocomp.lowered`` delayed biases)."""
+    layer's input first arrives (``neurocomp.lowered`` delayed biases).  With
+    ``signed``, a neuron whose net spike count ``count`` is positive and whose
+    membrane falls below zero sends a -1 spike and gets its threshold back
+    (``neurocomp.lowered.LIFNeuron.signed``; graded payloads on Loihi 2)."""
 
-    def __init__(self, *, shape, bias_onset: int = 0, **kwargs):
+    def __init__(self, *, shape, bias_onset: int = 0, signed: bool = False, **kwargs):
         super().__init__(shape=shape, **kwargs)
         self.bias_onset = Var(shape=(1,), init=int(bias_onset))
         self.steps_run = Var(shape=(1,), init=0)     # since the last reset; saturates at bias_onset
+        self.signed = Var(shape=(1,), init=int(signed))
+        self.count = Var(shape=shape, init=0)        # net spikes since the last reset (signed)
 
 
 class FewSpike(AbstractProcess):
