@@ -269,12 +269,12 @@ def _rtz_decay(x, keep):
 # into ``row_counts``.  Branch-free so LLVM vectorises them.
 
 @numba.njit(inline="always")
-def _take_back(nv, s, evth, count, b, j):
-    """Signed spikes (``LIFNeuron.signed``): where no spike fired, v is negative and
-    the net count positive, a -1 spike returns one threshold; returns (payload, v)."""
-    neg = (not s) and nv < 0 and count[b, j] > 0
-    p = np.int32(s) - np.int32(neg)
-    count[b, j] += p
+def _take_back(nv, s, evth, cb, j):
+    """Signed spikes (``LIFNeuron.signed``): where v is negative (so no spike fired)
+    and the net count ``cb[j]`` positive, a -1 spike returns one threshold; returns
+    (payload, v).  Branch-free, on one sample's row of counts (vectorises)."""
+    p = np.int32(s) - np.int32((nv < 0) & (cb[j] > 0))
+    cb[j] += p
     return p, np.int32(nv - p * evth)
 
 
@@ -297,6 +297,8 @@ def _lif_step(a, u, v, du, dv, vth, bias, subtract, spk, fan_out, row_counts,
         cnt = 0
         ev = 0
         ab, ub, vb, sb = a[b], u[b], v[b], spk[b]
+        if count is not None:
+            cb = count[b]
         for j in range(n):
             x = ab[j]
             if bias_in is not None:
@@ -308,7 +310,7 @@ def _lif_step(a, u, v, du, dv, vth, bias, subtract, spk, fan_out, row_counts,
             nv = min(max(nv, np.int32(-(1 << 23) + 1)), np.int32((1 << 23) - 1))
             s = nv > evth
             if count is not None:
-                p, nv = _take_back(nv, s, evth, count, b, j)
+                p, nv = _take_back(nv, s, evth, cb, j)
                 sb[j] = p
                 vb[j] = nv
                 s = p != 0
@@ -334,6 +336,8 @@ def _if_step(a, v, vth, bias, subtract, spk, fan_out, row_counts, count=None):
         cnt = 0
         ev = 0
         ab, vb, sb = a[b], v[b], spk[b]
+        if count is not None:
+            cb = count[b]
         for j in range(n):
             d = np.int32(np.int64(ab[j]) << 6)
             d = np.int32(d - (d > (1 << 23)) * (1 << 24) + (d <= -(1 << 23)) * (1 << 24))
@@ -341,7 +345,7 @@ def _if_step(a, v, vth, bias, subtract, spk, fan_out, row_counts, count=None):
             nv = min(max(nv, np.int32(-(1 << 23) + 1)), np.int32((1 << 23) - 1))
             s = nv > evth
             if count is not None:
-                p, nv = _take_back(nv, s, evth, count, b, j)
+                p, nv = _take_back(nv, s, evth, cb, j)
                 sb[j] = p
                 vb[j] = nv
                 s = p != 0
