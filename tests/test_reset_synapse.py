@@ -168,14 +168,17 @@ def test_thresholds_reach_their_caps(zoo_cache, calib, name):
     """A synapse-reset layer's biases arrive in whole weight units, so its threshold is
     their resolution and should be as large as u's range allows (the measured cap).  A conv
     without a positive exponent tied it to 254 / max|W| instead (MobileNet depthwise: 181
-    against a cap of 360), and rounding it to a threshold the self synapse can hold once
-    halved it (LeNet conv1: 604 against 1208)."""
+    against a cap of 360), rounding it to a threshold the self synapse can hold once
+    halved it (LeNet conv1: 604 against 1208), and a whole exponent step could leave it just
+    above half its cap (ResNet b1_add: 289, held as 288, against 576) where the exponent
+    one higher keeps it at the cap for a 0.3 % smaller mantissa scale: so it stays above
+    cap/sqrt(2), less the self synapse's 8-bit rounding."""
     from keras_zoo import load_or_build
     c = neurocomp.compile(load_or_build(name, zoo_cache)[0], calib=calib, mode="rate")
     caps = c.notes["synapse_reset_vth"]
     for p in _hidden(c.net):
         if p.neuron.self_weight:
-            assert caps[p.name] / 2 < p.neuron.vth <= caps[p.name], (p.name, p.neuron.vth, caps[p.name])
+            assert 0.7 * caps[p.name] < p.neuron.vth <= caps[p.name], (p.name, p.neuron.vth, caps[p.name])
 
 
 @pytest.mark.parametrize("name", ["lenet", "resnet_bn", "mobilenet_block"])

@@ -113,12 +113,15 @@ def test_hidden_layers_are_signed_by_default(resnet):
 
 
 def test_signed_spikes_reach_the_ann_sooner_on_a_deep_net(resnet):
-    """A BatchNorm ResNet (7 hops): at L+4 the signed network is at the ANN, the plain
-    soft reset still carries the spikes its layers fired on their first volleys."""
+    """A BatchNorm ResNet (7 hops): two steps after the pipeline fills the signed network is
+    far ahead of the plain soft reset, whose layers still carry the spikes they fired on their
+    first volleys, and by L+8 it is at the ANN."""
+    from neurocomp.readout import scores
     model, x, y, calib = resnet
     acc = {}
     for signed in (True, False):
         c = neurocomp.compile(model, calib=calib, mode="rate-soft", signed_spikes=signed)
-        acc[signed] = c.simulate(x, c.latency_steps + 4).accuracy(y)
+        res = c.simulate(x, c.latency_steps + 8).result
+        acc[signed] = [float((scores(c.net, res, c.latency_steps + k).argmax(1) == y).mean()) for k in (2, 8)]
     ann = float((ir.predict(c.graph, x).argmax(1) == y).mean())
-    assert acc[True] >= ann - 0.03 and acc[True] >= acc[False] + 0.04, (ann, acc)
+    assert acc[True][0] >= acc[False][0] + 0.1 and acc[True][1] >= ann - 0.03, (ann, acc)
