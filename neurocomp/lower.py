@@ -1011,8 +1011,7 @@ def lower(g: nx.DiGraph, options=None, hw=None, vth_caps: Optional[dict] = None)
                     return choose_lif_format([k.w for k in conns], [unit[k.fc.src] for k in conns],
                                              [net.max_payload(k.fc.src) for k in conns],
                                              [k.sum_axes for k in conns], layer_fmt, allow_exp=allow_exp,
-                                             vth_cap=vth_cap, signed=signed, exponent=exponent,
-                                             balance_threshold=synapse_reset)
+                                             vth_cap=vth_cap, signed=signed, exponent=exponent)
                 lf = choose(cap)
                 while synapse_reset and representable_self_vth(lf.vth) != lf.vth:   # ends by 255
                     lf = choose(representable_self_vth(lf.vth), lf.weight_exp)

@@ -106,7 +106,7 @@ class LayerFormat:
 def choose_lif_format(weights: list[np.ndarray], units: list[float], payload_max: list[int],
                       sum_axes: list, fmt: Formats, allow_exp: bool = True,
                       vth_cap: int | None = None, signed: list | None = None,
-                      exponent: int | None = None, balance_threshold: bool = False) -> LayerFormat:
+                      exponent: int | None = None) -> LayerFormat:
     """Pick threshold and exponent for a LIF population fed by ``weights``.
 
     All inputs share the population's threshold ``vth``; weight ``k``
@@ -118,11 +118,6 @@ def choose_lif_format(weights: list[np.ndarray], units: list[float], payload_max
     (a membrane read-out must not saturate v over many steps).  ``exponent``
     fixes the exponent: a threshold lowered a little (to one the self synapse
     can hold) then costs the mantissas a little, not the threshold a factor 2.
-    ``balance_threshold`` (the threshold is the resolution of the layer's biases,
-    as under ``rate_reset="synapse"``): the exponent one lower keeps every mantissa
-    bit but may leave the threshold just above half its cap; where it would fall
-    below cap/sqrt(2), the higher exponent with a slightly smaller mantissa scale is
-    taken instead, so neither loses more than half a bit.
     """
     vth_max = min(fmt.vth_max, vth_cap or fmt.vth_max)
     signed = signed or [False] * len(weights)
@@ -134,8 +129,7 @@ def choose_lif_format(weights: list[np.ndarray], units: list[float], payload_max
     if exponent is not None:
         exps = (exponent,)
     for e in exps:
-        if len(exps) > 1 and c_full * 2.0 ** e > vth_max and e > fmt.weight_exp_min \
-                and not (balance_threshold and c_full * 2.0 ** e < vth_max * math.sqrt(2)):
+        if len(exps) > 1 and c_full * 2.0 ** e > vth_max and e > fmt.weight_exp_min:
             continue                         # a lower exponent keeps all mantissa bits
         c = min(c_full, vth_max / 2.0 ** e)  # else: threshold too wide, use fewer weight bits
         vth = max(int(round(c * 2.0 ** e)), 1)
