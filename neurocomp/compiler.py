@@ -9,7 +9,7 @@ import networkx as nx
 import numpy as np
 
 from neurocomp.encoding import check_encoding, default_encoding, encode
-from neurocomp.errors import NeurocompError
+from neurocomp.errors import HardwareLimitError, NeurocompError
 from neurocomp.lowered import FewSpikeNeuron, LIFNeuron, LoweredNet
 from neurocomp.options import ConvertOptions
 from neurocomp.pipeline import passes_for
@@ -172,8 +172,6 @@ def check_neuron_support(net: LoweredNet, hw) -> None:
     """Refuse neurons the chip cannot run: microcoded ones (reset by subtraction,
     few-spike) where its compartments are fixed-function, graded spikes where it sends
     binary ones.  The input is exempt: the host injects it."""
-    from neurocomp.errors import HardwareLimitError
-
     custom = hw.value("numerics.supports_custom_neurons")
     graded = hw.value("numerics.supports_graded_spikes")
     for p in net.populations.values():
@@ -182,9 +180,10 @@ def check_neuron_support(net: LoweredNet, hw) -> None:
             continue
         if not custom and (isinstance(n, FewSpikeNeuron) or getattr(n, "reset", "") == "subtract"):
             raise HardwareLimitError(
-                f"population '{p.name}' needs a microcoded neuron ({n.kind}, reset "
-                f"{getattr(n, 'reset', 'few-spike')}), which '{hw.name}' lacks (supports_custom_neurons: "
-                "false); compile for a chip with programmable neurons (--hw loihi2) or with --mode rate")
+                f"population '{p.name}' needs a microcoded neuron ("
+                f"{'few-spike' if isinstance(n, FewSpikeNeuron) else 'reset by subtraction'}), which "
+                f"'{hw.name}' lacks (supports_custom_neurons: false); compile for a chip with "
+                "programmable neurons (--hw loihi2) or with --mode rate")
         if not graded and n.graded:
             raise HardwareLimitError(
                 f"population '{p.name}' sends graded spikes ({n.kind}), which '{hw.name}' lacks "
