@@ -110,6 +110,7 @@ _HW_HINT = ("Loihi hardware needs Intel's non-public lava-loihi package (INRC me
 
 
 from ._mp import allow_lava_start_method as _allow_lava_start_method  # noqa: E402
+from ._mp import frozen_heap as _frozen_heap  # noqa: E402
 
 
 _allow_lava_start_method()
@@ -283,8 +284,9 @@ def stream_chunk(g, net, raster_shape, b0, rec_names, state_pops, res) -> float:
     nb, steps, _ = raster_shape
     max_n = max([net.populations[n].size for n in list(rec_names) + list(state_pops)] + [1])
     seg = max(1, min(steps, _STREAM_BUDGET // max_n))
-    g.add_taps(seg)
-    g.compile()
+    with _frozen_heap():                      # both fork: VarWire's manager, the runtime
+        g.add_taps(seg)
+        g.compile()
     seconds = 0.0
     for k in range(nb):
         if k:

@@ -493,3 +493,66 @@ def test_model_crash_raises_and_leaves_no_processes(monkeypatch):
     with pytest.raises(lb.LavaRunError):
         LavaBackend().run(net, binary(rng, (2, 10, 24)), record="all", record_states=True)
     assert mp.active_children() == []
+
+
+def test_forked_children_do_not_collect_inherited_tensorflow_garbage():
+    """A child forked under ``frozen_heap`` leaves the parent's cyclic garbage
+    alone.  Without it the child's first full collection finalises TensorFlow
+    objects whose mutexes a parent thread held or waited on at the fork, and
+    segfaults (every fork here) or aborts in abseil -- the way a Lava process
+    died in CI.  The parent's collector stays off until the fork, as it is in
+    effect for garbage in the oldest generation, which it rarely collects."""
+    import gc
+    import os
+    import threading
+    import keras
+    from neurocomp.backends._mp import frozen_heap
+
+    def tensorflow_busy():
+        for _ in range(200):
+            keras.ops.convert_to_numpy(keras.ops.ones((64, 64)) @ keras.ops.ones((64, 64)))
+
+    statuses = []
+    for _ in range(3):
+        gc.disable()
+        try:
+            for _ in range(2):                           # Keras models' reference cycles
+                m = keras.Sequential([keras.Input((16,)), keras.layers.Dense(8, activation="relu"),
+                                      keras.layers.Dense(3)])
+                m.compile("adam", "sparse_categorical_crossentropy")
+                m.fit(np.zeros((32, 16)), np.zeros(32, int), epochs=1, verbose=0)
+                del m
+            busy = threading.Thread(target=tensorflow_busy)
+            busy.start()
+            with frozen_heap():
+                pid = os.fork()
+                if pid == 0:                             # pragma: no cover - child
+                    gc.enable()
+                    gc.collect()
+                    os._exit(0)
+                statuses.append(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+            busy.join()
+        finally:
+            gc.enable()
+    assert statuses == [0, 0, 0]
+    assert gc.get_freeze_count() == 0                     # the parent is unfrozen after
+
+
+def test_lava_forks_its_processes_from_a_frozen_heap(monkeypatch):
+    """Every process Lava starts for a run (runtime service, models, the
+    shared-memory manager) is forked while the heap is frozen."""
+    import gc
+    import multiprocessing.process as mpp
+    rng = np.random.default_rng(23)
+    net = dense_chain(rng)
+    frozen_at_start = []
+    start = mpp.BaseProcess.start
+
+    def spy(self):
+        frozen_at_start.append(gc.get_freeze_count())
+        return start(self)
+
+    monkeypatch.setattr(mpp.BaseProcess, "start", spy)
+    LavaBackend().run(net, binary(rng, (2, 6, 24)), record="all")
+    assert len(frozen_at_start) >= 3 and min(frozen_at_start) > 0
+    assert gc.get_freeze_count() == 0
