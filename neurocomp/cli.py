@@ -91,6 +91,9 @@ def inspect(model: Path):
 @click.option("--signed-spikes/--no-signed-spikes", default=None,
               help="rate-soft: -1 spikes take back spikes the integrated input no longer warrants "
               "(Loihi 2 graded spikes; default: on).")
+@click.option("--weight-rounding", type=click.Choice(["optq", "nearest"]), default="optq", show_default=True,
+              help="Rate modes: round weights with error feedback on calibration activations (optq) "
+              "or each on its own (nearest).")
 @click.option("--calib", type=click.Path(path_type=Path), help="Calibration inputs (.npz with x_train or x).")
 @click.option("--steps", type=int, default=None, help="Time steps per sample for reports and simulate "
               "(default: L + 32).")
@@ -122,7 +125,7 @@ def compile_cmd(model, out, hw, mode, calib, steps, normalization, percentile, c
                 readout, input_bits, calib_samples, readout_k=3, encoding="constant", fs_k=6,
                 maxpool="exact", synapse_tau=1.0, max_rate=1.0, rate_correction=True, avgpool_fold=None,
                 rate_reset=None, max_steps=128, channel_scale_floor=None, delay_biases=None,
-                signed_spikes=None):
+                signed_spikes=None, weight_rounding="optq"):
     """Compile MODEL (.keras/.h5) into a deployable bundle in OUT."""
     from pydantic import ValidationError
 
@@ -145,7 +148,7 @@ def compile_cmd(model, out, hw, mode, calib, steps, normalization, percentile, c
                              max_rate=max_rate, rate_correction=rate_correction, avgpool_fold=avgpool_fold,
                              rate_reset=rate_reset, max_steps=max(max_steps, steps or 0),
                              channel_scale_floor=channel_scale_floor, delay_biases=delay_biases,
-                             signed_spikes=signed_spikes)
+                             signed_spikes=signed_spikes, weight_rounding=weight_rounding)
     except ValidationError as e:
         err0 = e.errors()[0]
         raise DataError(f"option --{str(err0['loc'][0]).replace('_', '-')}: {err0['msg']}") from None

@@ -141,13 +141,13 @@ def compile(model, calib: Optional[np.ndarray] = None, hw="loihi2", options: Opt
     names = passes_for(opt)
     g = run_pipeline(g, names, ctx, on_pass=on_pass)
     t0 = time.perf_counter()
-    net = lower(g, opt, hw_cfg)
+    net = lower(g, opt, hw_cfg, calib=ctx.calib)
     if opt.reset_synapse and ctx.calib is not None:
         # thresholds that leave u room for the negative input calibration data shows
         from neurocomp.lower import synapse_reset_caps
         caps = synapse_reset_caps(net, ctx.calib[:RATE_CORRECTION_SAMPLES], opt.max_steps)
         if caps:
-            net = lower(g, opt, hw_cfg, vth_caps=caps)
+            net = lower(g, opt, hw_cfg, vth_caps=caps, calib=ctx.calib)
             ctx.notes["synapse_reset_vth"] = caps
     if opt.mode != "sigma-delta":
         # the bundle's input neuron remembers the encoding; encode() reads it from there

@@ -31,11 +31,12 @@ import numpy as np
 from neurocomp import few_spike
 from neurocomp import numerics as nm
 from neurocomp.errors import UnsupportedLayerError
-from neurocomp.ir import copy_graph, inputs_of, topo_order
+from neurocomp.ir import copy_graph, inputs_of, run_float, topo_order
 from neurocomp.ir import ops
 from neurocomp.lowered import (InputNeuron, LIFNeuron, LoweredError, LoweredNet, SigmaDeltaNeuron,
                                SigmaNeuron, dense_conv_matrix)
-from neurocomp.quant import Formats, bias_to_mant_exp, choose_lif_format, own_exponents, round_mantissas
+from neurocomp.quant import (Formats, bias_to_mant_exp, choose_lif_format, layer_input_bound, own_exponents,
+                             round_mantissas, round_mantissas_optq)
 
 MODES = ("rate", "rate-soft", "sigma-delta", "few-spike")
 MAX_DELAY = 62                    # Lava DelayDense / Loihi 2: 6-bit synaptic delays
@@ -894,6 +895,87 @@ def _synapse_reset_neuron(vth: int, bias_w: np.ndarray, v_init: float, fmt: Form
                      bias_in_exp=int(exp), reset="zero", bias_onset=int(bias_onset) if mant is not None else 0)
 
 
+OPTQ_MAX_INPUTS = 4096          # Hessian rows per weight group (its inverse is dense)
+OPTQ_CHUNK = 1 << 22            # window elements per batch of calibration samples
+OPTQ_BATCH = 64                 # calibration samples run through the float graph at a time
+
+
+def calibration_hessians(g: nx.DiGraph, plans: list[PopPlan], maxpool: str, x: np.ndarray
+                         ) -> dict[str, np.ndarray]:
+    """Per weighted population fed by one connection (of at most ``OPTQ_MAX_INPUTS``
+    inputs per weight group), ``input_hessians`` of its inputs on calibration data
+    ``x`` as the spiking network carries them: the float graph's activations over
+    the source's scale, clipped to one spike per step for hidden layers.  Batches
+    of samples keep memory to the Hessians themselves."""
+    by_name = {p.name: p for p in plans}
+    want = {p.name: p.inputs[0] for p in plans
+            if p.kind == "weighted" and len(p.inputs) == 1
+            and int(np.prod(p.inputs[0].weight.shape[:-1])) <= OPTQ_MAX_INPUTS}
+    if not want:
+        return {}
+    cg = calibration_graph(g, maxpool)
+    nodes = {by_name[fc.src].value_node for fc in want.values()}
+    scales = {fc.src: _scale_of(g, by_name, fc.src) for fc in want.values()}
+    out: dict[str, np.ndarray] = {}
+    for b0 in range(0, len(x), OPTQ_BATCH):
+        acts = run_float(cg, np.asarray(x[b0:b0 + OPTQ_BATCH]), keep=nodes)
+        for name, fc in want.items():
+            src = by_name[fc.src]
+            v = acts[src.value_node] / scales[fc.src]
+            if src.kind != "input" and src.relu:
+                v = np.clip(v, 0.0, 1.0)
+            h = input_hessians(fc, v)
+            out[name] = h if name not in out else out[name] + h
+    return out
+
+
+def input_hessians(fc: FloatConn, x: np.ndarray) -> np.ndarray:
+    """X^T X of one weighted connection's inputs on calibration values ``x``
+    (N, *source shape), one matrix per weight group: dense (1, n_src, n_src),
+    conv (groups, kh*kw*cg, kh*kw*cg) in the kernel's (kh, kw, cg) order."""
+    if fc.kind == "dense":
+        f = x.reshape(len(x), -1)
+        return (f.T @ f)[None]
+    kh, kw, cg, _ = fc.weight.shape
+    groups = int(fc.geo.get("groups", 1))
+    k = kh * kw * cg
+    h = np.zeros((groups, k, k))
+    per = max(1, OPTQ_CHUNK // max(1, int(np.prod(x.shape[1:])) * kh * kw))
+    for b0 in range(0, len(x), per):
+        win = ops._windows(x[b0:b0 + per], (kh, kw), fc.geo["strides"], fc.geo["dilation"],
+                           fc.geo["pads"])                               # N,Ho,Wo,C,kh,kw
+        m = np.ascontiguousarray(win.transpose(0, 1, 2, 4, 5, 3)).reshape(-1, kh, kw, groups, cg)
+        m = np.ascontiguousarray(m.transpose(3, 0, 1, 2, 4)).reshape(groups, -1, k)
+        h += np.matmul(m.transpose(0, 2, 1), m)           # per group, BLAS
+    return h
+
+
+def _optq_mantissas(k: _NormConn, unit, h: np.ndarray, lf, exp: int, net: LoweredNet,
+                    signed: bool, fmt: Formats) -> Optional[list]:
+    """One connection's mantissas rounded with error feedback (``round_mantissas_optq``,
+    Hessians ``h`` per weight group) at the scale and exponent the format chose; None
+    where the worst-case per-step input would then no longer fit the accumulator."""
+    scale = lf.scale * 2.0 ** (lf.weight_exp - exp)
+    w = np.asarray(k.w, np.float64) / unit
+    if not np.array_equal(round_mantissas(w, scale, fmt.mantissa_max), lf.mantissas[0]):
+        return None            # a format that traded input bits: not this scale's mantissas
+    mixed = bool(w.min() < 0 < w.max())
+    if k.kind == "dense":
+        m = round_mantissas_optq(w, scale, fmt.mantissa_max, h[0], mixed)
+    else:
+        kh, kw, cg, co = w.shape
+        og = co // len(h)
+        m = np.empty(w.shape, np.int64)
+        for gi in range(len(h)):
+            part = w[..., gi * og:(gi + 1) * og].reshape(kh * kw * cg, og)
+            m[..., gi * og:(gi + 1) * og] = round_mantissas_optq(
+                part, scale, fmt.mantissa_max, h[gi], mixed).reshape(kh, kw, cg, og)
+    if layer_input_bound([m], [exp], [k.sum_axes], [net.max_payload(k.fc.src)], [signed]) \
+            > fmt.max_input:
+        return None
+    return [m]
+
+
 def _hops(net: LoweredNet) -> int:
     """Longest path from the input to the output in connection hops (delays ignored)."""
     d = {net.input: 0}
@@ -903,10 +985,12 @@ def _hops(net: LoweredNet) -> int:
     return d.get(net.output, 0)
 
 
-def lower(g: nx.DiGraph, options=None, hw=None, vth_caps: Optional[dict] = None) -> LoweredNet:
+def lower(g: nx.DiGraph, options=None, hw=None, vth_caps: Optional[dict] = None,
+          calib: Optional[np.ndarray] = None) -> LoweredNet:
     """Build the integer network from a calibrated float graph (see ``ConvertOptions``).
     ``vth_caps``: thresholds of ``rate_reset="synapse"`` layers, by population, instead of
-    ``synapse_reset_vth_cap`` (``synapse_reset_caps`` measures them)."""
+    ``synapse_reset_vth_cap`` (``synapse_reset_caps`` measures them).  ``calib``: inputs
+    whose activations steer ``weight_rounding="optq"`` (nearest rounding without them)."""
     from neurocomp.options import ConvertOptions
 
     opt = options or ConvertOptions()
@@ -921,6 +1005,8 @@ def lower(g: nx.DiGraph, options=None, hw=None, vth_caps: Optional[dict] = None)
     fan_out = {p.name: sum(s == p.name for q in plans for s in q.sources) for p in plans}
     lim = fmt.mantissa_max
     arrival: dict[str, int] = {}           # step (0-based) each population's input first arrives
+    hessians = calibration_hessians(g, plans, opt.maxpool, calib) if calib is not None \
+        and opt.weight_rounding == "optq" and mode in ("rate", "rate-soft") else {}
     for p in plans:
         if p.kind == "input":
             scale = float(np.max(act_scale(g, p.value_node)))
@@ -1022,6 +1108,9 @@ def lower(g: nx.DiGraph, options=None, hw=None, vth_caps: Optional[dict] = None)
                                      [net.max_payload(k.fc.src) for k in conns], [k.sum_axes for k in conns],
                                      layer_fmt, fit, signed)
             mants = lf.mantissas
+            if p.name in hessians and conns[0].fc is p.inputs[0]:       # not re-written as a matrix
+                mants = _optq_mantissas(conns[0], unit[conns[0].fc.src], hessians[p.name], lf, exps[0], net,
+                                        signed[0], layer_fmt) or mants
             vth = int(round(lf.vth * tau))
             # biases in whole weight units (x64 in v): what NetX's CUBA bias can hold
             bias_w = np.zeros(n) if b_n is None else np.round(np.broadcast_to(

@@ -47,6 +47,11 @@ class ConvertOptions(BaseModel):
         "scale; near-silent channels would otherwise get huge normalised weights, which widen the "
         "layer's shared weight range and, for rate_reset synapse, the negative input u must hold); "
         f"default: {RATE_CHANNEL_SCALE_FLOOR} for the rate modes, 0 otherwise")
+    weight_rounding: Literal["optq", "nearest"] = Field(
+        "optq", description="rate modes: how weights become mantissas.  optq: error feedback on "
+        "calibration activations (OPTQ): each rounding error is spread over the inputs not yet "
+        "rounded, so a layer's output error on real inputs is least-squares smaller; nearest: "
+        "round each weight on its own (also without calibration data)")
     input_bits: int = Field(8, ge=1, le=16, description="graded input payload bits (constant current)")
     v_init: Optional[float] = Field(None, ge=0, lt=1, description="initial membrane, fraction of "
                                     "threshold (0.5 rounds rates instead of flooring them); default: 0.5 "

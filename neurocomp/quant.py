@@ -76,6 +76,51 @@ def round_mantissas(w: np.ndarray, scale: float, limit: int) -> np.ndarray:
     return np.clip(q, -limit, limit).astype(np.int64)
 
 
+def round_mantissas_optq(w: np.ndarray, scale: float, limit: int, hessian: np.ndarray,
+                         mixed: bool | None = None, damp: float = 0.01) -> np.ndarray:
+    """``round_mantissas`` with error feedback (OPTQ, Frantar et al. 2022): rows
+    of ``w`` (inputs x outputs) are rounded one input at a time, most active
+    first, and each rounding error is spread over the inputs not yet rounded
+    in proportion to how they co-vary on calibration data (``hessian`` = X^T X
+    of the inputs).  The output's error on that data is least-squares smaller
+    than nearest rounding's, which leaves it to chance; weights that are
+    exactly zero stay zero and inputs never active keep nearest rounding.
+    ``mixed``: whether Lava sees the whole matrix ``w`` belongs to as mixed-sign
+    (default: ``w`` itself is)."""
+    x = np.asarray(w, np.float64).reshape(len(hessian), -1) * scale
+    if mixed is None:
+        mixed = bool(x.size and x.min() < 0 < x.max())
+    step = 2.0 if mixed else 1.0                     # Lava drops a mixed matrix's LSB
+    # feedback must not give a one-signed matrix the other sign (nor Lava's mixed mode)
+    lo = -limit if mixed or x.min(initial=0) < 0 else 0
+    hi = limit if mixed or x.max(initial=0) > 0 else 0
+
+    def quant(r):
+        return np.clip(step * np.round(r / step), lo, hi)
+
+    h = np.array(hessian, np.float64)
+    live = np.diag(h) > 0
+    q = quant(x)
+    if live.sum() > 1:
+        idx = np.flatnonzero(live)
+        idx = idx[np.argsort(-np.diag(h)[idx], kind="stable")]
+        hl = h[np.ix_(idx, idx)]
+        hl[np.diag_indices_from(hl)] += damp * float(np.mean(np.diag(hl)))
+        try:
+            u = np.linalg.cholesky(np.linalg.inv(hl)).T          # upper, U^T U = H^-1
+        except np.linalg.LinAlgError:                           # pragma: no cover - damped, PD
+            return q.astype(np.int64).reshape(np.shape(w))
+        r = x[idx].copy()
+        zero = x[idx] == 0
+        out = np.empty_like(r)
+        for i in range(len(idx)):
+            out[i] = np.where(zero[i], 0.0, quant(r[i]))
+            err = (r[i] - out[i]) / u[i, i]
+            r[i + 1:] -= np.outer(u[i, i + 1:], err)
+        q[idx] = out
+    return q.astype(np.int64).reshape(np.shape(w))
+
+
 def worst_case_input(mant: np.ndarray, axis, payload_max: int, signed: bool = False) -> int:
     """Largest |sum| over the weights of one destination neuron, for sources
     whose payloads lie in [0, payload_max] (ReLU rates, images), or in

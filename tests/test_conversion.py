@@ -12,7 +12,8 @@ from neurocomp.lower import conversion_plan
 from neurocomp.lowered import LIFNeuron, SigmaDeltaNeuron
 from neurocomp.options import RATE_CHANNEL_SCALE_FLOOR
 from neurocomp.passes import PassContext, run_pipeline
-from neurocomp.quant import Formats, bias_to_mant_exp, choose_lif_format, worst_case_input
+from neurocomp.quant import (Formats, bias_to_mant_exp, choose_lif_format, round_mantissas, round_mantissas_optq,
+                             worst_case_input)
 from keras_zoo import load_digits_data
 
 MODES = ("rate", "rate-soft", "sigma-delta")
@@ -133,6 +134,60 @@ def test_bias_mantissa_and_exponent():
     assert clipped == 1
     assert np.all(np.abs(mant) <= 4095) and np.all((exp >= 0) & (exp <= 7))
     np.testing.assert_array_equal((mant << exp)[:4], [0, 64, -4095, 4096 * 64])
+
+
+def _correlated_inputs(rng, n, d):
+    """Non-negative, correlated inputs with a few never-active ones (like pixels or rates)."""
+    x = np.maximum(rng.normal(0, 1, (n, 4)) @ rng.normal(0, 1, (4, d)) + rng.normal(0, 0.3, (n, d)), 0)
+    x[:, :3] = 0
+    return x
+
+
+@pytest.mark.parametrize("signs", ["mixed", "excitatory"])
+def test_optq_rounding_lowers_the_output_error_and_keeps_lavas_formats(signs):
+    rng = np.random.default_rng(4)
+    x = _correlated_inputs(rng, 2000, 60)
+    w = rng.normal(0, 1, (60, 12)) if signs == "mixed" else rng.uniform(0, 1, (60, 12))
+    w[5, :4] = 0.0                                      # pruned weights stay pruned
+    scale, limit = 9.0, 254
+    h = x.T @ x
+    near = round_mantissas(w, scale, limit)
+    q = round_mantissas_optq(w, scale, limit, h)
+    err = lambda m: float(np.mean((x @ (m - w * scale)) ** 2))
+    assert err(q) < 0.6 * err(near), (err(q), err(near))
+    assert np.abs(q).max() <= limit and np.all(q[5, :4] == 0)
+    np.testing.assert_array_equal(q[:3], near[:3])      # inputs never active: nearest
+    if signs == "mixed":
+        assert np.all(q % 2 == 0)                       # Lava drops a mixed matrix's LSB
+    else:
+        assert q.min() >= 0                             # a one-signed matrix keeps its sign
+
+
+@pytest.mark.parametrize("name,mode", [("mlp_digits", "rate"), ("lenet", "rate-soft")])
+def test_optq_rounding_keeps_the_quantised_network_closer_to_the_float_one(models, calib, name, mode):
+    """Error-feedback rounding (the default) against nearest rounding: every weighted
+    layer's quantised-ANN values stay at least as close to the float network's on
+    held-out data, and the whole network's closer."""
+    from neurocomp.ir.reference import run_float
+    from neurocomp.lower import _scale_of
+    model, x, _ = models[name]
+    held_out = x                                         # the test split (calib: training samples)
+    rms = {}
+    for rounding in ("nearest", "optq"):
+        c = neurocomp.compile(model, calib=calib_for(name, calib), mode=mode, weight_rounding=rounding)
+        plans = {p.name: p for p in conversion_plan(c.graph)}
+        fl = run_float(c.graph, held_out, keep=[p.value_node for p in plans.values()])
+        q = quantised_ann(c.net, held_out)
+        rms[rounding] = {}
+        for p in plans.values():
+            if p.kind != "weighted":
+                continue
+            want = fl[p.value_node] / _scale_of(c.graph, plans, p.name)
+            if not p.is_output:
+                want = np.clip(want, 0, 1)
+            rms[rounding][p.name] = float(np.sqrt(np.mean((want - q[p.name].reshape(want.shape)) ** 2)))
+    assert all(rms["optq"][k] <= 1.05 * rms["nearest"][k] for k in rms["nearest"]), rms
+    assert sum(rms["optq"].values()) < 0.9 * sum(rms["nearest"].values()), rms
 
 
 # -- accuracy and agreement -----------------------------------------------------------

@@ -135,15 +135,22 @@ def test_it_counts_like_reset_by_subtraction(vth, weight, payload, bias):
 
 
 def test_keeps_the_ann_accuracy_where_reset_to_zero_does_not(models, calib):
+    """Averaged over T = L+16, L+32, L+64: on 200 test digits one sample is half a
+    point, and single-T accuracies of equally good networks differ by a few samples."""
+    from neurocomp.readout import scores
     model, x, y = models["lenet"]
     syn = neurocomp.compile(model, calib=calib, mode="rate")
     zero = neurocomp.compile(model, calib=calib, mode="rate", rate_reset="zero")
     soft = neurocomp.compile(model, calib=calib, mode="rate-soft")
     ann = float((ir.predict(syn.graph, x).argmax(1) == y).mean())
-    steps = syn.latency_steps + 32
-    a_syn, a_zero, a_soft = (c.simulate(x, steps).accuracy(y) for c in (syn, zero, soft))
+
+    def accuracy(c):
+        res = c.simulate(x, c.latency_steps + 64).result
+        return np.mean([(scores(c.net, res, c.latency_steps + k).argmax(1) == y).mean() for k in (16, 32, 64)])
+
+    a_syn, a_zero, a_soft = (accuracy(c) for c in (syn, zero, soft))
     assert a_syn >= ann - 0.02, (a_syn, ann)
-    assert a_syn >= a_zero and abs(a_syn - a_soft) <= 0.02, (a_syn, a_zero, a_soft)
+    assert a_syn >= a_zero and abs(a_syn - a_soft) <= 0.015, (a_syn, a_zero, a_soft)
 
 
 @pytest.mark.parametrize("mode", ["rate", "rate-soft"])
