@@ -1005,8 +1005,11 @@ def lower(g: nx.DiGraph, options=None, hw=None, vth_caps: Optional[dict] = None,
     fan_out = {p.name: sum(s == p.name for q in plans for s in q.sources) for p in plans}
     lim = fmt.mantissa_max
     arrival: dict[str, int] = {}           # step (0-based) each population's input first arrives
+    # the Hessians describe per-step input currents under constant-current input; a temporal
+    # code's per-step inputs differ (mlp_digits, phase code: 0.92 -> 0.905 at L+128 with them)
     hessians = calibration_hessians(g, plans, opt.maxpool, calib) if calib is not None \
-        and opt.weight_rounding == "optq" and mode in ("rate", "rate-soft") else {}
+        and opt.weight_rounding == "optq" and mode in ("rate", "rate-soft") \
+        and opt.encoding == "constant" else {}
     for p in plans:
         if p.kind == "input":
             scale = float(np.max(act_scale(g, p.value_node)))

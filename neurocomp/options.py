@@ -51,7 +51,8 @@ class ConvertOptions(BaseModel):
         "optq", description="rate modes: how weights become mantissas.  optq: error feedback on "
         "calibration activations (OPTQ): each rounding error is spread over the inputs not yet "
         "rounded, so a layer's output error on real inputs is least-squares smaller; nearest: "
-        "round each weight on its own (also without calibration data)")
+        "round each weight on its own (also without calibration data, and with any input encoding "
+        "but constant current, whose per-step inputs the calibration statistics describe)")
     input_bits: int = Field(8, ge=1, le=16, description="graded input payload bits (constant current)")
     v_init: Optional[float] = Field(None, ge=0, lt=1, description="initial membrane, fraction of "
                                     "threshold (0.5 rounds rates instead of flooring them); default: 0.5 "
