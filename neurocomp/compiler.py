@@ -127,7 +127,7 @@ def compile(model, calib: Optional[np.ndarray] = None, hw="loihi2", options: Opt
     """
     from neurocomp.frontends.keras import load_keras
     from neurocomp.hw import load_hw
-    from neurocomp.lower import lower
+    from neurocomp.lower import lower, optq_hessians
     from neurocomp.passes import PassContext, run_pipeline
 
     opt = options or ConvertOptions(**option_overrides)
@@ -141,13 +141,14 @@ def compile(model, calib: Optional[np.ndarray] = None, hw="loihi2", options: Opt
     names = passes_for(opt)
     g = run_pipeline(g, names, ctx, on_pass=on_pass)
     t0 = time.perf_counter()
-    net = lower(g, opt, hw_cfg, calib=ctx.calib)
+    hessians = optq_hessians(g, opt, ctx.calib)
+    net = lower(g, opt, hw_cfg, hessians=hessians)
     if opt.reset_synapse and ctx.calib is not None:
         # thresholds that leave u room for the negative input calibration data shows
         from neurocomp.lower import synapse_reset_caps
         caps = synapse_reset_caps(net, ctx.calib[:RATE_CORRECTION_SAMPLES], opt.max_steps)
         if caps:
-            net = lower(g, opt, hw_cfg, vth_caps=caps, calib=ctx.calib)
+            net = lower(g, opt, hw_cfg, vth_caps=caps, hessians=hessians)
             ctx.notes["synapse_reset_vth"] = caps
     if opt.mode != "sigma-delta":
         # the bundle's input neuron remembers the encoding; encode() reads it from there

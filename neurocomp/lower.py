@@ -900,6 +900,18 @@ OPTQ_CHUNK = 1 << 22            # window elements per batch of calibration sampl
 OPTQ_BATCH = 64                 # calibration samples run through the float graph at a time
 
 
+def optq_hessians(g: nx.DiGraph, opt, calib: Optional[np.ndarray]) -> dict[str, np.ndarray]:
+    """``calibration_hessians`` where ``weight_rounding="optq"`` applies (a rate mode,
+    constant-current input, calibration data), else none.  They depend on neither
+    thresholds nor formats, so one set serves every ``lower`` of the same graph."""
+    # the Hessians describe per-step input currents under constant-current input; a temporal
+    # code's per-step inputs differ (mlp_digits, phase code: 0.92 -> 0.905 at L+128 with them)
+    if calib is None or opt.weight_rounding != "optq" or opt.mode not in ("rate", "rate-soft") \
+            or opt.encoding != "constant":
+        return {}
+    return calibration_hessians(g, conversion_plan(g, opt.maxpool), opt.maxpool, calib)
+
+
 def calibration_hessians(g: nx.DiGraph, plans: list[PopPlan], maxpool: str, x: np.ndarray
                          ) -> dict[str, np.ndarray]:
     """Per weighted population fed by one connection (of at most ``OPTQ_MAX_INPUTS``
@@ -986,11 +998,11 @@ def _hops(net: LoweredNet) -> int:
 
 
 def lower(g: nx.DiGraph, options=None, hw=None, vth_caps: Optional[dict] = None,
-          calib: Optional[np.ndarray] = None) -> LoweredNet:
+          hessians: Optional[dict] = None) -> LoweredNet:
     """Build the integer network from a calibrated float graph (see ``ConvertOptions``).
     ``vth_caps``: thresholds of ``rate_reset="synapse"`` layers, by population, instead of
-    ``synapse_reset_vth_cap`` (``synapse_reset_caps`` measures them).  ``calib``: inputs
-    whose activations steer ``weight_rounding="optq"`` (nearest rounding without them)."""
+    ``synapse_reset_vth_cap`` (``synapse_reset_caps`` measures them).  ``hessians``:
+    ``optq_hessians`` of ``g``, for ``weight_rounding="optq"`` (nearest rounding without)."""
     from neurocomp.options import ConvertOptions
 
     opt = options or ConvertOptions()
@@ -1005,11 +1017,7 @@ def lower(g: nx.DiGraph, options=None, hw=None, vth_caps: Optional[dict] = None,
     fan_out = {p.name: sum(s == p.name for q in plans for s in q.sources) for p in plans}
     lim = fmt.mantissa_max
     arrival: dict[str, int] = {}           # step (0-based) each population's input first arrives
-    # the Hessians describe per-step input currents under constant-current input; a temporal
-    # code's per-step inputs differ (mlp_digits, phase code: 0.92 -> 0.905 at L+128 with them)
-    hessians = calibration_hessians(g, plans, opt.maxpool, calib) if calib is not None \
-        and opt.weight_rounding == "optq" and mode in ("rate", "rate-soft") \
-        and opt.encoding == "constant" else {}
+    hessians = hessians or {}
     for p in plans:
         if p.kind == "input":
             scale = float(np.max(act_scale(g, p.value_node)))

@@ -66,14 +66,18 @@ class Formats:
         return (1 << self.vth_bits) - 1
 
 
+def _lava_round(x: np.ndarray, mixed: bool) -> np.ndarray:
+    """Nearest mantissas that survive Lava: a mixed-sign matrix loses its LSB, so even values."""
+    return 2 * np.round(x / 2) if mixed else np.round(x)
+
+
 def round_mantissas(w: np.ndarray, scale: float, limit: int) -> np.ndarray:
     """``round(w * scale)`` as Lava's Dense will apply it: mixed-sign
     matrices lose their LSB in Lava, so they are rounded to even values
     (still 8-bit magnitude); clipped to ``limit``."""
     x = w * scale
-    mixed = x.size and x.min() < 0 < x.max()
-    q = 2 * np.round(x / 2) if mixed else np.round(x)
-    return np.clip(q, -limit, limit).astype(np.int64)
+    mixed = bool(x.size and x.min() < 0 < x.max())
+    return np.clip(_lava_round(x, mixed), -limit, limit).astype(np.int64)
 
 
 def round_mantissas_optq(w: np.ndarray, scale: float, limit: int, hessian: np.ndarray,
@@ -90,13 +94,12 @@ def round_mantissas_optq(w: np.ndarray, scale: float, limit: int, hessian: np.nd
     x = np.asarray(w, np.float64).reshape(len(hessian), -1) * scale
     if mixed is None:
         mixed = bool(x.size and x.min() < 0 < x.max())
-    step = 2.0 if mixed else 1.0                     # Lava drops a mixed matrix's LSB
     # feedback must not give a one-signed matrix the other sign (nor Lava's mixed mode)
     lo = -limit if mixed or x.min(initial=0) < 0 else 0
     hi = limit if mixed or x.max(initial=0) > 0 else 0
 
     def quant(r):
-        return np.clip(step * np.round(r / step), lo, hi)
+        return np.clip(_lava_round(r, mixed), lo, hi)
 
     h = np.array(hessian, np.float64)
     live = np.diag(h) > 0
