@@ -16,6 +16,9 @@ checked bit-exact against Lava on a few samples (``--lava N``).  ``mobilenet_v2`
 is a MobileNetV2-style net (stride-2 stem, four inverted residual blocks:
 1x1 expansion x3, depthwise, linear 1x1 projection, residual Add without ReLU;
 a 1x1 head, global average pooling), converted through ``fold_linear_layers``.
+``resnet_qcfs`` and ``mobilenet_qcfs`` are their QCFS twins
+(``neurocomp.training.qcfs_finetune``: the trained plain model, every ReLU a QCFS,
+fine-tuned two epochs at level counts 6-24), in the rate modes.
 
 Issue 7 adds ``few-spike`` (fs_k 4 and 6) to the MLP/CNN tables: its latency
 L is (hops) * k + 1 steps, after which the output cycle is complete.
@@ -41,7 +44,8 @@ the mean steps and accuracy with early exit; and the same CNN trained with
 ``neurocomp.training.QCFS`` activations (``--qcfs-levels``, cached like the
 other models) next to the plain one in rate-soft and few-spike.
 
-    .venv/bin/python benchmarks/accuracy.py [--limit N] [--models mlp,cnn,resnet,mobilenet,mobilenet_v2]
+    .venv/bin/python benchmarks/accuracy.py [--limit N] [--models mlp,cnn,resnet,mobilenet,mobilenet_v2,
+                                                      resnet_qcfs,mobilenet_qcfs]
                                             [--lava N] [--json out.json]
     .venv/bin/python benchmarks/accuracy.py --compare [--limit N] [--json out.json]
 """
@@ -80,7 +84,7 @@ CONFIGS = [  # (mode, normalization, channelwise[, extra options])
 ]
 
 
-ARCH_MODELS = ("resnet", "mobilenet", "mobilenet_v2")
+ARCH_MODELS = ("resnet", "mobilenet", "mobilenet_v2", "resnet_qcfs", "mobilenet_qcfs")
 ARCH_CONFIGS = [  # (mode, normalization, channelwise, maxpool)
     ("sigma-delta", "percentile", True, "exact"),
     ("rate-soft", "percentile", True, "exact"),
@@ -103,6 +107,8 @@ def _cfg(c) -> tuple:
 def configs_for(name: str) -> list:
     if name not in ARCH_MODELS:
         return [_cfg(c) for c in CONFIGS]
+    if name.endswith("_qcfs"):    # the modes rate codes are trained for (reset-to-zero: see resnet's rows)
+        return [_cfg(c) for c in ARCH_CONFIGS if c[4:] != ({"rate_reset": "zero"},)]
     return [_cfg(c) for c in ARCH_CONFIGS + (AVG_CONFIGS if name == "mobilenet" else [])]
 
 
@@ -190,6 +196,28 @@ def trained(name: str, data, epochs: int, retrain: bool, qcfs_levels: int = 4):
     CACHE.mkdir(parents=True, exist_ok=True)
     m.save(path)
     return m
+
+
+QCFS_TWINS = {"resnet_qcfs": "resnet", "mobilenet_qcfs": "mobilenet"}
+TWIN_LEVELS = (6, 24)        # neurocomp.training.qcfs_finetune's level range (its default)
+
+
+def qcfs_twin(name: str, data, plain, retrain: bool = False):
+    """The plain model's QCFS twin (``neurocomp.training.qcfs_finetune``: every ReLU a QCFS,
+    lambda from the activation's 99.9th percentile, two epochs of fine-tuning on the training
+    images at level counts redrawn per layer and batch from TWIN_LEVELS)."""
+    import keras
+    from neurocomp.training import qcfs_finetune
+    path = CACHE / f"{name}{TWIN_LEVELS[0]}-{TWIN_LEVELS[1]}.keras"
+    if path.exists() and not retrain:
+        return keras.models.load_model(path, compile=False)
+    x_tr, y_tr, _, _ = data
+    t0 = time.time()
+    twin = qcfs_finetune(plain, x_tr, y_tr, levels=TWIN_LEVELS)
+    print(f"fine-tuned {name} (QCFS, levels {TWIN_LEVELS}) in {time.time() - t0:.0f} s", flush=True)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    twin.save(path)
+    return twin
 
 
 def lava_check(c, x, steps) -> str:
@@ -429,7 +457,13 @@ def main(argv=None):
     for name in args.models.split(","):
         epochs = {"mlp": args.epochs_mlp, "cnn": args.epochs_cnn,
                   "mobilenet": args.epochs_mobilenet}.get(name, args.epochs_arch)
-        model = trained(name, data, epochs, args.retrain)
+        if name in QCFS_TWINS:
+            base = QCFS_TWINS[name]
+            plain = trained(base, data, args.epochs_mobilenet if base == "mobilenet" else args.epochs_arch,
+                            args.retrain)
+            model = qcfs_twin(name, data, plain, args.retrain)
+        else:
+            model = trained(name, data, epochs, args.retrain)
         print(f"{name}:", flush=True)
         cfgs = [c for c in configs_for(name) if not args.modes or c[0] in args.modes.split(",")]
         results[name] = evaluate(model, data, args.limit, configs=cfgs,

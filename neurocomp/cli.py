@@ -120,12 +120,15 @@ def inspect(model: Path):
 @click.option("--encoding", type=click.Choice(["constant", "poisson", "signed-poisson", "if", "burst", "phase"]),
               default="constant", show_default=True, help="Input encoding (sigma-delta: constant only).")
 @click.option("--input-bits", type=int, default=8, show_default=True)
+@click.option("--trade-input-bits/--exact-input-bits", default=True, show_default=True,
+              help="rate with --rate-reset synapse: use the input width of --input-bits and up to 3 "
+              "fewer whose quantised network is closest to the float one on the calibration data.")
 @click.option("--calib-samples", type=int, default=500, show_default=True)
 def compile_cmd(model, out, hw, mode, calib, steps, normalization, percentile, channelwise, netx, v_init,
                 readout, input_bits, calib_samples, readout_k=3, encoding="constant", fs_k=6,
                 maxpool="exact", synapse_tau=1.0, max_rate=1.0, rate_correction=True, avgpool_fold=None,
                 rate_reset=None, max_steps=128, channel_scale_floor=None, delay_biases=None,
-                signed_spikes=None, weight_rounding="optq"):
+                signed_spikes=None, weight_rounding="optq", trade_input_bits=True):
     """Compile MODEL (.keras/.h5) into a deployable bundle in OUT."""
     from pydantic import ValidationError
 
@@ -148,7 +151,8 @@ def compile_cmd(model, out, hw, mode, calib, steps, normalization, percentile, c
                              max_rate=max_rate, rate_correction=rate_correction, avgpool_fold=avgpool_fold,
                              rate_reset=rate_reset, max_steps=max(max_steps, steps or 0),
                              channel_scale_floor=channel_scale_floor, delay_biases=delay_biases,
-                             signed_spikes=signed_spikes, weight_rounding=weight_rounding)
+                             signed_spikes=signed_spikes, weight_rounding=weight_rounding,
+                             trade_input_bits=trade_input_bits)
     except ValidationError as e:
         err0 = e.errors()[0]
         raise DataError(f"option --{str(err0['loc'][0]).replace('_', '-')}: {err0['msg']}") from None

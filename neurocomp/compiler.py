@@ -115,6 +115,7 @@ def check_options(opt: ConvertOptions) -> None:
 
 
 RATE_CORRECTION_SAMPLES = 300      # calibration samples simulated by correct_rates
+INPUT_BITS_SAMPLES = 200           # calibration samples trade_input_bits compares networks on
 
 
 def compile(model, calib: Optional[np.ndarray] = None, hw="loihi2", options: Optional[ConvertOptions] = None,
@@ -150,6 +151,13 @@ def compile(model, calib: Optional[np.ndarray] = None, hw="loihi2", options: Opt
         if caps:
             net = lower(g, opt, hw_cfg, vth_caps=caps, hessians=hessians)
             ctx.notes["synapse_reset_vth"] = caps
+        if opt.trade_input_bits and opt.encoding == "constant":
+            from neurocomp.lower import trade_input_bits
+            net, errors = trade_input_bits(
+                g, net, opt, lambda o: lower(g, o, hw_cfg, vth_caps=caps or None, hessians=hessians),
+                ctx.calib[:INPUT_BITS_SAMPLES])
+            ctx.notes["input_bits"] = {"chosen": int(net.meta["options"]["input_bits"]),
+                                       "output_error": {int(b): e for b, e in errors.items()}}
     if opt.mode != "sigma-delta":
         # the bundle's input neuron remembers the encoding; encode() reads it from there
         net.populations[net.input].neuron.encoding = opt.encoding

@@ -54,6 +54,12 @@ class ConvertOptions(BaseModel):
         "round each weight on its own (also without calibration data, and with any input encoding "
         "but constant current, whose per-step inputs the calibration statistics describe)")
     input_bits: int = Field(8, ge=1, le=16, description="graded input payload bits (constant current)")
+    trade_input_bits: bool = Field(True, description="rate with rate_reset synapse, constant-current "
+                                   "input and calibration data: use the input width, of input_bits "
+                                   "and up to 3 fewer (not below 4), whose quantised network is closest "
+                                   "to the float one on calibration data (the first layer's threshold is "
+                                   "capped for u's range, so wide pixels leave its weights few mantissa "
+                                   "levels); off: exactly input_bits")
     v_init: Optional[float] = Field(None, ge=0, lt=1, description="initial membrane, fraction of "
                                     "threshold (0.5 rounds rates instead of flooring them); default: 0.5 "
                                     "for rate-soft, 0 for rate (NetX files cannot set an initial state)")

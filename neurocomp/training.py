@@ -11,6 +11,12 @@
   (plus the pipeline depth).  The Keras frontend reads it as a ReLU capped at
   ``lambda`` and records ``lambda`` as the activation-scale hint
   ``meta["act_scale_hint"]`` (and ``L`` as ``meta["qcfs_levels"]``).
+* :func:`qcfs_finetune` -- turns a trained ReLU network into its QCFS twin:
+  every ReLU layer becomes a QCFS whose lambda starts at the activation's
+  99.9th percentile, and the twin is fine-tuned with the level count redrawn
+  per layer and batch from a range, so it suits every window a run gives its
+  layers (a rate-coded layer at depth ``d`` resolves ``T - d`` levels, not one
+  fixed ``L``).
 * :class:`RateRegularizer` -- an activity regulariser that keeps activations
   in the range a rate code can carry: it penalises activations above
   ``ceiling`` (they would be clipped at the neuron's maximum rate) and units
@@ -22,12 +28,16 @@ file that uses them reloads once ``neurocomp.training`` is imported, which
 """
 from __future__ import annotations
 
+import math
+
+import numpy as np
+
 from neurocomp.frontends.keras import import_keras
 
 keras = import_keras()
 ops = keras.ops
 
-__all__ = ["QCFS", "RateRegularizer"]
+__all__ = ["QCFS", "RateRegularizer", "qcfs_finetune"]
 
 
 @keras.saving.register_keras_serializable(package="neurocomp")
@@ -98,3 +108,89 @@ class RateRegularizer(keras.regularizers.Regularizer):
 
     def get_config(self):
         return {"ceiling": self.ceiling, "floor": self.floor, "strength": self.strength}
+
+
+class _SampledLevelsQCFS(QCFS):
+    """QCFS whose level count is a variable (redrawn per batch by ``_RedrawLevels``); training only."""
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.level_count = self.add_weight(name="level_count", shape=(), trainable=False,
+                                           initializer=keras.initializers.Constant(float(self.levels)))
+
+    def call(self, x):
+        lam = ops.abs(self.threshold) + 1e-6
+        z = x * (self.level_count / lam) + 0.5
+        z = z + ops.stop_gradient(ops.floor(z) - z)
+        return ops.clip(z / self.level_count, 0.0, 1.0) * lam
+
+
+class _RedrawLevels(keras.callbacks.Callback):
+    def __init__(self, layers, levels, seed):
+        super().__init__()
+        self.qcfs, self.log_range = layers, (math.log(levels[0]), math.log(levels[1]))
+        self.rng = np.random.default_rng(seed)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        for q in self.qcfs:
+            q.level_count.assign(float(np.round(np.exp(self.rng.uniform(*self.log_range)))))
+
+
+def _is_plain_relu(layer) -> bool:
+    if isinstance(layer, keras.layers.ReLU):
+        cfg = layer.get_config()
+        return cfg.get("max_value") is None and not cfg.get("negative_slope") and not cfg.get("threshold")
+    return isinstance(layer, keras.layers.Activation) and layer.get_config().get("activation") == "relu"
+
+
+def qcfs_finetune(model, x, y, levels: tuple[int, int] = (6, 24), epochs: int = 2, lr: float = 3e-4,
+                  batch_size: int = 128, percentile: float = 99.9, seed: int = 0, loss=None, verbose: int = 0):
+    """A copy of ``model`` with every ReLU layer (``ReLU()`` or ``Activation("relu")``) replaced
+    by a :class:`QCFS` and fine-tuned on ``(x, y)`` for low-latency rate conversion.
+
+    Each QCFS starts at lambda = the ``percentile`` of its ReLU's output on ``x[:2000]``; during
+    the ``epochs`` of Adam(``lr``) its level count is redrawn before every batch, log-uniformly
+    from ``levels`` (inclusive), so the twin keeps its accuracy at every resolution from
+    ``levels[0]`` to ``levels[1]`` steps per layer.  The returned model is built from plain
+    :class:`QCFS` layers with ``levels[1]`` levels (serialisable; the frontend reads each as a
+    ReLU capped at its trained lambda).  ``loss`` defaults to sparse categorical cross-entropy on
+    logits.  A ReLU fused into another layer (``Dense(..., activation="relu")``) is not replaced:
+    write it as a separate ``ReLU`` layer first.  Raises ``ValueError`` when the model has no
+    ReLU layer or ``levels`` is not 1 <= lo <= hi."""
+    lo, hi = int(levels[0]), int(levels[1])
+    if not 1 <= lo <= hi:
+        raise ValueError(f"qcfs_finetune: levels must satisfy 1 <= lo <= hi, got {levels}")
+    relus = [l for l in model.layers if _is_plain_relu(l)]
+    if not relus:
+        raise ValueError(f"qcfs_finetune: {model.name} has no ReLU layer to replace (fused "
+                         "activations such as Dense(activation='relu') must be separate ReLU layers)")
+    x = np.asarray(x)
+    probe = keras.Model(model.inputs, [l.output for l in relus])
+    acts = probe.predict(x[:2000], verbose=0)
+    acts = acts if isinstance(acts, (list, tuple)) else [acts]
+    lam = {l.name: max(float(np.percentile(a, percentile)), 1e-3) for l, a in zip(relus, acts)}
+
+    def twin_of(layer_cls):
+        def clone(layer):
+            if layer.name in lam:
+                return layer_cls(levels=hi, threshold=lam[layer.name], name=layer.name)
+            return layer.__class__.from_config(layer.get_config())
+        twin = keras.models.clone_model(model, clone_function=clone)
+        for a in model.layers:
+            if a.name not in lam and a.weights:
+                twin.get_layer(a.name).set_weights(a.get_weights())
+        return twin
+
+    keras.utils.set_random_seed(seed)
+    train = twin_of(_SampledLevelsQCFS)
+    train.compile(optimizer=keras.optimizers.Adam(lr),
+                  loss=loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    qcfs = [train.get_layer(n) for n in lam]
+    train.fit(x, np.asarray(y), epochs=epochs, batch_size=batch_size, verbose=verbose,
+              callbacks=[_RedrawLevels(qcfs, (lo, hi), seed)])
+    out = twin_of(QCFS)
+    for a in train.layers:
+        if a.weights:
+            w = a.get_weights()
+            out.get_layer(a.name).set_weights(w[:1] if a.name in lam else w)
+    return out

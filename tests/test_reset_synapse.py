@@ -248,6 +248,31 @@ def test_conv_thresholds_are_not_tied_to_the_largest_weight(zoo_cache, calib, na
 
 
 @pytest.mark.xdist_group("lava")
+def test_input_bits_are_traded_for_the_first_layers_weight_bits(models, calib):
+    """With the first layer's threshold capped for u's range, wide pixels push its weights to
+    the exponent floor: the compile keeps the input width (of 8, 7, 6, 5) whose quantised
+    network is closest to the float one on calibration data, which also holds on held-out
+    digits (measured: mlp_digits 7 bits, output error 0.0087 -> 0.0082); off, 8 bits stay."""
+    from neurocomp.lower import output_error
+
+    _, _, x_test, _ = load_digits_data()
+    m = models["mlp_digits"][0]
+    traded = neurocomp.compile(m, calib=calib, mode="rate")
+    exact = neurocomp.compile(m, calib=calib, mode="rate", trade_input_bits=False)
+    note = traded.notes["input_bits"]
+    assert set(note["output_error"]) == {8, 7, 6, 5}
+    chosen = note["chosen"]
+    assert chosen == min(note["output_error"], key=note["output_error"].get) and chosen < 8
+    assert traded.net.populations[traded.net.input].neuron.payload_max == (1 << chosen) - 1
+    assert traded.net.meta["options"]["input_bits"] == chosen and traded.options.input_bits == 8
+    assert "input_bits" not in exact.notes
+    assert exact.net.populations[exact.net.input].neuron.payload_max == 255
+    assert output_error(traded.net, traded.graph, x_test) < output_error(exact.net, exact.graph, x_test)
+    for other in ({"mode": "rate-soft"}, {"mode": "rate", "rate_reset": "zero"},
+                  {"mode": "rate", "encoding": "poisson"}):   # no capped threshold / no graded input
+        assert "input_bits" not in neurocomp.compile(m, calib=calib, **other).notes
+
+
 def test_bit_exact_with_lava_with_count_readout(models, calib):
     from backend_agreement import assert_identical, run_event_and_lava
     from neurocomp.encoding import encode
