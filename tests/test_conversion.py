@@ -190,6 +190,22 @@ def test_optq_rounding_keeps_the_quantised_network_closer_to_the_float_one(model
     assert sum(rms["optq"].values()) < 0.9 * sum(rms["nearest"].values()), rms
 
 
+def test_optq_leaves_few_input_kernels_to_nearest_rounding(zoo_cache, calib):
+    """A weight group of fewer than OPTQ_MIN_INPUTS inputs (a 3x3 depthwise kernel: 9) rounds to
+    nearest: its few taps cannot share an error that spikes deliver at different steps; wider
+    groups (the 1x1 conv over 16 channels) keep OPTQ."""
+    from keras_zoo import load_or_build
+    from neurocomp.lower import OPTQ_MIN_INPUTS, optq_hessians
+
+    model, _ = load_or_build("mobilenet_block", zoo_cache)
+    c = neurocomp.compile(model, calib=calib, mode="rate-soft")
+    widths = {p.name: int(np.prod(p.inputs[0].weight.shape[:-1])) for p in conversion_plan(c.graph)
+              if p.kind == "weighted" and len(p.inputs) == 1}
+    hessians = optq_hessians(c.graph, c.options, calib)
+    assert any(w < OPTQ_MIN_INPUTS for w in widths.values()) and hessians, widths
+    assert set(hessians) == {n for n, w in widths.items() if OPTQ_MIN_INPUTS <= w}, (widths, set(hessians))
+
+
 # -- accuracy and agreement -----------------------------------------------------------
 
 @pytest.mark.parametrize("mode", MODES)
