@@ -840,13 +840,15 @@ INPUT_BITS_TRADED = 3            # trade_input_bits tries input_bits, input_bits
 INPUT_BITS_MIN = 4
 
 
-def output_error(net: LoweredNet, g: nx.DiGraph, x: np.ndarray) -> float:
+def output_error(net: LoweredNet, g: nx.DiGraph, x: np.ndarray, float_out: Optional[np.ndarray] = None
+                 ) -> float:
     """Relative error of the quantised network's output against the float network's on
-    ``x``, after the best common scale: ``min_a |a q - f| / |f|``."""
+    ``x`` (``float_out``: ``predict(g, x)`` when already at hand), after the best common
+    scale: ``min_a |a q - f| / |f|``."""
     from neurocomp.analysis import quantised_ann
     from neurocomp.ir import predict
     q = quantised_ann(net, x)[net.output].reshape(len(x), -1).astype(np.float64)
-    f = np.asarray(predict(g, x), np.float64).reshape(len(x), -1)
+    f = np.asarray(predict(g, x) if float_out is None else float_out, np.float64).reshape(len(x), -1)
     qq = float((q * q).sum())
     a = float((q * f).sum()) / qq if qq > 0 else 0.0
     return float(np.linalg.norm(a * q - f) / max(np.linalg.norm(f), 1e-30))
@@ -861,11 +863,13 @@ def trade_input_bits(g: nx.DiGraph, net: LoweredNet, opt, lower_at, x: np.ndarra
     weights to the exponent floor and a few mantissa levels (MNIST MLP, 8 bits: at most 24 of
     254), and their rounding error, the same for every sample and step, outweighs the input's;
     measured output error 8 -> 6 bits: MLP 0.016 -> 0.007, CNN 0.019 -> 0.008."""
-    errors = {opt.input_bits: output_error(net, g, x)}
+    from neurocomp.ir import predict
+    f = predict(g, x)                              # the same float reference for every width
+    errors = {opt.input_bits: output_error(net, g, x, f)}
     best, best_error = net, errors[opt.input_bits]
     for bits in range(opt.input_bits - 1, max(opt.input_bits - INPUT_BITS_TRADED, INPUT_BITS_MIN) - 1, -1):
         cand = lower_at(opt.model_copy(update={"input_bits": bits}))
-        errors[bits] = output_error(cand, g, x)
+        errors[bits] = output_error(cand, g, x, f)
         if errors[bits] < best_error:
             best, best_error = cand, errors[bits]
     return best, errors

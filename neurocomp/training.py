@@ -66,10 +66,13 @@ class QCFS(keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, x):
+        return self._quantise(x, self.levels)
+
+    def _quantise(self, x, levels):
         lam = ops.abs(self.threshold) + 1e-6       # a sign flip by the optimiser must not invert the code
-        z = x * (self.levels / lam) + 0.5
+        z = x * (levels / lam) + 0.5
         z = z + ops.stop_gradient(ops.floor(z) - z)          # floor, straight-through gradient
-        return ops.clip(z / self.levels, 0.0, 1.0) * lam
+        return ops.clip(z / levels, 0.0, 1.0) * lam
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -119,10 +122,7 @@ class _SampledLevelsQCFS(QCFS):
                                            initializer=keras.initializers.Constant(float(self.levels)))
 
     def call(self, x):
-        lam = ops.abs(self.threshold) + 1e-6
-        z = x * (self.level_count / lam) + 0.5
-        z = z + ops.stop_gradient(ops.floor(z) - z)
-        return ops.clip(z / self.level_count, 0.0, 1.0) * lam
+        return self._quantise(x, self.level_count)
 
 
 class _RedrawLevels(keras.callbacks.Callback):
