@@ -278,16 +278,33 @@ def _take_back(nv, s, evth, cb, j):
     return p, np.int32(nv - p * evth)
 
 
+@numba.njit(inline="always")
+def _burst(nv, evth, burst):
+    """Thresholds v holds, 0..burst (``LIFNeuron.burst``): ``s = v > vth`` for burst 1."""
+    return np.int32(min(max((nv - 1) // evth, 0), burst))
+
+
+@numba.njit(inline="always")
+def _take_back_burst(nv, s, evth, cb, j, burst):
+    """``_take_back`` for bursts: where v is negative, up to ``burst`` thresholds
+    (no more than the net count, and no more than v lacks) come back at once."""
+    k = np.int32(min(min((evth - 1 - nv) // evth, cb[j]), burst)) * np.int32(nv < 0)
+    p = s - k
+    cb[j] += p
+    return p, np.int32(nv - p * evth)
+
+
 @_kernel(fastmath=True)
 def _lif_step(a, u, v, du, dv, vth, bias, subtract, spk, fan_out, row_counts,
-              self_w=0, bias_in=None, bias_on=0, count=None):
+              self_w=0, bias_in=None, bias_on=0, count=None, burst=None):
     """One LIF step for a batch (Lava's PyLifModelBitAcc, see neurocomp.numerics).
     ``rate_reset="synapse"`` passes ``bias_in`` (zeros without a bias neuron): last
     step's spikes (still in ``spk``) through the self synapse ``self_w`` and, when
     ``bias_on``, the always-on neuron's message ``bias_in`` join ``a`` in the loop
     (int32 wrap, as Lava's input sum), with no per-step temporaries; without it numba
     compiles the branch away.  ``count`` (net spikes per neuron) selects signed
-    spikes (``_take_back``); it too compiles away when absent."""
+    spikes (``_take_back``), ``burst`` (an int; ``reset="subtract"``) bursts of up to
+    that many spikes; they too compile away when absent."""
     batch, n = u.shape
     ku = 4096 - (du + 1)
     kv = 4096 - dv
@@ -308,15 +325,25 @@ def _lif_step(a, u, v, du, dv, vth, bias, subtract, spk, fan_out, row_counts,
             ub[j] = d
             nv = np.int32(np.int32(_rtz_decay(vb[j], kv)) + np.int64(d) + bias[j])
             nv = min(max(nv, np.int32(-(1 << 23) + 1)), np.int32((1 << 23) - 1))
-            s = nv > evth
-            if count is not None:
-                p, nv = _take_back(nv, s, evth, cb, j)
-                sb[j] = p
+            if burst is not None:
+                q = _burst(nv, evth, burst)
+                if count is not None:
+                    q, nv = _take_back_burst(nv, q, evth, cb, j, burst)
+                else:
+                    nv = np.int32(nv - q * evth)
+                sb[j] = q
                 vb[j] = nv
-                s = p != 0
+                s = q != 0
             else:
-                sb[j] = s
-                vb[j] = np.int32(nv - s * (evth if subtract else nv))
+                s = nv > evth
+                if count is not None:
+                    p, nv = _take_back(nv, s, evth, cb, j)
+                    sb[j] = p
+                    vb[j] = nv
+                    s = p != 0
+                else:
+                    sb[j] = s
+                    vb[j] = np.int32(nv - s * (evth if subtract else nv))
             cnt += s
             ev += s * fan_out[j]
         row_counts[b] = cnt
@@ -325,7 +352,7 @@ def _lif_step(a, u, v, du, dv, vth, bias, subtract, spk, fan_out, row_counts,
 
 
 @_kernel(fastmath=True)
-def _if_step(a, v, vth, bias, subtract, spk, fan_out, row_counts, count=None):
+def _if_step(a, v, vth, bias, subtract, spk, fan_out, row_counts, count=None, burst=None):
     """``_lif_step`` without decays (du=4095, dv=0: the conversion default), when
     ``u`` is not recorded: ``u`` is then this step's input alone, so it is not
     stored at all (a conditional store in the loop stops vectorisation, ~20x)."""
@@ -343,15 +370,25 @@ def _if_step(a, v, vth, bias, subtract, spk, fan_out, row_counts, count=None):
             d = np.int32(d - (d > (1 << 23)) * (1 << 24) + (d <= -(1 << 23)) * (1 << 24))
             nv = np.int32(np.int64(vb[j]) + d + bias[j])
             nv = min(max(nv, np.int32(-(1 << 23) + 1)), np.int32((1 << 23) - 1))
-            s = nv > evth
-            if count is not None:
-                p, nv = _take_back(nv, s, evth, cb, j)
-                sb[j] = p
+            if burst is not None:
+                q = _burst(nv, evth, burst)
+                if count is not None:
+                    q, nv = _take_back_burst(nv, q, evth, cb, j, burst)
+                else:
+                    nv = np.int32(nv - q * evth)
+                sb[j] = q
                 vb[j] = nv
-                s = p != 0
+                s = q != 0
             else:
-                sb[j] = s
-                vb[j] = np.int32(nv - s * (evth if subtract else nv))
+                s = nv > evth
+                if count is not None:
+                    p, nv = _take_back(nv, s, evth, cb, j)
+                    sb[j] = p
+                    vb[j] = nv
+                    s = p != 0
+                else:
+                    sb[j] = s
+                    vb[j] = np.int32(nv - s * (evth if subtract else nv))
             cnt += s
             ev += s * fan_out[j]
         row_counts[b] = cnt
@@ -800,6 +837,9 @@ class EventBackend:
         # the always-on bias neurons: one spike per step (from their first) reaching every non-zero weight
         bias_events = [(int(np.count_nonzero(b)), t0) for _, b, t0 in extra_in.values() if b is not None]
         feeds = [any(k.src == i for k in conns) for i in range(len(pops))]
+        # int32 burst caps select the kernels' burst branch; None compiles it away
+        bursts = [np.int32(p.neuron.burst) if isinstance(p.neuron, LIFNeuron) and p.neuron.burst > 1 else None
+                  for p in pops]
         events = 0
         last_input_stats = (0, 0)
         # what _lif_step adds to a synapse-reset population's input (zeros: no bias neuron)
@@ -835,11 +875,11 @@ class EventBackend:
                                                bias_in_of[i], np.int64(bias_in is not None and t > first))
                     elif du == 4095 and dv == 0 and p.name not in out_states:
                         nnz[i], ev = _if_step(a, state[i]["v"], vth, bias, sub, spk[i], fan_total[i],
-                                              counts_t[i], state[i].get("count"))
+                                              counts_t[i], state[i].get("count"), bursts[i])
                     else:
                         nnz[i], ev = _lif_step(a, state[i]["u"], state[i]["v"], du, dv, vth, bias, sub,
                                                spk[i], fan_total[i], counts_t[i], 0, None, 0,
-                                               state[i].get("count"))
+                                               state[i].get("count"), bursts[i])
                     events += ev
                     counts[p.name][:, t] = counts_t[i]
                 elif isinstance(n, SigmaNeuron):

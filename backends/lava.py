@@ -401,7 +401,8 @@ class _Graph:
                 from lava.proc.lif.process import LIF
             u0, v0 = arr(n.u0), arr(n.v0)
             # LoweredNet.validate (run() calls it) refuses a delayed bias_mant on Lava's plain LIF
-            kw = {"bias_onset": int(n.bias_onset), "signed": bool(n.signed)} if n.reset == "subtract" else {}
+            kw = {"bias_onset": int(n.bias_onset), "signed": bool(n.signed), "burst": int(n.burst)} \
+                if n.reset == "subtract" else {}
             if self.float:
                 bias = nm.lif_bias(arr(n.bias_mant), arr(n.bias_exp)) / 64.0
                 proc = LIF(shape=shp, vth=float(n.vth), du=(int(n.du) + 1) / 4096.0,

@@ -25,7 +25,9 @@ L is (hops) * k + 1 steps, after which the output cycle is complete.
 
 Mode ``rate-soft`` runs with its default signed spikes (a -1 spike takes back a spike
 the integrated input no longer warrants) and, in one row per model, without them
-(``signed_spikes=False``).
+(``signed_spikes=False``), and with bursts (``spikes_per_step=2`` and ``4``: up to that many
+spikes per step in one graded message, the calibration scale standing for that many
+spikes per step; ``--with-option spikes_per_step`` runs only those rows).
 
 Mode ``rate`` runs with its default ``rate_reset="synapse"`` (reset by subtraction
 from plain LIF hardware) and, in one row per model, with Lava LIF's reset to zero
@@ -72,6 +74,9 @@ CONFIGS = [  # (mode, normalization, channelwise[, extra options])
     ("rate-soft", "max", True),
     ("rate-soft", "spike-norm", True),
     ("rate-soft", "percentile", True, {"signed_spikes": False}),   # without the -1 spikes
+    ("rate-soft", "percentile", True, {"spikes_per_step": 2}),     # up to 2 (4) spikes per step, one message
+    ("rate-soft", "percentile", True, {"spikes_per_step": 4}),
+    ("rate-soft", "max", True, {"spikes_per_step": 2}),
     ("rate", "percentile", True),
     ("rate", "percentile", False),
     ("rate", "max", True),
@@ -89,6 +94,8 @@ ARCH_CONFIGS = [  # (mode, normalization, channelwise, maxpool)
     ("sigma-delta", "percentile", True, "exact"),
     ("rate-soft", "percentile", True, "exact"),
     ("rate-soft", "percentile", True, "exact", {"signed_spikes": False}),
+    ("rate-soft", "percentile", True, "exact", {"spikes_per_step": 2}),
+    ("rate-soft", "percentile", True, "exact", {"spikes_per_step": 4}),
     ("rate", "percentile", True, "exact"),
     ("rate", "percentile", True, "exact", {"rate_reset": "zero"}),
 ]
@@ -281,6 +288,8 @@ def _label(mode, extra) -> str:
         return f"rate ({extra.get('rate_reset') or 'synapse'} reset)"
     if mode == "rate-soft" and extra.get("signed_spikes") is False:
         return "rate-soft (unsigned)"
+    if extra.get("spikes_per_step", 1) > 1:
+        return f"{mode} burst={extra['spikes_per_step']}"
     return mode
 
 
@@ -433,6 +442,8 @@ def main(argv=None):
                     help="also check N test samples bit-exact on Lava (resnet, mobilenet)")
     ap.add_argument("--retrain", action="store_true")
     ap.add_argument("--modes", help="only these modes (comma-separated), e.g. sigma-delta")
+    ap.add_argument("--with-option", metavar="NAME",
+                    help="only the rows that set this conversion option, e.g. spikes_per_step")
     ap.add_argument("--compare", action="store_true",
                     help="the mode x encoding x read-out comparison on the CNN and its QCFS-trained twin")
     ap.add_argument("--qcfs-levels", type=int, default=4, help="QCFS quantisation levels (--compare)")
@@ -465,7 +476,8 @@ def main(argv=None):
         else:
             model = trained(name, data, epochs, args.retrain)
         print(f"{name}:", flush=True)
-        cfgs = [c for c in configs_for(name) if not args.modes or c[0] in args.modes.split(",")]
+        cfgs = [c for c in configs_for(name) if (not args.modes or c[0] in args.modes.split(","))
+                and (not args.with_option or args.with_option in c[4])]
         results[name] = evaluate(model, data, args.limit, configs=cfgs,
                                  lava=args.lava if name in ARCH_MODELS else 0)
         out.append(table(name, results[name], min(args.limit, 10000)))

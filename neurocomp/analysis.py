@@ -32,7 +32,7 @@ def connection_matrix(net: LoweredNet, c) -> sp.csr_matrix:
 
 def quantised_ann(net: LoweredNet, x: np.ndarray, currents: Optional[dict] = None) -> dict[str, np.ndarray]:
     """Per population, the steady-state value the spiking network approximates:
-    rates (spikes per step, clipped to [0, 1]) for LIF populations, the
+    rates (spikes per step, clipped to [0, burst]) for LIF populations, the
     output's per-step input over its threshold for a membrane read-out, and
     decoded activations (1.0 = the calibration scale) for sigma-delta and
     few-spike ones (few-spike: floored to its k bits and clipped, as the
@@ -66,7 +66,7 @@ def quantised_ann(net: LoweredNet, x: np.ndarray, currents: Optional[dict] = Non
             if currents is not None:      # per-step input in weight units, e.g. to size u's range
                 currents[name] = z
             r = z / vth
-            vals[name] = r if name == net.output else np.clip(r, 0.0, 1.0)
+            vals[name] = r if name == net.output else np.clip(r, 0.0, float(n.burst))
         elif isinstance(n, SigmaNeuron):
             vals[name] = z + (0 if n.bias is None else np.asarray(n.bias))
         elif isinstance(n, SigmaDeltaNeuron):

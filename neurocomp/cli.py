@@ -91,6 +91,9 @@ def inspect(model: Path):
 @click.option("--signed-spikes/--no-signed-spikes", default=None,
               help="rate-soft: -1 spikes take back spikes the integrated input no longer warrants "
               "(Loihi 2 graded spikes; default: on).")
+@click.option("--spikes-per-step", type=int, default=1, show_default=True,
+              help="rate-soft: most spikes a neuron sends per step, as one graded message; the "
+              "calibration scale stands for that many spikes per step.")
 @click.option("--weight-rounding", type=click.Choice(["optq", "nearest"]), default="optq", show_default=True,
               help="Rate modes: round weights with error feedback on calibration activations (optq) "
               "or each on its own (nearest).")
@@ -128,7 +131,7 @@ def compile_cmd(model, out, hw, mode, calib, steps, normalization, percentile, c
                 readout, input_bits, calib_samples, readout_k=3, encoding="constant", fs_k=6,
                 maxpool="exact", synapse_tau=1.0, max_rate=1.0, rate_correction=True, avgpool_fold=None,
                 rate_reset=None, max_steps=128, channel_scale_floor=None, delay_biases=None,
-                signed_spikes=None, weight_rounding="optq", trade_input_bits=True):
+                signed_spikes=None, weight_rounding="optq", trade_input_bits=True, spikes_per_step=1):
     """Compile MODEL (.keras/.h5) into a deployable bundle in OUT."""
     from pydantic import ValidationError
 
@@ -152,7 +155,7 @@ def compile_cmd(model, out, hw, mode, calib, steps, normalization, percentile, c
                              rate_reset=rate_reset, max_steps=max(max_steps, steps or 0),
                              channel_scale_floor=channel_scale_floor, delay_biases=delay_biases,
                              signed_spikes=signed_spikes, weight_rounding=weight_rounding,
-                             trade_input_bits=trade_input_bits)
+                             trade_input_bits=trade_input_bits, spikes_per_step=spikes_per_step)
     except ValidationError as e:
         err0 = e.errors()[0]
         raise DataError(f"option --{str(err0['loc'][0]).replace('_', '-')}: {err0['msg']}") from None

@@ -109,6 +109,9 @@ def check_options(opt: ConvertOptions) -> None:
         raise NeurocompError(f"signed spikes need rate-soft's microcoded neuron (mode {opt.mode} has "
                              "none with a spike count to take back); use --mode rate-soft or drop "
                              "--signed-spikes")
+    if opt.spikes_per_step > 1 and opt.mode != "rate-soft":
+        raise NeurocompError(f"--spikes-per-step above 1 (bursts) needs rate-soft's microcoded neuron (mode {opt.mode} sends at most "
+                             "one spike per step); use --mode rate-soft or --spikes-per-step 1")
     if opt.mode == "rate" and opt.rate_reset == "synapse" and opt.synapse_tau > 1:
         raise NeurocompError("--synapse-tau filters through the current u, which rate reset 'synapse' "
                              "uses as its integrator; use --rate-reset zero with --synapse-tau")

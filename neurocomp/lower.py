@@ -550,13 +550,14 @@ def _input_layer_format(net, inp: str, w_n, sum_axes, fmt, cap, signed, unit):
     exponent): the worst-case input bound couples them."""
     neuron = net.populations[inp].neuron
     scale_per_unit = neuron.payload_per_unit / neuron.payload_max       # 1 / calibration max
+    per_payload = unit[inp] / neuron.payload_max          # 1 / burst: the weights carry bursts
     # the widest input whose first layer keeps 7-bit weight mantissas; else 4-bit input
     # (weight rounding errors hit every sample the same way, input rounding averages out)
     best = None
     for bits in range(int(np.log2(neuron.payload_max + 1)), 3, -1):
         pmax = (1 << bits) - 1
-        lf = choose_lif_format([w_n], [pmax], [pmax], [sum_axes], fmt, allow_exp=False, vth_cap=cap,
-                               signed=[signed])
+        lf = choose_lif_format([w_n], [pmax * per_payload], [pmax], [sum_axes], fmt, allow_exp=False,
+                               vth_cap=cap, signed=[signed])
         best = (0, bits, lf)
         if int(np.abs(lf.mantissas[0]).max()) >= 128:
             break
@@ -564,7 +565,7 @@ def _input_layer_format(net, inp: str, w_n, sum_axes, fmt, cap, signed, unit):
     pmax = (1 << bits) - 1
     neuron.payload_max = pmax
     neuron.payload_per_unit = pmax * scale_per_unit
-    unit[inp] = pmax
+    unit[inp] = pmax * per_payload
     return lf
 
 
@@ -1076,8 +1077,10 @@ def lower(g: nx.DiGraph, options=None, hw=None, vth_caps: Optional[dict] = None,
                                  signed=bool(g.nodes[p.value_node].get("meta", {}).get("signed", False)))
             net.add_population(p.name, p.shape, neuron)
             net.input = p.name
-            # few-spike: a constant input delivers k payloads per cycle
-            unit[p.name] = pmax_in * (opt.fs_k if mode == "few-spike" else 1)
+            # few-spike: a constant input delivers k payloads per cycle; bursts: the first layer's
+            # weights, not the pixels (already at their widest), carry the burst factor
+            unit[p.name] = pmax_in * (opt.fs_k if mode == "few-spike" else 1) / (
+                opt.spikes_per_step if mode == "rate-soft" else 1)
             continue
         conns, b_n = _normalised(g, by_name, p)
         n = int(np.prod(p.shape))
@@ -1092,7 +1095,7 @@ def lower(g: nx.DiGraph, options=None, hw=None, vth_caps: Optional[dict] = None,
                 k.fc.delay = int(k.fc.delay) * opt.fs_k
         elif mode in ("rate", "rate-soft"):
             # membrane read-out: v integrates ~|logit| * vth * 64 per step and must stay below 2^23
-            cap = (1 << 17) // (2 * opt.max_steps) if membrane else fmt.vth_max
+            cap = (1 << 17) // (2 * opt.max_steps * math.ceil(opt.rate_scale)) if membrane else fmt.vth_max
             synapse_reset = opt.reset_synapse and not membrane
             # A conv takes a weight exponent where its messages stay below 2^23 (Lava's Conv has
             # no exponent: it runs as a Sparse matrix there, which does not wrap at 24 bits as
@@ -1127,7 +1130,7 @@ def lower(g: nx.DiGraph, options=None, hw=None, vth_caps: Optional[dict] = None,
                 cap = min(cap, (vth_caps or {}).get(p.name) or synapse_reset_vth_cap(opt.max_steps))
             if b_n is not None and np.abs(b_n).max() > 0 and not synapse_reset:
                 # biases are b' * vth weight units and must fit the bias mantissa/exponent
-                cap = min(cap, int(fmt.max_bias_weight_units / float(np.abs(b_n).max())))
+                cap = min(cap, int(fmt.max_bias_weight_units / float(np.abs(b_n).max() * opt.rate_scale)))
             cap = max(cap, 1)
             signed = [bool(getattr(net.populations[k.fc.src].neuron, "signed", False)) for k in conns]
             allow_exp = (conv_exp or all(k.kind == "dense" for k in conns)) and not opt.netx_weights
@@ -1169,7 +1172,7 @@ def lower(g: nx.DiGraph, options=None, hw=None, vth_caps: Optional[dict] = None,
             vth = int(round(lf.vth * tau))
             # biases in whole weight units (x64 in v): what NetX's CUBA bias can hold
             bias_w = np.zeros(n) if b_n is None else np.round(np.broadcast_to(
-                b_n, p.shape).reshape(-1) * vth * opt.max_rate)
+                b_n, p.shape).reshape(-1) * vth * opt.rate_scale)
             bm, be, _ = bias_to_mant_exp(bias_w * (1 << nm.ACT_SHIFT), fmt, exp_min=nm.ACT_SHIFT)
             v0 = None
             if opt.initial_membrane and not membrane:
@@ -1182,7 +1185,8 @@ def lower(g: nx.DiGraph, options=None, hw=None, vth_caps: Optional[dict] = None,
                 neuron = LIFNeuron(vth=fmt.vth_max if membrane else vth, du=du, dv=0, bias_mant=bm,
                                    bias_exp=be, v0=v0, reset="subtract" if mode == "rate-soft" else "zero",
                                    bias_onset=onset if mode == "rate-soft" else 0,
-                                   signed=opt.spikes_signed and not p.is_output)
+                                   signed=opt.spikes_signed and not p.is_output,
+                                   burst=opt.spikes_per_step if mode == "rate-soft" and not membrane else 1)
             unit[p.name] = 1
             net.meta.setdefault("vth_nominal", {})[p.name] = int(vth)
         else:

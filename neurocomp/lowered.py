@@ -33,6 +33,16 @@ Neuron kinds (arithmetic in ``neurocomp.numerics``):
   threshold per step): a spike fired on an early, unrepresentative volley no longer
   stays in the count.  Payloads are -1 or +1 (graded messages).
 
+  ``burst`` b > 1 (``reset="subtract"`` only; ``ConvertOptions.burst``): one step's
+  message carries as many thresholds as v holds, up to b (burst spikes, Li & Zeng
+  2022; one Loihi 2 graded message)::
+
+      s = clip((v - 1) // (vth << 6), 0, b);   v -= s * (vth << 6)
+
+  and a signed neuron takes back ``min(ceil(-v / (vth << 6)), count, b)`` at once, so the
+  count stays ``round(relu(charge) / vth)`` while the charge moves by up to b
+  thresholds a step.  ``burst=1`` is the plain neuron above.
+
   ``bias_onset`` k > 0 (delayed biases, ``ConvertOptions.delay_biases``): the bias
   joins only from step k (0-based) on, the step the population's input first
   arrives, so a layer does not integrate its bias alone while the pipeline
@@ -138,12 +148,14 @@ class LIFNeuron:
     bias_in_exp: int = 0
     bias_onset: int = 0                      # first step (0-based) the bias applies; see above
     signed: bool = False                     # -1 spikes take back excess ones; see above
+    burst: int = 1                           # most spikes one step's message may carry; see above
     kind: ClassVar[str] = "lif"
 
     @property
     def graded(self) -> bool:
-        """Whether payloads carry values: signed spikes are -1 or +1 graded messages."""
-        return self.signed
+        """Whether payloads carry values: signed spikes are -1 or +1 graded messages,
+        bursts 1..burst."""
+        return self.signed or self.burst > 1
 
     @property
     def bias_neuron_first_spike(self) -> int:
@@ -368,6 +380,12 @@ class LoweredNet:
                     raise LoweredError(f"population '{p.name}' has signed spikes, which need "
                                        "reset='subtract' without reset synapses (the rate-soft "
                                        "neuron); use signed=False")
+                if n.burst != 1 and (n.reset != "subtract" or n.has_reset_synapses or not 1 <= n.burst <= 127
+                                     or n.vth < 1):
+                    raise LoweredError(f"population '{p.name}' has bursts of up to {n.burst} spikes, which "
+                                       "need reset='subtract' without reset synapses (the rate-soft "
+                                       "neuron), 1 <= burst <= 127 and vth >= 1 (a burst counts "
+                                       "thresholds); use burst=1")
                 if n.bias_in_mant is not None and np.shape(n.bias_in_mant) != (p.size,):
                     raise LoweredError(f"population '{p.name}' bias_in_mant shape "
                                        f"{np.shape(n.bias_in_mant)} != ({p.size},)")
@@ -403,6 +421,16 @@ class LoweredNet:
                     todo.append(c.dst)
         return seen
 
+    def rate_scale(self) -> float:
+        """Spikes per step that a rate-mode network's LIF values (rates, membrane read-out)
+        show for an activation at the calibration scale (``ConvertOptions.rate_scale``:
+        ``max_rate``, bursts); 1 for other modes and hand-made networks."""
+        opts = self.meta.get("options") or {}
+        if opts.get("mode") not in ("rate", "rate-soft"):
+            return 1.0
+        from neurocomp.options import ConvertOptions
+        return float(ConvertOptions.model_validate(opts).rate_scale)
+
     def max_payload(self, pop: str) -> int:
         """Largest |payload| a population's spikes can carry (1 for binary)."""
         n = self.populations[pop].neuron
@@ -415,6 +443,8 @@ class LoweredNet:
             return int(self.meta.get("payload_max", {}).get(pop, 1 << 31))
         if isinstance(n, FewSpikeNeuron):
             return 1 << (int(n.k) - 1)
+        if isinstance(n, LIFNeuron):
+            return int(n.burst)
         return 1
 
     # -- persistence -------------------------------------------------------------

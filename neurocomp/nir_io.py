@@ -64,7 +64,7 @@ voltage leak (CubaLIF would need ``tau_mem = inf``), a dense connection into an
 image population (NIR has no reshape), conv biases that vary over positions,
 population ranks other than 1 and 3.  :func:`nir_caveats` lists what the
 export keeps only in metadata because NIR's float semantics lack it:
-reset by subtraction, rate-soft's -1 spikes (``signed``), initial membrane/current state, the floor after a
+reset by subtraction, rate-soft's -1 spikes (``signed``) and bursts (``burst``), initial membrane/current state, the floor after a
 negative ``weight_exp`` (Lava shifts the integer sum), the one-step delay of
 each Loihi hop, 24-bit saturation / round-toward-zero decays, the membrane
 read-out of the output (it has a threshold it never reaches).
@@ -236,6 +236,9 @@ def _caveats(net: LoweredNet) -> list[tuple[bool, str]]:
         if n.signed:
             out.append((True, f"population '{p.name}' sends -1 spikes to take back spikes its input "
                               "no longer warrants; NIR spikes are binary (metadata signed)"))
+        if n.burst > 1:
+            out.append((True, f"population '{p.name}' sends up to {n.burst} spikes per step in one "
+                              "graded message; NIR spikes are binary (metadata burst)"))
         if _leaky(n):
             out.append((True, f"population '{p.name}' decays with round-toward-zero integer "
                               "arithmetic; NIR's CubaLIF is real-valued"))
@@ -347,6 +350,8 @@ def to_nir(net: LoweredNet, strict: bool = False):
             md["bias_onset"] = int(n.bias_onset)
         if n.signed:
             md["signed"] = True
+        if n.burst > 1:
+            md["burst"] = int(n.burst)
         if p.name == net.output:
             md["readout"] = str(net.meta.get("readout", "count"))
             if p.name in net.meta.get("vth_nominal", {}):
@@ -504,6 +509,7 @@ def lowered_from_nir(graph_or_path) -> LoweredNet:
                     kw[a] = _nir_to_hwc(md[a], shape)
             kw["bias_onset"] = int(_py(md.get("bias_onset", 0)))
             kw["signed"] = bool(_py(md.get("signed", False)))
+            kw["burst"] = int(_py(md.get("burst", 1)))
             neuron = LIFNeuron(**kw)
         else:
             raise NIRError(f"node '{node_name}' has unknown neuron kind '{md['neuron']}'")
@@ -586,7 +592,8 @@ def from_nir(graph_or_path, *, dt: float = 1.0, drop_output_neuron: bool = True,
     ``dt``: the NIR time step one neurocomp step stands for (rates are per step).
     ``drop_output_neuron``: the output is the last layer's folded pre-activation
     (argmax read-out) instead of its rate.  ``clip_rate``: cap hidden rates at
-    1 spike per step (``relu`` with ``max_value=1``).
+    1 spike per step (``relu`` with ``max_value=1``; a neurocomp burst neuron's
+    metadata ``burst`` raises the cap to that many).
     Raises ``UnsupportedLayerError`` for NIR nodes (or uses of them) it cannot map.
     """
     from neurocomp.ir import add_op, new_graph, validate
@@ -755,7 +762,9 @@ def from_nir(graph_or_path, *, dt: float = 1.0, drop_output_neuron: bool = True,
             keep_relu = t in _SPIKING and not (at_output and drop_output_neuron)
             src = _fold(g, v, f, c, n, node, fresh)
             if keep_relu:
-                act = ops.Activation(function="relu", max_value=1.0 if clip_rate else None)
+                # a neurocomp burst neuron (metadata burst) sends up to that many spikes per step
+                cap = float(_py(_md(node).get("burst", 1)))
+                act = ops.Activation(function="relu", max_value=cap if clip_rate else None)
                 src = add_op(g, fresh(n), act, [src])
             vals[n] = _Val(src, v.shape)
             if t in ("LIF", "CubaLIF"):

@@ -99,6 +99,11 @@ class ConvertOptions(BaseModel):
         "early, unrepresentative volley (deep networks, BatchNorm biases, max-pool trees) no longer "
         "stays in the count.  Loihi 2 graded spikes (-1/+1 payloads) and one more state variable "
         "in rate-soft's microcoded neuron; default: on for rate-soft")
+    spikes_per_step: int = Field(1, ge=1, le=127, description="rate-soft: the most spikes a neuron "
+                                 "sends in one step, as one graded message (a burst: LIFNeuron.burst; "
+                                 "Loihi 2 graded payloads): the calibration scale then stands for "
+                                 "spikes_per_step * max_rate spikes per step, so a layer resolves that "
+                                 "many times more levels in the same steps; 1: one spike per step")
     rate_correction: bool = Field(True, description="rate: after lowering, lower each reset-to-zero "
                                   "layer's threshold until its mean rate on calibration data matches the "
                                   "quantised ANN (the reset discards charge, so rates sink layer by layer)")
@@ -138,6 +143,11 @@ class ConvertOptions(BaseModel):
     @property
     def spikes_signed(self) -> bool:
         return self.mode == "rate-soft" and self.signed_spikes is not False
+
+    @property
+    def rate_scale(self) -> float:
+        """Spikes per step an activation at the calibration scale stands for (rate modes)."""
+        return self.max_rate * (self.spikes_per_step if self.mode == "rate-soft" else 1)
 
     @property
     def initial_membrane(self) -> float:

@@ -124,9 +124,12 @@ def _series(net: LoweredNet, res, readout: str, steps: int):
         return s, s, s / unit
     v = res.states.get(out, {}).get("v")
     v = v[:, :steps].astype(np.float64) if v is not None else np.zeros(spikes.shape)
+    # normalised: per step, in units of the calibration scale (early-exit margins)
+    t_eff = t_eff * net.rate_scale()
     if readout == "membrane":
         return v, v, v / (_vth64(net) * t_eff)
-    counts = np.cumsum(spikes != 0, axis=1, dtype=np.int64).astype(np.float64)
+    # payloads: a burst neuron's message carries several spikes (the read-out is unsigned)
+    counts = np.cumsum(spikes, axis=1, dtype=np.int64).astype(np.float64)
     vth64 = float(net.populations[out].neuron.vth << 6) or 1.0
     return counts + np.clip(v / vth64, -0.999, 0.999) * 0.5, counts, counts / t_eff
 
@@ -134,7 +137,7 @@ def _series(net: LoweredNet, res, readout: str, steps: int):
 def first_spike_times(net: LoweredNet, res, k: int = 1) -> np.ndarray:
     """``(batch, n_out)`` step (1-based) at which each output neuron emitted its
     ``k``-th spike; 0 where it did not within the run."""
-    c = np.cumsum(res.spikes[net.output] != 0, axis=1)
+    c = np.cumsum(res.spikes[net.output], axis=1, dtype=np.int64)      # bursts: payloads
     reached = c >= k
     return np.where(reached.any(axis=1), reached.argmax(axis=1) + 1, 0)
 

@@ -199,10 +199,13 @@ def analyse(compiled, x: np.ndarray, y: Optional[np.ndarray], steps: int, mappin
     rng = np.random.default_rng(seed)
     rows = {r["name"]: r for r in layer_rows(net)}
     layers, scatter, hist = [], [], []
+    rate_scale = net.rate_scale()       # LIF rates per activation 1.0 (max_rate, bursts)
     for name, r in rows.items():
         row = dict(r)
         if name in snn:
             a, s, q = ann.get(name), snn[name], qann[name]
+            if net.populations[name].neuron.kind == "lif" and rate_scale != 1.0:
+                s, q = s / rate_scale, q / rate_scale
             row["quant_error"] = None if a is None else _rel_rms(q, a)
             row["r_ann_snn"] = None if a is None else _corr(a, s)
             row["r_qann_snn"] = _corr(q, s)

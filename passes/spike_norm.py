@@ -36,8 +36,9 @@ def spike_norm(g: nx.DiGraph, ctx: PassContext) -> nx.DiGraph:
         steps = net.depth() + 16
         res = EventBackend().run(net, encode(net, x, steps), record=[p.name], record_states=[p.name])
         vth = net.meta["vth_nominal"][p.name]
-        # with du = 4095 the current u is exactly this step's input, << 6
-        z = res.states[p.name]["u"].astype(np.float64) / (1 << 6) / vth
+        # with du = 4095 the current u is exactly this step's input, << 6; the calibration
+        # scale stands for rate_scale spikes per step (max_rate, bursts)
+        z = res.states[p.name]["u"].astype(np.float64) / (1 << 6) / vth / opt.rate_scale
         shape = p.shape
         if opt.channelwise:
             f = robust_max(z.reshape(-1, shape[-1]) if len(shape) == 3 else

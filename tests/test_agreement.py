@@ -36,6 +36,9 @@ def _lif(draw, n):
     if n.reset == "subtract" and draw(st.booleans()):
         # rate-soft's signed spikes: -1 payloads from a net spike count (no reset synapses)
         n.self_weight, n.bias_in_mant, n.signed = 0, None, True
+    if n.reset == "subtract" and not n.has_reset_synapses and n.vth >= 1 and draw(st.booleans()):
+        # rate-soft's bursts: up to b thresholds per step in one graded payload (signed or not)
+        n.burst = draw(st.sampled_from([2, 3, 7]))
     if n.reset == "subtract" or n.bias_in_mant is not None:
         n.bias_onset = draw(st.sampled_from([0, 0, 1, 2, 5]))
         if n.reset == "zero" and n.bias_onset:
@@ -117,6 +120,8 @@ def forests(draw):
                 payload = net.max_payload(prev)
                 if payload * np.abs(wt).sum(axis=(0, 1, 2)).max() >= nm.FLOAT32_EXACT:
                     wt = np.sign(wt)               # keep Lava's float32 conv exact
+                if asym and payload * np.abs(wt).sum(axis=(0, 1, 2)).max() >= 1 << 23:
+                    wt = 2 * np.sign(wt)           # Sparse does not wrap at 24 bits as Conv does
                 # an exponent (the rate modes' convs whose messages fit): Lava runs it as Sparse
                 exp, wq = 0, nm.quantize_dense_weights(wt).astype(np.int64)
                 bound = payload * int(np.abs(wq).sum(axis=(0, 1, 2)).max())

@@ -181,9 +181,13 @@ def test_event_lava_and_netx_recordings_are_identical(digits_files, tmp_path, mo
 
 
 def test_netx_backend_needs_a_netx_file(digits_files, tmp_path):
+    from neurocomp.bundle import load_bundle
     out = tmp_path / "b"
-    assert compile_bundle(digits_files, out, "--mode", "rate-soft").returncode == 0
+    # bursts too are beyond NetX (and the bundle keeps them)
+    assert compile_bundle(digits_files, out, "--mode", "rate-soft", "--spikes-per-step", "2").returncode == 0
     assert not (out / "network.net").exists()
+    net = load_bundle(out).net
+    assert {p.neuron.burst for p in net.populations.values() if p.neuron.kind == "lif"} == {1, 2}
     r = run("simulate", out, "--data", digits_files / "test.npz", "--backend", "netx")
     assert_one_line_error(r, "network.net", "subtract")
 
@@ -203,6 +207,10 @@ def test_compile_errors(digits_files, tmp_path):
     assert_one_line_error(r, "shape")
     assert not (tmp_path / "y").exists()
     assert_one_line_error(compile_bundle(d, tmp_path / "z", "--hw", "loihi9"), "loihi9")
+    # bursts need rate-soft's neuron
+    assert_one_line_error(compile_bundle(d, tmp_path / "w", "--mode", "rate", "--spikes-per-step", "2"),
+                          "spikes-per-step", "rate-soft")
+    assert not (tmp_path / "w").exists()
 
 
 def test_failed_compile_leaves_existing_bundle_untouched(digits_files, tmp_path):

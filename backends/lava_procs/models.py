@@ -24,6 +24,7 @@ class PyLifSoftResetModelBitAcc(AbstractPyLifModelFixed):
     bias_onset: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=16)
     steps_run: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=16)
     signed: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=1)
+    burst: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=7)
     count: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
 
     def __init__(self, proc_params):
@@ -41,7 +42,10 @@ class PyLifSoftResetModelBitAcc(AbstractPyLifModelFixed):
         self.isthrscaled = True
 
     def spiking_activation(self):
-        return _signed_spikes(self, self.v > self.effective_vth)
+        b, vth = int(self.burst[0]), self.effective_vth
+        if b == 1:
+            return _signed_spikes(self, self.v > vth, vth)
+        return _signed_spikes(self, np.clip((self.v.astype(np.int64) - 1) // vth, 0, b), vth)
 
     def reset_voltage(self, spike_vector: np.ndarray):
         self.v -= spike_vector * self.effective_vth
@@ -58,6 +62,7 @@ class PyLifSoftResetModelFloat(AbstractPyLifModelFloat):
     bias_onset: np.ndarray = LavaPyType(np.ndarray, int)
     steps_run: np.ndarray = LavaPyType(np.ndarray, int)
     signed: np.ndarray = LavaPyType(np.ndarray, int)
+    burst: np.ndarray = LavaPyType(np.ndarray, int)
     count: np.ndarray = LavaPyType(np.ndarray, int)
 
     def subthr_dynamics(self, activation_in: np.ndarray):
@@ -71,18 +76,28 @@ class PyLifSoftResetModelFloat(AbstractPyLifModelFloat):
             self.bias_mant = bias
 
     def spiking_activation(self):
-        return _signed_spikes(self, self.v > self.vth)
+        b = int(self.burst[0])
+        if b == 1:
+            return _signed_spikes(self, self.v > self.vth, self.vth)
+        return _signed_spikes(self, np.clip(np.ceil(self.v / self.vth) - 1, 0, b), self.vth)
 
     def reset_voltage(self, spike_vector: np.ndarray):
         self.v -= spike_vector * self.vth
 
 
-def _signed_spikes(model, fired: np.ndarray) -> np.ndarray:
-    """``fired`` as payloads, with -1 where a signed neuron takes a spike back
-    (no spike, v < 0, net count > 0; ``LIFSoftReset``)."""
+def _signed_spikes(model, fired: np.ndarray, vth) -> np.ndarray:
+    """``fired`` (spikes per neuron: bool, or 0..burst) as payloads, with -k where a
+    signed neuron takes spikes back (no spike, v < 0, net count > 0; k = 1, or for
+    bursts up to ``burst`` thresholds v lacks; ``LIFSoftReset``)."""
     if not model.signed[0]:
         return fired
-    s = fired.astype(np.int32) - (~fired & (model.v < 0) & (model.count > 0))
+    b = int(model.burst[0])
+    back = (fired == 0) & (model.v < 0) & (model.count > 0)
+    if b > 1:
+        lack = np.ceil(-model.v / vth) if np.issubdtype(np.asarray(model.v).dtype, np.floating) \
+            else (vth - 1 - model.v.astype(np.int64)) // vth
+        back = back * np.minimum(np.minimum(lack, model.count), b)
+    s = np.asarray(fired, np.int32) - back.astype(np.int32)
     model.count += s.astype(model.count.dtype)
     return s
 

@@ -25,10 +25,13 @@ class LIFSoftReset(LIF):
     layer's input first arrives (``neurocomp.lowered`` delayed biases).  With
     ``signed``, a neuron whose net spike count ``count`` is positive and whose
     membrane falls below zero sends a -1 spike and gets its threshold back
-    (``neurocomp.lowered.LIFNeuron.signed``; graded payloads on Loihi 2)."""
+    (``neurocomp.lowered.LIFNeuron.signed``; graded payloads on Loihi 2).  With
+    ``burst`` b > 1 one step's payload carries up to b thresholds (and a signed
+    neuron takes back up to b at once; ``neurocomp.lowered.LIFNeuron.burst``)."""
 
-    def __init__(self, *, shape, bias_onset: int = 0, signed: bool = False, **kwargs):
+    def __init__(self, *, shape, bias_onset: int = 0, signed: bool = False, burst: int = 1, **kwargs):
         super().__init__(shape=shape, **kwargs)
+        self.burst = Var(shape=(1,), init=int(burst))
         self.bias_onset = Var(shape=(1,), init=int(bias_onset))
         self.steps_run = Var(shape=(1,), init=0)     # since the last reset; saturates at bias_onset
         self.signed = Var(shape=(1,), init=int(signed))
