@@ -261,6 +261,24 @@ def _rtz_decay(x, keep):
     return q - 2 * q * (p < 0)
 
 
+@numba.njit(inline="always")
+def _fire(nv, evth, subtract, cb, j, burst):
+    """A LIF neuron's spike payload and its membrane after the reset, from the membrane
+    ``nv`` before it: binary (reset to zero or by subtraction), signed (``cb``: one
+    sample's row of net counts, ``_take_back``), bursts (``burst``: ``_burst``,
+    ``_take_back_burst``).  ``cb`` and ``burst`` are None or not per compiled kernel,
+    so only one branch is left."""
+    if burst is not None:
+        q = _burst(nv, evth, burst)
+        if cb is not None:
+            return _take_back_burst(nv, q, evth, cb, j, burst)
+        return q, np.int32(nv - q * evth)
+    s = nv > evth
+    if cb is not None:
+        return _take_back(nv, s, evth, cb, j)
+    return np.int32(s), np.int32(nv - s * (evth if subtract else nv))
+
+
 # The LIF kernels below compute in int32 lanes: ``np.int32(x)`` truncates, which is
 # Lava's 32-bit wrap, and keeping every intermediate 32 bits wide lets LLVM pack twice
 # as many neurons per vector as int64 would (1.7x here).  Only the decay products need
@@ -316,6 +334,8 @@ def _lif_step(a, u, v, du, dv, vth, bias, subtract, spk, fan_out, row_counts,
         ab, ub, vb, sb = a[b], u[b], v[b], spk[b]
         if count is not None:
             cb = count[b]
+        else:
+            cb = None
         for j in range(n):
             x = ab[j]
             if bias_in is not None:
@@ -325,25 +345,9 @@ def _lif_step(a, u, v, du, dv, vth, bias, subtract, spk, fan_out, row_counts,
             ub[j] = d
             nv = np.int32(np.int32(_rtz_decay(vb[j], kv)) + np.int64(d) + bias[j])
             nv = min(max(nv, np.int32(-(1 << 23) + 1)), np.int32((1 << 23) - 1))
-            if burst is not None:
-                q = _burst(nv, evth, burst)
-                if count is not None:
-                    q, nv = _take_back_burst(nv, q, evth, cb, j, burst)
-                else:
-                    nv = np.int32(nv - q * evth)
-                sb[j] = q
-                vb[j] = nv
-                s = q != 0
-            else:
-                s = nv > evth
-                if count is not None:
-                    p, nv = _take_back(nv, s, evth, cb, j)
-                    sb[j] = p
-                    vb[j] = nv
-                    s = p != 0
-                else:
-                    sb[j] = s
-                    vb[j] = np.int32(nv - s * (evth if subtract else nv))
+            p, vb[j] = _fire(nv, evth, subtract, cb, j, burst)
+            sb[j] = p
+            s = p != 0
             cnt += s
             ev += s * fan_out[j]
         row_counts[b] = cnt
@@ -365,30 +369,16 @@ def _if_step(a, v, vth, bias, subtract, spk, fan_out, row_counts, count=None, bu
         ab, vb, sb = a[b], v[b], spk[b]
         if count is not None:
             cb = count[b]
+        else:
+            cb = None
         for j in range(n):
             d = np.int32(np.int64(ab[j]) << 6)
             d = np.int32(d - (d > (1 << 23)) * (1 << 24) + (d <= -(1 << 23)) * (1 << 24))
             nv = np.int32(np.int64(vb[j]) + d + bias[j])
             nv = min(max(nv, np.int32(-(1 << 23) + 1)), np.int32((1 << 23) - 1))
-            if burst is not None:
-                q = _burst(nv, evth, burst)
-                if count is not None:
-                    q, nv = _take_back_burst(nv, q, evth, cb, j, burst)
-                else:
-                    nv = np.int32(nv - q * evth)
-                sb[j] = q
-                vb[j] = nv
-                s = q != 0
-            else:
-                s = nv > evth
-                if count is not None:
-                    p, nv = _take_back(nv, s, evth, cb, j)
-                    sb[j] = p
-                    vb[j] = nv
-                    s = p != 0
-                else:
-                    sb[j] = s
-                    vb[j] = np.int32(nv - s * (evth if subtract else nv))
+            p, vb[j] = _fire(nv, evth, subtract, cb, j, burst)
+            sb[j] = p
+            s = p != 0
             cnt += s
             ev += s * fan_out[j]
         row_counts[b] = cnt

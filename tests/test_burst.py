@@ -19,32 +19,18 @@ from neurocomp.analysis import quantised_ann
 from neurocomp.backends.event import EventBackend
 from neurocomp.compiler import check_options
 from neurocomp.errors import NeurocompError
-from neurocomp.lowered import InputNeuron, LIFNeuron, LoweredError, LoweredNet
+from neurocomp.lowered import LIFNeuron, LoweredError, LoweredNet
 from neurocomp.options import ConvertOptions
 from neurocomp.readout import scores
 from keras_zoo import labels_for, load_digits_data, load_or_build
+from test_signed_spikes import _raster, _signed_net
 
 VTH = 30
 
 
 def _burst_net(weight, burst, signed=True, vth=VTH):
     """Graded input -> one dense layer of rate-soft neurons starting at half threshold."""
-    n_out, n_in = weight.shape
-    net = LoweredNet(input="in", output="out")
-    net.add_population("in", (n_in,), InputNeuron(graded=True, payload_max=40, signed=True))
-    net.add_population("out", (n_out,), LIFNeuron(
-        vth=vth, reset="subtract", signed=signed, burst=burst,
-        v0=np.full(n_out, (vth << nm.VTH_SHIFT) // 2, np.int64)))
-    net.connect(name="in->out", src="in", dst="out", kind="dense", weight=weight.astype(np.int64))
-    net.validate()
-    return net
-
-
-def _raster(rng, steps, n_in, top):
-    """Inputs whose sign flips half-way, so charges rise and then fall back below zero."""
-    x = rng.integers(0, top + 1, size=(4, steps, n_in))
-    x[:, steps // 2:] *= -1
-    return x.astype(np.int32)
+    return _signed_net(weight, signed=signed, vth=vth, burst=burst)
 
 
 def _charge(raster, w):

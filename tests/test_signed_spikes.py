@@ -24,13 +24,14 @@ from keras_zoo import labels_for, load_digits_data, load_or_build
 VTH = 50
 
 
-def _signed_net(weight, signed=True, vth=VTH):
-    """Graded input -> one dense layer of signed rate-soft neurons starting at half threshold."""
+def _signed_net(weight, signed=True, vth=VTH, burst=1):
+    """Graded input -> one dense layer of signed rate-soft neurons starting at half threshold
+    (``burst``: up to that many spikes per step, ``tests/test_burst.py``)."""
     n_out, n_in = weight.shape
     net = LoweredNet(input="in", output="out")
     net.add_population("in", (n_in,), InputNeuron(graded=True, payload_max=40, signed=True))
     net.add_population("out", (n_out,), LIFNeuron(
-        vth=vth, reset="subtract", signed=signed,
+        vth=vth, reset="subtract", signed=signed, burst=burst,
         v0=np.full(n_out, (vth << nm.VTH_SHIFT) // 2, np.int64)))
     net.connect(name="in->out", src="in", dst="out", kind="dense", weight=weight.astype(np.int64))
     net.validate()

@@ -94,9 +94,8 @@ def _signed_spikes(model, fired: np.ndarray, vth) -> np.ndarray:
     b = int(model.burst[0])
     back = (fired == 0) & (model.v < 0) & (model.count > 0)
     if b > 1:
-        lack = np.ceil(-model.v / vth) if np.issubdtype(np.asarray(model.v).dtype, np.floating) \
-            else (vth - 1 - model.v.astype(np.int64)) // vth
-        back = back * np.minimum(np.minimum(lack, model.count), b)
+        # thresholds v lacks: exact in float64 for the fixed model's 24-bit integers too
+        back = back * np.minimum(np.minimum(np.ceil(-model.v / vth), model.count), b)
     s = np.asarray(fired, np.int32) - back.astype(np.int32)
     model.count += s.astype(model.count.dtype)
     return s
