@@ -262,20 +262,23 @@ def _rtz_decay(x, keep):
 
 
 @numba.njit(inline="always")
-def _fire(nv, evth, subtract, cb, j, burst):
+def _fire(nv, evth, rinv, subtract, c, burst):
     """A LIF neuron's spike payload and its membrane after the reset, from the membrane
-    ``nv`` before it: binary (reset to zero or by subtraction), signed (``cb``: one
-    sample's row of net counts, ``_take_back``), bursts (``burst``: ``_burst``,
-    ``_take_back_burst``).  ``cb`` and ``burst`` are None or not per compiled kernel,
-    so only one branch is left."""
+    ``nv`` before it: binary (reset to zero or by subtraction), signed (``c``: its net
+    spike count, which the caller advances by the payload; ``_take_back``), bursts
+    (``burst``: ``_burst``, ``_signed_burst``; ``rinv`` = 1 / evth).  ``c`` and
+    ``burst`` are None or not per compiled kernel, so only one branch is left.  The
+    helpers take the count, not the row of counts: an array passed into an inlined
+    helper costs reference counting in the loop, which numba does not always prune,
+    and then the loop stays scalar (signed bursts: 7x slower)."""
     if burst is not None:
-        q = _burst(nv, evth, burst)
-        if cb is not None:
-            return _take_back_burst(nv, q, evth, cb, j, burst)
+        if c is not None:
+            return _signed_burst(nv, evth, rinv, c, burst)
+        q = _burst(nv, evth, rinv, burst)
         return q, np.int32(nv - q * evth)
     s = nv > evth
-    if cb is not None:
-        return _take_back(nv, s, evth, cb, j)
+    if c is not None:
+        return _take_back(nv, s, evth, c)
     return np.int32(s), np.int32(nv - s * (evth if subtract else nv))
 
 
@@ -287,28 +290,43 @@ def _fire(nv, evth, subtract, cb, j, burst):
 # into ``row_counts``.  Branch-free so LLVM vectorises them.
 
 @numba.njit(inline="always")
-def _take_back(nv, s, evth, cb, j):
+def _take_back(nv, s, evth, c):
     """Signed spikes (``LIFNeuron.signed``): where v is negative (so no spike fired)
-    and the net count ``cb[j]`` positive, a -1 spike returns one threshold; returns
-    (payload, v).  Branch-free, on one sample's row of counts (vectorises)."""
-    p = np.int32(s) - np.int32((nv < 0) & (cb[j] > 0))
-    cb[j] += p
+    and the net count ``c`` positive, a -1 spike returns one threshold; returns
+    (payload, v).  Branch-free (vectorises)."""
+    p = np.int32(s) - np.int32((nv < 0) & (c > 0))
     return p, np.int32(nv - p * evth)
 
 
 @numba.njit(inline="always")
-def _burst(nv, evth, burst):
-    """Thresholds v holds, 0..burst (``LIFNeuron.burst``): ``s = v > vth`` for burst 1."""
-    return np.int32(min(max((nv - 1) // evth, 0), burst))
+def _thresholds_in(t, evth, rinv):
+    """floor(t / evth) for |t| < 2^25, without an integer division: x86 has no
+    vector one, and ``//`` kept the burst kernels scalar (5x slower).  The float
+    product is within 2^-30 of t / evth, while a quotient that is not an integer is
+    at least 1 / evth > 2^-23 from one, so truncating it is off by at most one --
+    toward zero for negative t, or short on an exact multiple -- and the integer
+    remainder puts that right (``test_kernels_divide_exactly_at_every_membrane``)."""
+    t = np.int32(t)
+    q = np.int32(np.float64(t) * rinv)
+    r = np.int32(t - q * evth)
+    return np.int32(q + np.int32(r >= evth) - np.int32(r < 0))
 
 
 @numba.njit(inline="always")
-def _take_back_burst(nv, s, evth, cb, j, burst):
-    """``_take_back`` for bursts: where v is negative, up to ``burst`` thresholds
-    (no more than the net count, and no more than v lacks) come back at once."""
-    k = np.int32(min(min((evth - 1 - nv) // evth, cb[j]), burst)) * np.int32(nv < 0)
-    p = s - k
-    cb[j] += p
+def _burst(nv, evth, rinv, burst):
+    """Thresholds v holds, 0..burst (``LIFNeuron.burst``): ``s = v > vth`` for burst 1."""
+    return min(max(_thresholds_in(nv - 1, evth, rinv), np.int32(0)), np.int32(burst))
+
+
+@numba.njit(inline="always")
+def _signed_burst(nv, evth, rinv, c, burst):
+    """Bursts of a signed neuron: up to ``burst`` thresholds go out while v holds
+    them, and where v is negative up to ``burst`` come back (no more than the net
+    count ``c``, and no more than v lacks) -- floor(v / vth) for v < 0 is minus
+    the thresholds it lacks, so one quotient, clipped, gives both."""
+    top = np.int32(burst)
+    q = _thresholds_in(nv - np.int32(nv > 0), evth, rinv)
+    p = min(max(q, np.int32(-min(c, top))), top)
     return p, np.int32(nv - p * evth)
 
 
@@ -327,6 +345,7 @@ def _lif_step(a, u, v, du, dv, vth, bias, subtract, spk, fan_out, row_counts,
     ku = 4096 - (du + 1)
     kv = 4096 - dv
     evth = np.int32(vth << 6)            # vth < 2^17 (LoweredNet.validate)
+    rinv = 1.0 / np.float64(max(evth, 1))     # bursts only, where vth >= 1 (validate)
     events = 0
     for b in range(batch):
         cnt = 0
@@ -345,7 +364,11 @@ def _lif_step(a, u, v, du, dv, vth, bias, subtract, spk, fan_out, row_counts,
             ub[j] = d
             nv = np.int32(np.int32(_rtz_decay(vb[j], kv)) + np.int64(d) + bias[j])
             nv = min(max(nv, np.int32(-(1 << 23) + 1)), np.int32((1 << 23) - 1))
-            p, vb[j] = _fire(nv, evth, subtract, cb, j, burst)
+            if count is not None:
+                p, vb[j] = _fire(nv, evth, rinv, subtract, cb[j], burst)
+                cb[j] += p
+            else:
+                p, vb[j] = _fire(nv, evth, rinv, subtract, None, burst)
             sb[j] = p
             s = p != 0
             cnt += s
@@ -362,6 +385,7 @@ def _if_step(a, v, vth, bias, subtract, spk, fan_out, row_counts, count=None, bu
     stored at all (a conditional store in the loop stops vectorisation, ~20x)."""
     batch, n = v.shape
     evth = np.int32(vth << 6)
+    rinv = 1.0 / np.float64(max(evth, 1))     # bursts only, where vth >= 1 (validate)
     events = 0
     for b in range(batch):
         cnt = 0
@@ -376,7 +400,11 @@ def _if_step(a, v, vth, bias, subtract, spk, fan_out, row_counts, count=None, bu
             d = np.int32(d - (d > (1 << 23)) * (1 << 24) + (d <= -(1 << 23)) * (1 << 24))
             nv = np.int32(np.int64(vb[j]) + d + bias[j])
             nv = min(max(nv, np.int32(-(1 << 23) + 1)), np.int32((1 << 23) - 1))
-            p, vb[j] = _fire(nv, evth, subtract, cb, j, burst)
+            if count is not None:
+                p, vb[j] = _fire(nv, evth, rinv, subtract, cb[j], burst)
+                cb[j] += p
+            else:
+                p, vb[j] = _fire(nv, evth, rinv, subtract, None, burst)
             sb[j] = p
             s = p != 0
             cnt += s

@@ -6,7 +6,9 @@ LeNet-style CNN, trained briefly here, converted in rate mode (constant-
 current input) -- run on both backends.  The CNN runs twice: ``lenet`` keeps
 its average pools as spiking layers (pooling connections into pool
 populations), ``lenet-folded`` is the rate-mode default, where the
-``fold_avgpool`` pass folds each pool into the next layer's weights.  Printed per network and batch size:
+``fold_avgpool`` pass folds each pool into the next layer's weights.  ``lenet-soft``
+and ``lenet-soft-burst2`` are the folded LeNet in ``rate-soft`` (signed spikes), one
+spike per step and bursts of up to 2 (``--spikes-per-step 2``).  Printed per network and batch size:
 sample-steps per second, synaptic events per second and the speed ratio.
 Both backends' times cover the simulation only (Lava: inside ``run()``;
 building and compiling the process graph is excluded).  Lava cannot batch:
@@ -18,7 +20,8 @@ simulator.
 
 Targets (issue 3): >= 1000x Lava's throughput at batch 1000, >= 20x at batch 1.
 
-    .venv/bin/python benchmarks/sim_speed.py [--steps 32] [--lava-samples 5] [--networks mlp,lenet,lenet-folded]
+    .venv/bin/python benchmarks/sim_speed.py [--steps 32] [--lava-samples 5]
+        [--networks mlp,lenet,lenet-folded,lenet-soft,lenet-soft-burst2]
 """
 from __future__ import annotations
 
@@ -60,12 +63,22 @@ def trained(name, data):
     return m
 
 
+NETWORKS = {   # name: (model, compile options)
+    "mlp": ("mlp", {"mode": "rate"}),
+    "lenet": ("lenet", {"mode": "rate", "avgpool_fold": False}),
+    "lenet-folded": ("lenet", {"mode": "rate"}),
+    "lenet-soft": ("lenet", {"mode": "rate-soft"}),
+    "lenet-soft-burst2": ("lenet", {"mode": "rate-soft", "spikes_per_step": 2}),
+}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=32)
     ap.add_argument("--lava-samples", type=int, default=5)
     ap.add_argument("--big-batch", type=int, default=1000)
-    ap.add_argument("--networks", default="mlp,lenet,lenet-folded")
+    ap.add_argument("--networks", default="mlp,lenet,lenet-folded",
+                    help="comma-separated, of: " + ", ".join(NETWORKS))
     args = ap.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from neurocomp.frontends.keras import import_keras
@@ -78,11 +91,9 @@ def main(argv=None):
     data = load_mnist()
     rows = []
     for name in args.networks.split(","):
-        # lenet: pooling layers as spiking populations fed by pooling connections;
-        # lenet-folded: the rate-mode default, pools folded into the next layer's weights
-        model = trained(name.replace("-folded", ""), data)
-        c = neurocomp.compile(model, calib=data[0][:300], mode="rate",
-                              avgpool_fold=name.endswith("-folded"))
+        model_name, options = NETWORKS[name]
+        model = trained(model_name, data)
+        c = neurocomp.compile(model, calib=data[0][:300], **options)
         x = data[2][:args.big_batch]
         T = args.steps
         ev = EventBackend()
@@ -120,7 +131,7 @@ def main(argv=None):
     print("|---|---|---|---|---|---|---|")
     for name, be, batch, rate, evs, ratio, exact in rows:
         print(f"| {name} | {be} | {batch} | {rate:,.0f} | {evs:,.0f} | {ratio:,.1f} | {'yes' if exact else 'NO'} |")
-    print(f"\n(T = {args.steps} steps per sample, rate mode, constant-current input; "
+    print(f"\n(T = {args.steps} steps per sample, constant-current input; "
           f"times exclude graph construction and compilation)")
     return 0
 

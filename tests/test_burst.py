@@ -79,6 +79,36 @@ def test_unsigned_burst_sends_the_thresholds_v_holds():
     np.testing.assert_array_equal(v + np.cumsum(s, axis=1) * vth64, half + (_charge(raster, w) << nm.ACT_SHIFT))
 
 
+@pytest.mark.parametrize("vth", [1, 3, 30, 977, (1 << 17) - 1])
+@pytest.mark.parametrize("burst", [2, 7, 127])
+def test_kernels_divide_exactly_at_every_membrane(vth, burst):
+    """The kernels find the thresholds in v by a float reciprocal and an integer
+    correction (``_thresholds_in``): exact on every multiple of the threshold and
+    its neighbours, at both ends of the 24-bit membrane, for any count."""
+    from neurocomp.backends.event import _if_step
+
+    evth = vth << nm.VTH_SHIFT
+    lim = (1 << 23) - 1
+    k = np.arange(-300, 301)
+    v = np.concatenate([(k[:, None] * evth + np.array([-1, 0, 1])).ravel(),
+                        [lim, lim - 1, -lim, -lim + 1, 0, 1, -1],
+                        np.random.default_rng(vth).integers(-lim, lim + 1, 4000)])
+    v = np.clip(v, -lim, lim).astype(np.int32)
+    count = np.random.default_rng(burst).integers(0, 2 * burst, v.size).astype(np.int32)
+    want_up = np.clip((v.astype(np.int64) - 1) // evth, 0, burst)
+    lacks = -(v.astype(np.int64) // evth)                     # ceil(-v / vth)
+    want_signed = np.where(v < 0, -np.minimum(np.minimum(lacks, count), burst), want_up)
+    for c, want in ((None, want_up), (count.copy(), want_signed)):
+        vb, spk = v[None].copy(), np.zeros((1, v.size), np.int8)
+        _if_step(np.zeros_like(vb), vb, np.int64(vth), np.zeros(v.size, np.int32), True, spk,
+                 np.ones(v.size, np.int32), np.zeros(1, np.int64),
+                 None if c is None else c[None], np.int32(burst))
+        np.testing.assert_array_equal(spk[0], want)
+        np.testing.assert_array_equal(vb[0], v - want * evth)
+        if c is not None:
+            np.testing.assert_array_equal(c, count + want)
+
+
 @pytest.mark.xdist_group("lava")
 @pytest.mark.parametrize("signed", [True, False])
 def test_lava_sends_the_same_bursts(signed):
