@@ -36,6 +36,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from neurocomp import numerics as nm
+from neurocomp.ir.ops import tied_block
 from neurocomp.lowered import (Connection, FewSpikeNeuron, InputNeuron, LIFNeuron, LoweredNet,
                                SigmaDeltaNeuron, SigmaNeuron)
 
@@ -643,21 +644,11 @@ PATH_NS = {"scatter_dense": 0.6, "scatter_conv": 2.5, "scan": 1.2,
 
 
 def _block_factor(c: Connection) -> int:
-    """The largest ``s > 1`` such that the conv's kernel is constant over s x s
-    tiles and its strides, kernel size and padding are multiples of s (the
-    conv then equals sum-pooling by s followed by a conv s times smaller per
-    axis), else 1."""
-    kh, kw, cg, cout = c.weight.shape
-    if tuple(c.dilation) != (1, 1) or c.groups != 1:      # grouped/depthwise: the gather path
+    """``tied_block`` of the conv's integer kernel (1 for grouped and depthwise
+    convs, which take the gather path)."""
+    if c.groups != 1:
         return 1
-    w = nm.to_int32(c.weight)
-    for s in range(min(c.strides), 1, -1):
-        if any(v % s for v in (*c.strides, kh, kw, *c.pads[0], *c.pads[1])):
-            continue
-        tiles = w.reshape(kh // s, s, kw // s, s, cg, cout)
-        if (tiles == tiles[:, :1, :, :1]).all():
-            return s
-    return 1
+    return tied_block(nm.to_int32(c.weight), c.strides, c.pads, c.dilation)
 
 
 def _prepare(net: LoweredNet) -> list[_Conn]:

@@ -1021,12 +1021,22 @@ def _optq_mantissas(k: _NormConn, unit, h: np.ndarray, lf, exp: int, net: Lowere
         m = round_mantissas_optq(w, scale, fmt.mantissa_max, h[0], mixed)
     else:
         kh, kw, cg, co = w.shape
+        geo = k.fc.geo
+        # taps fold_avgpool tied (an average pool folded into this conv) stay tied: the
+        # pooled conv is rounded, on its inputs' Hessian (the block sums'), as it would be
+        # unfolded, and the kernel keeps the structure that lets the simulator pool first
+        s = ops.tied_block(w, geo["strides"], geo["pads"], geo["dilation"])
         og = co // len(h)
         m = np.empty(w.shape, np.int64)
         for gi in range(len(h)):
-            part = w[..., gi * og:(gi + 1) * og].reshape(kh * kw * cg, og)
-            m[..., gi * og:(gi + 1) * og] = round_mantissas_optq(
-                part, scale, fmt.mantissa_max, h[gi], mixed).reshape(kh, kw, cg, og)
+            wg, hg = w[::s, ::s, :, gi * og:(gi + 1) * og], h[gi]
+            if s > 1:
+                n = (kh // s) * (kw // s) * cg
+                hg = hg.reshape(kh // s, s, kw // s, s, cg, kh // s, s, kw // s, s, cg)
+                hg = hg.sum(axis=(1, 3, 6, 8)).reshape(n, n)
+            mg = round_mantissas_optq(wg.reshape(-1, og), scale, fmt.mantissa_max, hg,
+                                      mixed).reshape(wg.shape)
+            m[..., gi * og:(gi + 1) * og] = np.repeat(np.repeat(mg, s, axis=0), s, axis=1)
     if layer_input_bound([m], [exp], [k.sum_axes], [net.max_payload(k.fc.src)], [signed]) \
             > fmt.max_input:
         return None

@@ -206,6 +206,24 @@ def test_optq_leaves_few_input_kernels_to_nearest_rounding(zoo_cache, calib):
     assert set(hessians) == {n for n, w in widths.items() if OPTQ_MIN_INPUTS <= w}, (widths, set(hessians))
 
 
+def test_optq_keeps_a_folded_average_pool_tied(models, calib):
+    """fold_avgpool makes LeNet's pool and the conv after it one conv whose taps are tied in
+    2 x 2 blocks; OPTQ rounds the pooled conv on the block sums' Hessian, so the tie survives
+    (the event simulator then pools first) and the rounding still differs from nearest."""
+    from neurocomp.ir.ops import tied_block
+
+    model, _, _ = models["lenet"]
+    mants = {}
+    for rounding in ("nearest", "optq"):
+        c = neurocomp.compile(model, calib=calib_for("lenet", calib), mode="rate", weight_rounding=rounding)
+        folded = [k for k in c.net.connections if k.kind == "conv" and tuple(k.strides) != (1, 1)]
+        assert len(folded) == 1, [(k.name, k.strides) for k in c.net.connections]
+        k = folded[0]
+        assert tied_block(np.asarray(k.weight), k.strides, k.pads, k.dilation) == 2
+        mants[rounding] = np.asarray(k.weight)
+    assert (mants["optq"] != mants["nearest"]).mean() > 0.05
+
+
 # -- accuracy and agreement -----------------------------------------------------------
 
 @pytest.mark.parametrize("mode", MODES)

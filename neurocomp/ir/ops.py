@@ -96,6 +96,23 @@ def same_pads(size: int, k: int, stride: int, dilation: int) -> tuple[int, int]:
     return (total // 2, total - total // 2)
 
 
+def tied_block(weight: np.ndarray, strides, pads: Pads, dilation) -> int:
+    """The largest ``s > 1`` such that a conv kernel (kh, kw, cin, cout) is constant
+    over s x s tiles and its strides, kernel size and padding are multiples of s,
+    else 1: the conv then equals sum-pooling by s followed by a conv s times smaller
+    per axis (what ``fold_avgpool`` makes of an average pool and the conv after it)."""
+    kh, kw = weight.shape[:2]
+    if tuple(dilation) != (1, 1):
+        return 1
+    for s in range(min(strides), 1, -1):
+        if any(v % s for v in (*strides, kh, kw, *pads[0], *pads[1])):
+            continue
+        tiles = weight.reshape(kh // s, s, kw // s, s, *weight.shape[2:])
+        if (tiles == tiles[:, :1, :, :1]).all():
+            return s
+    return 1
+
+
 def _windows(x: np.ndarray, k: tuple[int, int], strides, dilation, pads: Pads,
              pad_value: float = 0.0) -> np.ndarray:
     """(N,H,W,C) -> (N,Ho,Wo,C,kh,kw) strided view of receptive fields."""
