@@ -81,6 +81,7 @@ CONFIGS = [  # (mode, normalization, channelwise[, extra options])
     ("rate", "percentile", False),
     ("rate", "max", True),
     ("rate", "spike-norm", True),
+    ("rate", "percentile", True, {"readout_skip": 0.5}),       # the read-out leaves the transient out
     ("rate", "percentile", True, {"rate_reset": "zero"}),      # Lava LIF's own reset (NetX)
     ("few-spike", "percentile", True, {"fs_k": 4}),
     ("few-spike", "percentile", True, {"fs_k": 6}),
@@ -97,6 +98,7 @@ ARCH_CONFIGS = [  # (mode, normalization, channelwise, maxpool)
     ("rate-soft", "percentile", True, "exact", {"spikes_per_step": 2}),
     ("rate-soft", "percentile", True, "exact", {"spikes_per_step": 4}),
     ("rate", "percentile", True, "exact"),
+    ("rate", "percentile", True, "exact", {"readout_skip": 0.5}),
     ("rate", "percentile", True, "exact", {"rate_reset": "zero"}),
 ]
 AVG_CONFIGS = [(c[0], c[1], c[2], "avg") + tuple(c[4:]) for c in ARCH_CONFIGS]
@@ -285,7 +287,8 @@ def _label(mode, extra) -> str:
     if "fs_k" in extra:
         return f"{mode} k={extra['fs_k']}"
     if mode == "rate":      # the default reset is the self synapse (neurocomp.options.rate_reset)
-        return f"rate ({extra.get('rate_reset') or 'synapse'} reset)"
+        skip = f", skip {extra['readout_skip']}" if extra.get("readout_skip") else ""
+        return f"rate ({extra.get('rate_reset') or 'synapse'} reset{skip})"
     if mode == "rate-soft" and extra.get("signed_spikes") is False:
         return "rate-soft (unsigned)"
     if extra.get("spikes_per_step", 1) > 1:

@@ -120,6 +120,9 @@ def inspect(model: Path):
 @click.option("--readout", type=click.Choice(["membrane", "count", "first-spike", "k-spikes"]), default="membrane",
               show_default=True)
 @click.option("--readout-k", type=int, default=3, show_default=True, help="Spikes the k-spikes read-out waits for.")
+@click.option("--readout-skip", type=float, default=0.0, show_default=True,
+              help="Rate modes, membrane and count read-outs: leave out this fraction of the steps since "
+              "the output's input arrived, the earliest (0.5 suits deep networks in --mode rate).")
 @click.option("--encoding", type=click.Choice(["constant", "poisson", "signed-poisson", "if", "burst", "phase"]),
               default="constant", show_default=True, help="Input encoding (sigma-delta: constant only).")
 @click.option("--input-bits", type=int, default=8, show_default=True)
@@ -131,7 +134,8 @@ def compile_cmd(model, out, hw, mode, calib, steps, normalization, percentile, c
                 readout, input_bits, calib_samples, readout_k=3, encoding="constant", fs_k=6,
                 maxpool="exact", synapse_tau=1.0, max_rate=1.0, rate_correction=True, avgpool_fold=None,
                 rate_reset=None, max_steps=128, channel_scale_floor=None, delay_biases=None,
-                signed_spikes=None, weight_rounding="optq", trade_input_bits=True, spikes_per_step=1):
+                signed_spikes=None, weight_rounding="optq", trade_input_bits=True, spikes_per_step=1,
+                readout_skip=0.0):
     """Compile MODEL (.keras/.h5) into a deployable bundle in OUT."""
     from pydantic import ValidationError
 
@@ -155,7 +159,8 @@ def compile_cmd(model, out, hw, mode, calib, steps, normalization, percentile, c
                              rate_reset=rate_reset, max_steps=max(max_steps, steps or 0),
                              channel_scale_floor=channel_scale_floor, delay_biases=delay_biases,
                              signed_spikes=signed_spikes, weight_rounding=weight_rounding,
-                             trade_input_bits=trade_input_bits, spikes_per_step=spikes_per_step)
+                             trade_input_bits=trade_input_bits, spikes_per_step=spikes_per_step,
+                             readout_skip=readout_skip)
     except ValidationError as e:
         err0 = e.errors()[0]
         raise DataError(f"option --{str(err0['loc'][0]).replace('_', '-')}: {err0['msg']}") from None

@@ -112,6 +112,9 @@ def check_options(opt: ConvertOptions) -> None:
     if opt.spikes_per_step > 1 and opt.mode != "rate-soft":
         raise NeurocompError(f"--spikes-per-step above 1 (bursts) needs rate-soft's microcoded neuron (mode {opt.mode} sends at most "
                              "one spike per step); use --mode rate-soft or --spikes-per-step 1")
+    if opt.readout_skip > 0 and (opt.mode not in ("rate", "rate-soft") or opt.readout not in ("membrane", "count")):
+        raise ReadoutError(f"--readout-skip applies to the rate modes' membrane and count read-outs (not mode "
+                           f"{opt.mode} with read-out '{opt.readout}'); drop it or use one of those")
     if opt.mode == "rate" and opt.rate_reset == "synapse" and opt.synapse_tau > 1:
         raise NeurocompError("--synapse-tau filters through the current u, which rate reset 'synapse' "
                              "uses as its integrator; use --rate-reset zero with --synapse-tau")

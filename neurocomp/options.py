@@ -68,6 +68,12 @@ class ConvertOptions(BaseModel):
         "output layer), of its spike counts, or the first output neuron to spike (first-spike) or to "
         "reach readout_k spikes (k-spikes); all but membrane keep a spiking output layer")
     readout_k: int = Field(3, ge=1, description="spikes the k-spikes read-out waits for")
+    readout_skip: float = Field(0.0, ge=0, lt=1, description="rate modes, membrane and count read-outs: "
+                                "the fraction of the steps since the output's input arrived that the "
+                                "decision leaves out, the earliest (their pipeline-filling transient); "
+                                "0 integrates them all.  0.5 suits deep networks in rate (unsigned), "
+                                "whose early spikes stay counted; rate-soft's signed spikes take them "
+                                "back, so it reads best from the start")
     encoding: Literal["constant", "poisson", "signed-poisson", "if", "burst", "phase"] = Field(
         "constant", description="input encoding (neurocomp.encoding); sigma-delta takes only constant "
         "(delta-coded); simulate() can override it")

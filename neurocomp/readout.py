@@ -124,14 +124,31 @@ def _series(net: LoweredNet, res, readout: str, steps: int):
         return s, s, s / unit
     v = res.states.get(out, {}).get("v")
     v = v[:, :steps].astype(np.float64) if v is not None else np.zeros(spikes.shape)
+    skip = float(net.meta.get("options", {}).get("readout_skip", 0.0))
     # normalised: per step, in units of the calibration scale (early-exit margins)
-    t_eff = t_eff * net.rate_scale()
     if readout == "membrane":
-        return v, v, v / (_vth64(net) * t_eff)
+        v, t_eff = _skip_transient(v, t_eff, skip, net.latency_steps())
+        return v, v, v / (_vth64(net) * t_eff * net.rate_scale())
     # payloads: a burst neuron's message carries several spikes (the read-out is unsigned)
     counts = np.cumsum(spikes, axis=1, dtype=np.int64).astype(np.float64)
+    counts, t_eff = _skip_transient(counts, t_eff, skip, net.latency_steps())
     vth64 = float(net.populations[out].neuron.vth << 6) or 1.0
-    return counts + np.clip(v / vth64, -0.999, 0.999) * 0.5, counts, counts / t_eff
+    return counts + np.clip(v / vth64, -0.999, 0.999) * 0.5, counts, counts / (t_eff * net.rate_scale())
+
+
+def _skip_transient(series: np.ndarray, t_eff: np.ndarray, skip: float, latency: int):
+    """A cumulative (batch, steps, n) read-out series without the first ``skip`` of the
+    steps since the output's input arrived (``ConvertOptions.readout_skip``): at each
+    step, minus its value at the last of those; with the steps left (``t_eff``, (1, steps, 1)))."""
+    if skip <= 0:
+        return series, t_eff
+    m = t_eff[0, :, 0].astype(np.int64)                   # steps since arrival, per step
+    k = np.floor(skip * m).astype(np.int64)               # of them left out (< m)
+    base = latency - 2 + k                                # index of the last one left out
+    cut = (k > 0) & (base >= 0)
+    out = series.copy()
+    out[:, cut] -= series[:, base[cut]]
+    return out, np.maximum(m - k, 1).astype(np.float64)[None, :, None]
 
 
 def first_spike_times(net: LoweredNet, res, k: int = 1) -> np.ndarray:

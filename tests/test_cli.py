@@ -180,6 +180,16 @@ def test_event_lava_and_netx_recordings_are_identical(digits_files, tmp_path, mo
             np.testing.assert_array_equal(a[k], b[k], err_msg=f"{other}: {k}")
 
 
+def test_readout_skip_travels_with_the_bundle(digits_files, tmp_path):
+    from neurocomp.bundle import load_bundle
+    out = tmp_path / "b"
+    assert compile_bundle(digits_files, out, "--mode", "rate", "--readout-skip", "0.5").returncode == 0
+    b = load_bundle(out)
+    assert b.net.meta["options"]["readout_skip"] == 0.5
+    r = run("simulate", out, "--data", digits_files / "test.npz", "--steps", "20")
+    assert r.returncode == 0, r.stderr
+
+
 def test_netx_backend_needs_a_netx_file(digits_files, tmp_path):
     from neurocomp.bundle import load_bundle
     out = tmp_path / "b"
@@ -211,6 +221,11 @@ def test_compile_errors(digits_files, tmp_path):
     assert_one_line_error(compile_bundle(d, tmp_path / "w", "--mode", "rate", "--spikes-per-step", "2"),
                           "spikes-per-step", "rate-soft")
     assert not (tmp_path / "w").exists()
+    # the read-out skip applies to the rate modes' membrane and count read-outs
+    assert_one_line_error(compile_bundle(d, tmp_path / "v", "--mode", "sigma-delta", "--readout-skip", "0.5"),
+                          "readout-skip")
+    assert_one_line_error(compile_bundle(d, tmp_path / "u", "--mode", "rate", "--readout-skip", "1"),
+                          "readout")
 
 
 def test_failed_compile_leaves_existing_bundle_untouched(digits_files, tmp_path):

@@ -211,6 +211,54 @@ def test_ties_on_a_handmade_run(compiled):
     assert decide(net, res, readout="k-spikes", k=2, ties="all").winners[0].sum() == 3
 
 
+def _with_options(net, **options):
+    """The same network with other read-out options in its record (what compile stores)."""
+    import copy
+    other = copy.copy(net)
+    other.meta = {**net.meta, "options": {**net.meta["options"], **options}}
+    return other
+
+
+@pytest.mark.parametrize("readout", ["membrane", "count"])
+def test_readout_skip_leaves_the_transient_out(compiled, readout):
+    """``readout_skip``: at each step T the decision reads the output's membrane (or
+    counts) since the first ``skip`` of the steps since arrival, not since arrival: an
+    early volley for one class no longer outvotes the later, steady evidence for another."""
+    net = compiled(readout=readout).net
+    n, L = net.populations[net.output].size, net.latency_steps()
+    T = L + 12                                    # 13 steps since arrival: 6 left out at 0.5
+    vth64 = net.populations[net.output].neuron.vth << 6
+    s = np.zeros((1, T, n), np.int32)
+    v = np.zeros((1, T, n), np.int64)
+    early, late = L - 1 + np.arange(4), L + 5 + np.arange(T - L - 5)
+    if readout == "membrane":
+        inc = np.zeros((T, n))
+        inc[early, 3] = 5 * vth64                  # the transient: a big early push for class 3
+        inc[late, 6] = 2 * vth64                   # then class 6, steadily
+        v[0] = np.cumsum(inc, axis=0)
+    else:                                         # one spike a step at most
+        s[0, L - 1 + np.arange(6), 3] = 1
+        s[0, L + 7 + np.arange(5), 6] = 1
+    res = SimResult(spikes={net.output: s}, states={net.output: {"v": v.astype(np.int32)}})
+    assert decide(net, res).predictions[0] == 3
+    skipped = _with_options(net, readout_skip=0.5)
+    d = decide(skipped, res)
+    assert d.predictions[0] == 6
+    base = L - 2 + 6                               # the last of the 6 steps left out
+    series = v[0] if readout == "membrane" else np.cumsum(s[0], axis=0)
+    np.testing.assert_allclose(d.scores[0] if readout == "membrane" else np.floor(d.scores[0] + 0.5),
+                               series[T - 1] - series[base])
+    # before arrival, and while fewer than 2 steps have passed, nothing is left out
+    np.testing.assert_array_equal(decide(skipped, res, steps=L).scores, decide(net, res, steps=L).scores)
+
+
+def test_readout_skip_is_refused_where_it_does_not_apply(mlp, calib):
+    with pytest.raises(ReadoutError, match="readout-skip"):
+        neurocomp.compile(mlp[0], calib=calib, mode="sigma-delta", readout_skip=0.5)
+    with pytest.raises(ReadoutError, match="readout-skip"):
+        neurocomp.compile(mlp[0], calib=calib, mode="rate", readout="first-spike", readout_skip=0.5)
+
+
 @pytest.mark.parametrize("readout,mode", [("membrane", "rate-soft"), ("count", "rate-soft"),
                                           ("membrane", "sigma-delta")])
 def test_early_exit(compiled, mlp, readout, mode):
