@@ -80,6 +80,9 @@ def main(argv=None):
     ap.add_argument("--networks", default="mlp,lenet,lenet-folded",
                     help="comma-separated, of: " + ", ".join(NETWORKS))
     args = ap.parse_args(argv)
+    unknown = [n for n in args.networks.split(",") if n not in NETWORKS]
+    if unknown:
+        ap.error(f"unknown network(s) {', '.join(unknown)}; choose from {', '.join(NETWORKS)}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from neurocomp.frontends.keras import import_keras
     import_keras()

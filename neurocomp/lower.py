@@ -1007,6 +1007,17 @@ def input_hessians(fc: FloatConn, x: np.ndarray) -> np.ndarray:
     return h
 
 
+def pooled_hessian(h: np.ndarray, kernel: tuple[int, int, int], s: int) -> np.ndarray:
+    """A conv's input Hessian (``input_hessians``, (kh, kw, cg) order) for its kernel
+    tied over s x s tiles: that of the tiles' sums, the inputs of the conv s times
+    smaller per axis (T^T H T, T summing each tile)."""
+    if s == 1:
+        return h
+    kh, kw, cg = kernel
+    n = (kh // s) * (kw // s) * cg
+    return h.reshape(kh // s, s, kw // s, s, cg, kh // s, s, kw // s, s, cg).sum(axis=(1, 3, 6, 8)).reshape(n, n)
+
+
 def _optq_mantissas(k: _NormConn, unit, h: np.ndarray, lf, exp: int, net: LoweredNet,
                     signed: bool, fmt: Formats) -> Optional[list]:
     """One connection's mantissas rounded with error feedback (``round_mantissas_optq``,
@@ -1029,13 +1040,9 @@ def _optq_mantissas(k: _NormConn, unit, h: np.ndarray, lf, exp: int, net: Lowere
         og = co // len(h)
         m = np.empty(w.shape, np.int64)
         for gi in range(len(h)):
-            wg, hg = w[::s, ::s, :, gi * og:(gi + 1) * og], h[gi]
-            if s > 1:
-                n = (kh // s) * (kw // s) * cg
-                hg = hg.reshape(kh // s, s, kw // s, s, cg, kh // s, s, kw // s, s, cg)
-                hg = hg.sum(axis=(1, 3, 6, 8)).reshape(n, n)
-            mg = round_mantissas_optq(wg.reshape(-1, og), scale, fmt.mantissa_max, hg,
-                                      mixed).reshape(wg.shape)
+            wg = w[::s, ::s, :, gi * og:(gi + 1) * og]
+            mg = round_mantissas_optq(wg.reshape(-1, og), scale, fmt.mantissa_max,
+                                      pooled_hessian(h[gi], (kh, kw, cg), s), mixed).reshape(wg.shape)
             m[..., gi * og:(gi + 1) * og] = np.repeat(np.repeat(mg, s, axis=0), s, axis=1)
     if layer_input_bound([m], [exp], [k.sum_axes], [net.max_payload(k.fc.src)], [signed]) \
             > fmt.max_input:

@@ -143,9 +143,9 @@ def _skip_transient(series: np.ndarray, t_eff: np.ndarray, skip: float, latency:
     if skip <= 0:
         return series, t_eff
     m = t_eff[0, :, 0].astype(np.int64)                   # steps since arrival, per step
-    k = np.floor(skip * m).astype(np.int64)               # of them left out (< m)
+    k = np.floor(skip * m + 1e-9).astype(np.int64)        # of them left out (< m; 0.29 * 100 is 28.999...)
     base = latency - 2 + k                                # index of the last one left out
-    cut = (k > 0) & (base >= 0)
+    cut = k > 0
     out = series.copy()
     out[:, cut] -= series[:, base[cut]]
     return out, np.maximum(m - k, 1).astype(np.float64)[None, :, None]

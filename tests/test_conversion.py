@@ -206,6 +206,24 @@ def test_optq_leaves_few_input_kernels_to_nearest_rounding(zoo_cache, calib):
     assert set(hessians) == {n for n, w in widths.items() if OPTQ_MIN_INPUTS <= w}, (widths, set(hessians))
 
 
+def test_pooled_hessian_is_the_hessian_of_the_pooled_conv():
+    """A 4x4 kernel tied in 2x2 tiles, stride 2, padded: its reduced Hessian equals the
+    input Hessian of the 2x2 kernel over the 2x2 sum-pooled input."""
+    from types import SimpleNamespace
+    from neurocomp.lower import input_hessians, pooled_hessian
+
+    x = np.random.default_rng(0).random((7, 10, 10, 3))
+    pads = ((2, 2), (2, 2))
+    big = SimpleNamespace(kind="conv", weight=np.zeros((4, 4, 3, 5)),
+                          geo={"strides": (2, 2), "dilation": (1, 1), "pads": pads})
+    xp = np.pad(x, ((0, 0), *pads, (0, 0)))
+    pooled = xp.reshape(7, 7, 2, 7, 2, 3).sum(axis=(2, 4))
+    small = SimpleNamespace(kind="conv", weight=np.zeros((2, 2, 3, 5)),
+                            geo={"strides": (1, 1), "dilation": (1, 1), "pads": ((0, 0), (0, 0))})
+    np.testing.assert_allclose(pooled_hessian(input_hessians(big, x)[0], (4, 4, 3), 2),
+                               input_hessians(small, pooled)[0], rtol=1e-10)
+
+
 def test_optq_keeps_a_folded_average_pool_tied(models, calib):
     """fold_avgpool makes LeNet's pool and the conv after it one conv whose taps are tied in
     2 x 2 blocks; OPTQ rounds the pooled conv on the block sums' Hessian, so the tie survives
