@@ -232,6 +232,18 @@ def _exit_steps(norm: np.ndarray, rule: EarlyExit, latency: int) -> np.ndarray:
     return np.where(done.any(axis=1), done.argmax(axis=1) + 1, steps).astype(np.int64)
 
 
+def output_values(net: LoweredNet, res, steps: int | None = None) -> np.ndarray:
+    """``(batch, n_out)``: the compiled membrane or count read-out after the first
+    ``steps`` steps in calibration units per step (what early-exit margins compare;
+    with ``readout_skip``, over the steps it keeps)."""
+    readout = _resolve(net, None)
+    if readout not in ("membrane", "count"):
+        raise ReadoutError(f"output values are for the membrane and count read-outs, not '{readout}'")
+    total = res.spikes[net.output].shape[1]
+    steps = min(steps or total, total)
+    return _series(net, res, readout, steps)[2][:, steps - 1]
+
+
 def scores(net: LoweredNet, res, steps: int | None = None) -> np.ndarray:
     """``(batch, n_out)`` scores whose argmax is the prediction, after the
     first ``steps`` steps of the run (default: all of them), for the compiled

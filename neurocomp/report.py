@@ -119,7 +119,6 @@ def analyse(compiled, x: np.ndarray, y: Optional[np.ndarray], steps: int, mappin
     curve is what ``simulate --steps T`` measures on the same samples.  The
     data is a deterministic function of the inputs (``seed`` picks scatter
     points)."""
-    from neurocomp import numerics as nm
     from neurocomp.analysis import pop_depths, quantised_ann, snn_values
     from neurocomp.encoding import encode
     from neurocomp.ir import predict, run_float
@@ -156,9 +155,8 @@ def analyse(compiled, x: np.ndarray, y: Optional[np.ndarray], steps: int, mappin
     costs, cost_w = [], []
     raster0 = None
     out_n = net.populations[net.output].neuron
-    vth_out = float(net.meta.get("vth_nominal", {}).get(net.output, getattr(out_n, "vth", 1)) or 1)
     from neurocomp.backends import get_backend
-    from neurocomp.readout import decide, needs_states
+    from neurocomp.readout import decide, needs_states, output_values
     backend = get_backend("event")
     for b0 in range(0, ns, chunk):
         xc = x[b0:b0 + chunk]
@@ -168,9 +166,9 @@ def analyse(compiled, x: np.ndarray, y: Optional[np.ndarray], steps: int, mappin
         first_pred = int(decide(net, res).predictions[0])
         vals = snn_values(net, res.spikes)
         if readout == "membrane" and out_n.kind == "lif":
-            # the output integrates: final membrane over (threshold x steps it received input)
-            v = res.states[net.output]["v"][:, -1].astype(np.float64)
-            vals[net.output] = v / ((vth_out * (1 << nm.ACT_SHIFT)) * max(steps - depth[net.output], 1))
+            # the output integrates: its membrane per step of input (of those the read-out keeps),
+            # in rate units like the other LIF layers' values (divided by rate_scale below)
+            vals[net.output] = output_values(net, res) * net.rate_scale()
         for p in pops:
             snn[p][b0:b0 + len(xc)] = vals[p]
             if _spiking(net, p):
