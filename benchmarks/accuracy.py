@@ -121,6 +121,11 @@ def configs_for(name: str) -> list:
     return [_cfg(c) for c in ARCH_CONFIGS + (AVG_CONFIGS if name == "mobilenet" else [])]
 
 
+def calibration_sample(x_tr: np.ndarray, n: int = 500) -> np.ndarray:
+    """The training images every benchmark row calibrates on (a fixed random draw)."""
+    return x_tr[np.random.default_rng(0).choice(len(x_tr), n, replace=False)]
+
+
 def load_mnist():
     with np.load(MNIST) as d:
         f = lambda a: (a.astype(np.float32) / 255.0)[..., None]  # noqa: E731
@@ -256,7 +261,7 @@ def evaluate(model, data, limit, calib_n=500, configs=None, lava=0):
 
     x_tr, _, x_te, y_te = data
     x_te, y_te = x_te[:limit], y_te[:limit]
-    calib = x_tr[np.random.default_rng(0).choice(len(x_tr), calib_n, replace=False)]
+    calib = calibration_sample(x_tr, calib_n)
     rows = []
     ann_acc = None
     for mode, norm, cw, maxpool, extra in configs or [_cfg(c) for c in CONFIGS]:
@@ -345,7 +350,7 @@ def compare(models: dict, data, limit, calib_n=500, qcfs_levels=4) -> list:
 
     x_tr, _, x_te, y_te = data
     x_te, y_te = x_te[:limit], y_te[:limit]
-    calib = x_tr[np.random.default_rng(0).choice(len(x_tr), calib_n, replace=False)]
+    calib = calibration_sample(x_tr, calib_n)
     rows = []
 
     def emit(row):

@@ -11,7 +11,6 @@ simulator for L + 64 steps, and read both ways at T = L + {0, 1, 2, 4, 8, 16, 32
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from accuracy import CACHE, OFFSETS, load_mnist  # noqa: E402
+from accuracy import CACHE, OFFSETS, calibration_sample, load_mnist  # noqa: E402
 
 
 def main(argv=None):
@@ -37,7 +36,7 @@ def main(argv=None):
     import_keras()
     x_tr, _, x_te, y_te = load_mnist()
     x_te, y_te = x_te[:args.limit], y_te[:args.limit]
-    calib = x_tr[np.random.default_rng(0).choice(len(x_tr), 500, replace=False)]   # as accuracy.py
+    calib = calibration_sample(x_tr)
     for name in args.models.split(","):
         path = CACHE / f"{name}.keras"
         if not path.exists():
@@ -46,12 +45,11 @@ def main(argv=None):
                               max_steps=128)
         L = c.latency_steps
         out = c.simulate(x_te, L + max(OFFSETS))
-        skipped = copy.copy(c.net)
-        skipped.meta = {**c.net.meta, "options": {**c.net.meta["options"], "readout_skip": args.skip}}
         print(f"| {name} ({args.mode}, L={L}) | " + " | ".join(f"L+{k}" for k in OFFSETS) + " |")
         print("|---|" + "---|" * len(OFFSETS))
-        for label, net in (("from arrival", c.net), (f"skip {args.skip}", skipped)):
-            accs = [float((decide(net, out.result, steps=L + k).predictions == y_te).mean()) for k in OFFSETS]
+        for label, skip in (("from arrival", 0.0), (f"skip {args.skip}", args.skip)):
+            accs = [float((decide(c.net, out.result, steps=L + k, skip=skip).predictions == y_te).mean())
+                    for k in OFFSETS]
             print(f"| {label} | " + " | ".join(f"{a:.4f}" for a in accs) + " |", flush=True)
         print()
     print(f"({len(y_te)} test images)")

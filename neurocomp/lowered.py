@@ -33,7 +33,7 @@ Neuron kinds (arithmetic in ``neurocomp.numerics``):
   threshold per step): a spike fired on an early, unrepresentative volley no longer
   stays in the count.  Payloads are -1 or +1 (graded messages).
 
-  ``burst`` b > 1 (``reset="subtract"`` only; ``ConvertOptions.burst``): one step's
+  ``burst`` b > 1 (``reset="subtract"`` only; ``ConvertOptions.spikes_per_step``): one step's
   message carries as many thresholds as v holds, up to b (burst spikes, Li & Zeng
   2022; one Loihi 2 graded message)::
 

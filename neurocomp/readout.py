@@ -101,11 +101,13 @@ def _vth64(net: LoweredNet) -> float:
     return float(int(nominal) << 6) or 1.0
 
 
-def _series(net: LoweredNet, res, readout: str, steps: int):
-    """Per step: (tie-broken score, primary score for ties, normalised score), each (batch, steps, n)."""
+def _series(net: LoweredNet, res, readout: str, steps: int, skip: Optional[float] = None):
+    """Per step: (tie-broken score, primary score for ties, normalised score), each (batch, steps, n);
+    ``skip``: ``readout_skip`` (default the compiled one)."""
     out = net.output
     spikes = res.spikes[out][:, :steps]
-    t_eff = np.maximum(np.arange(2, steps + 2) - net.latency_steps(), 1).astype(np.float64)[None, :, None]
+    latency = net.latency_steps()
+    t_eff = np.maximum(np.arange(2, steps + 2) - latency, 1).astype(np.float64)[None, :, None]
     if readout == "few-spike":
         from neurocomp.few_spike import decode_window
         k = int(net.meta["cycle_steps"])
@@ -124,14 +126,15 @@ def _series(net: LoweredNet, res, readout: str, steps: int):
         return s, s, s / unit
     v = res.states.get(out, {}).get("v")
     v = v[:, :steps].astype(np.float64) if v is not None else np.zeros(spikes.shape)
-    skip = float(net.meta.get("options", {}).get("readout_skip", 0.0))
+    if skip is None:
+        skip = float(net.meta.get("options", {}).get("readout_skip", 0.0))
     # normalised: per step, in units of the calibration scale (early-exit margins)
     if readout == "membrane":
-        v, t_eff = _skip_transient(v, t_eff, skip, net.latency_steps())
+        v, t_eff = _skip_transient(v, t_eff, skip, latency)
         return v, v, v / (_vth64(net) * t_eff * net.rate_scale())
     # payloads: a burst neuron's message carries several spikes (the read-out is unsigned)
     counts = np.cumsum(spikes, axis=1, dtype=np.int64).astype(np.float64)
-    counts, t_eff = _skip_transient(counts, t_eff, skip, net.latency_steps())
+    counts, t_eff = _skip_transient(counts, t_eff, skip, latency)
     vth64 = float(net.populations[out].neuron.vth << 6) or 1.0
     return counts + np.clip(v / vth64, -0.999, 0.999) * 0.5, counts, counts / (t_eff * net.rate_scale())
 
@@ -161,7 +164,7 @@ def first_spike_times(net: LoweredNet, res, k: int = 1) -> np.ndarray:
 
 def decide(net: LoweredNet, res, *, readout: Optional[str] = None, k: Optional[int] = None,
            ties: str = "first", early_exit: Optional[EarlyExit] = None,
-           steps: Optional[int] = None) -> Decision:
+           steps: Optional[int] = None, skip: Optional[float] = None) -> Decision:
     """The decision of every sample from a run's output spikes and membrane.
 
     ``readout``: default the compiled one (spiking read-outs are interchangeable);
@@ -170,7 +173,8 @@ def decide(net: LoweredNet, res, *, readout: Optional[str] = None, k: Optional[i
     ``"all"`` (``winners`` marks every class tied on the read-out's primary
     quantity: count, arrival step, membrane or decoded value);
     ``early_exit``: an :class:`EarlyExit` rule; ``steps``: use only the first
-    ``steps`` steps of the run.
+    ``steps`` steps of the run; ``skip``: the membrane and count read-outs' ``readout_skip``
+    (default the compiled one).
 
     Early exit is evaluated on the recorded trajectories -- the read-out at
     every step -- which is exactly what a chip watching the output online
@@ -182,7 +186,7 @@ def decide(net: LoweredNet, res, *, readout: Optional[str] = None, k: Optional[i
         raise ReadoutError(f"ties must be 'first' or 'all', got '{ties}'")
     total = res.spikes[net.output].shape[1]
     steps = min(steps or total, total)
-    score, primary, norm = _series(net, res, readout, steps)
+    score, primary, norm = _series(net, res, readout, steps, skip)
     batch = score.shape[0]
     t_dec = np.full(batch, steps, np.int64)
     if readout in ("first-spike", "k-spikes"):
@@ -232,16 +236,16 @@ def _exit_steps(norm: np.ndarray, rule: EarlyExit, latency: int) -> np.ndarray:
     return np.where(done.any(axis=1), done.argmax(axis=1) + 1, steps).astype(np.int64)
 
 
-def output_values(net: LoweredNet, res, steps: int | None = None) -> np.ndarray:
+def output_values(net: LoweredNet, res, steps: int | None = None, skip: Optional[float] = None) -> np.ndarray:
     """``(batch, n_out)``: the compiled membrane or count read-out after the first
     ``steps`` steps in calibration units per step (what early-exit margins compare;
-    with ``readout_skip``, over the steps it keeps)."""
+    with ``readout_skip``, default the compiled one, over the steps it keeps)."""
     readout = _resolve(net, None)
     if readout not in ("membrane", "count"):
         raise ReadoutError(f"output values are for the membrane and count read-outs, not '{readout}'")
     total = res.spikes[net.output].shape[1]
     steps = min(steps or total, total)
-    return _series(net, res, readout, steps)[2][:, steps - 1]
+    return _series(net, res, readout, steps, skip)[2][:, steps - 1]
 
 
 def scores(net: LoweredNet, res, steps: int | None = None) -> np.ndarray:

@@ -244,6 +244,7 @@ def test_readout_skip_leaves_the_transient_out(compiled, readout):
     skipped = _with_options(net, readout_skip=0.5)
     d = decide(skipped, res)
     assert d.predictions[0] == 6
+    np.testing.assert_array_equal(decide(net, res, skip=0.5).scores, d.scores)   # the same, asked for
     base = L - 2 + 6                               # the last of the 6 steps left out
     series = v[0] if readout == "membrane" else np.cumsum(s[0], axis=0)
     np.testing.assert_allclose(d.scores[0] if readout == "membrane" else np.floor(d.scores[0] + 0.5),
