@@ -10,7 +10,8 @@ Issue 9 adds a small ResNet (stem + 3 residual blocks with BatchNorm, the
 last strided with a 1x1 projection skip; global average pooling) and a small
 MobileNet-style net (stem conv, 2x2 max pooling, depthwise separable blocks
 with BatchNorm, global average pooling): ``--models resnet,mobilenet``.  They
-are compiled in each mode (percentile, channel-wise; the MobileNet also with
+are trained with a cosine-decayed learning rate (ResNet 6 epochs, 99.0 %; MobileNet 8, 96.1 %)
+and compiled in each mode (percentile, channel-wise; the MobileNet also with
 ``maxpool="avg"``, the average-pool stand-in, against the same ANN) and
 checked bit-exact against Lava on a few samples (``--lava N``).  ``mobilenet_v2``
 is a MobileNetV2-style net (stride-2 stem, four inverted residual blocks:
@@ -193,6 +194,12 @@ def build(name: str, qcfs_levels: int = 4):
         L.Flatten(), L.Dense(10)], name="mnist_cnn")
 
 
+# The residual and depthwise nets are trained with the learning rate decayed to zero (cosine):
+# at a constant 1e-3 the ResNet stopped at 97.1 % test / 98.7 % train after 3 epochs, a weaker
+# reference than any user's MNIST ResNet; decayed over 6 epochs it reaches 99.0 %.
+COSINE_LR = ("resnet", "mobilenet", "mobilenet_v2")
+
+
 def trained(name: str, data, epochs: int, retrain: bool, qcfs_levels: int = 4):
     import keras
     import neurocomp.training  # noqa: F401  registers QCFS for loading
@@ -202,7 +209,10 @@ def trained(name: str, data, epochs: int, retrain: bool, qcfs_levels: int = 4):
     keras.utils.set_random_seed(0)
     x_tr, y_tr, _, _ = data
     m = build(name, qcfs_levels)
-    m.compile(optimizer=keras.optimizers.Adam(1e-3),
+    lr = 1e-3
+    if name in COSINE_LR:
+        lr = keras.optimizers.schedules.CosineDecay(lr, epochs * -(-len(x_tr) // 128))
+    m.compile(optimizer=keras.optimizers.Adam(lr),
               loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
     t0 = time.time()
     m.fit(x_tr, y_tr, epochs=epochs, batch_size=128, verbose=0)
@@ -307,7 +317,8 @@ def table(name, rows, n):
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         ann = r["ann"]
-        gap = {k: (ann - a) * 100 for k, a in zip(OFFSETS, r["snn"])}
+        # rounded: accuracies are whole images, and 0.9903 - 0.9893 must not read 0.1000000001 pt
+        gap = {k: round((ann - a) * 100, 9) for k, a in zip(OFFSETS, r["snn"])}
         if r["mode"] == "sigma-delta":
             ok = "ok" if gap[4] <= 0.1 else f"MISS: -{gap[4]:.2f} pt @L+4 (target 0.1)"
         elif r["mode"] == "few-spike":
@@ -320,7 +331,8 @@ def table(name, rows, n):
                 miss.append(f"-{gap[32]:.2f} pt @L+32 (0.15)")
             ok = "ok" if not miss else "MISS: " + ", ".join(miss)
         pool = "" if r.get("maxpool", "exact") == "exact" else f", maxpool={r['maxpool']}"
-        lines.append(f"| {name} | {_label(r['mode'], r)} | {r['normalization']}{' ch' if r['channelwise'] else ' layer'}{pool} "
+        norm = r["normalization"] + (f" {r['percentile']:g}" if "percentile" in r else "")
+        lines.append(f"| {name} | {_label(r['mode'], r)} | {norm}{' ch' if r['channelwise'] else ' layer'}{pool} "
                      f"| {r['L']} | {ann:.4f} | {r['qann']:.4f} | "
                      + " | ".join(f"{a:.4f}" for a in r["snn"])
                      + f" | {r['spikes'][OFFSETS.index(8)]:,.0f} | {r['spikes'][OFFSETS.index(32)]:,.0f} | {ok} |")
@@ -443,7 +455,7 @@ def main(argv=None):
     ap.add_argument("--models", default="mlp,cnn")
     ap.add_argument("--epochs-mlp", type=int, default=8)
     ap.add_argument("--epochs-cnn", type=int, default=4)
-    ap.add_argument("--epochs-arch", type=int, default=3, help="epochs for resnet and mobilenet_v2")
+    ap.add_argument("--epochs-arch", type=int, default=6, help="epochs for resnet and mobilenet_v2")
     ap.add_argument("--epochs-mobilenet", type=int, default=8,
                     help="epochs for mobilenet (3 left it at 90 %%: too weak a reference)")
     ap.add_argument("--lava", type=int, default=0, metavar="N",
@@ -452,6 +464,9 @@ def main(argv=None):
     ap.add_argument("--modes", help="only these modes (comma-separated), e.g. sigma-delta")
     ap.add_argument("--with-option", metavar="NAME",
                     help="only the rows that set this conversion option, e.g. spikes_per_step")
+    ap.add_argument("--maxpool", choices=("exact", "avg"), help="only the rows with this max-pool conversion")
+    ap.add_argument("--percentile", type=float,
+                    help="the percentile rows' robust maximum (default: neurocomp's, 99.9)")
     ap.add_argument("--compare", action="store_true",
                     help="the mode x encoding x read-out comparison on the CNN and its QCFS-trained twin")
     ap.add_argument("--qcfs-levels", type=int, default=4, help="QCFS quantisation levels (--compare)")
@@ -485,7 +500,11 @@ def main(argv=None):
             model = trained(name, data, epochs, args.retrain)
         print(f"{name}:", flush=True)
         cfgs = [c for c in configs_for(name) if (not args.modes or c[0] in args.modes.split(","))
-                and (not args.with_option or args.with_option in c[4])]
+                and (not args.with_option or args.with_option in c[4])
+                and (not args.maxpool or c[3] == args.maxpool)]
+        if args.percentile is not None:
+            cfgs = [c[:4] + ({**c[4], "percentile": args.percentile} if c[1] == "percentile" else c[4],)
+                    for c in cfgs]
         results[name] = evaluate(model, data, args.limit, configs=cfgs,
                                  lava=args.lava if name in ARCH_MODELS else 0)
         out.append(table(name, results[name], min(args.limit, 10000)))
