@@ -198,6 +198,7 @@ def build(name: str, qcfs_levels: int = 4):
 # at a constant 1e-3 the ResNet stopped at 97.1 % test / 98.7 % train after 3 epochs, a weaker
 # reference than any user's MNIST ResNet; decayed over 6 epochs it reaches 99.0 %.
 COSINE_LR = ("resnet", "mobilenet", "mobilenet_v2")
+TRAIN_BATCH = 128
 
 
 def trained(name: str, data, epochs: int, retrain: bool, qcfs_levels: int = 4):
@@ -211,11 +212,11 @@ def trained(name: str, data, epochs: int, retrain: bool, qcfs_levels: int = 4):
     m = build(name, qcfs_levels)
     lr = 1e-3
     if name in COSINE_LR:
-        lr = keras.optimizers.schedules.CosineDecay(lr, epochs * -(-len(x_tr) // 128))
+        lr = keras.optimizers.schedules.CosineDecay(lr, epochs * -(-len(x_tr) // TRAIN_BATCH))
     m.compile(optimizer=keras.optimizers.Adam(lr),
               loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
     t0 = time.time()
-    m.fit(x_tr, y_tr, epochs=epochs, batch_size=128, verbose=0)
+    m.fit(x_tr, y_tr, epochs=epochs, batch_size=TRAIN_BATCH, verbose=0)
     print(f"trained {name} in {time.time() - t0:.0f} s", flush=True)
     CACHE.mkdir(parents=True, exist_ok=True)
     m.save(path)
@@ -489,15 +490,12 @@ def main(argv=None):
                                              "patience": EXIT_PATIENCE, "limit": args.limit}, indent=1))
         return 0
     for name in args.models.split(","):
+        base = QCFS_TWINS.get(name, name)          # a twin is fine-tuned from its trained plain model
         epochs = {"mlp": args.epochs_mlp, "cnn": args.epochs_cnn,
-                  "mobilenet": args.epochs_mobilenet}.get(name, args.epochs_arch)
+                  "mobilenet": args.epochs_mobilenet}.get(base, args.epochs_arch)
+        model = trained(base, data, epochs, args.retrain)
         if name in QCFS_TWINS:
-            base = QCFS_TWINS[name]
-            plain = trained(base, data, args.epochs_mobilenet if base == "mobilenet" else args.epochs_arch,
-                            args.retrain)
-            model = qcfs_twin(name, data, plain, args.retrain)
-        else:
-            model = trained(name, data, epochs, args.retrain)
+            model = qcfs_twin(name, data, model, args.retrain)
         print(f"{name}:", flush=True)
         cfgs = [c for c in configs_for(name) if (not args.modes or c[0] in args.modes.split(","))
                 and (not args.with_option or args.with_option in c[4])
