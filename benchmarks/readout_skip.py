@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from accuracy import CACHE, OFFSETS, calibration_sample, load_mnist  # noqa: E402
+from accuracy import EPOCHS, OFFSETS, calibration_sample, load_mnist, trained  # noqa: E402
 
 
 def main(argv=None):
@@ -29,20 +29,17 @@ def main(argv=None):
     ap.add_argument("--mode", default="rate")
     args = ap.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import keras
     import neurocomp
     from neurocomp.frontends.keras import import_keras
     from neurocomp.readout import decide
     import_keras()
-    x_tr, _, x_te, y_te = load_mnist()
+    data = load_mnist()
+    x_tr, _, x_te, y_te = data
     x_te, y_te = x_te[:args.limit], y_te[:args.limit]
     calib = calibration_sample(x_tr)
     for name in args.models.split(","):
-        path = CACHE / f"{name}.keras"
-        if not path.exists():
-            ap.error(f"{path} is missing; train it with benchmarks/accuracy.py --models {name}")
-        c = neurocomp.compile(keras.models.load_model(path, compile=False), calib=calib, mode=args.mode,
-                              max_steps=128)
+        model = trained(name, data, EPOCHS[name], retrain=False)     # accuracy.py's cached model
+        c = neurocomp.compile(model, calib=calib, mode=args.mode, max_steps=128)
         L = c.latency_steps
         out = c.simulate(x_te, L + max(OFFSETS))
         print(f"| {name} ({args.mode}, L={L}) | " + " | ".join(f"L+{k}" for k in OFFSETS) + " |")
