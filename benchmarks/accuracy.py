@@ -351,11 +351,10 @@ def table(name, rows, n):
             if gap[32] > 0.15:
                 miss.append(f"-{gap[32]:.2f} pt @L+32 (0.15)")
             ok = "ok" if not miss else "MISS: " + ", ".join(miss)
-        pool = "" if r.get("maxpool", "exact") == "exact" else f", maxpool={r['maxpool']}"
         norm = r["normalization"] + (f" {r['percentile']:g}" if "percentile" in r else "")
-        pool += "".join(f", {k}={r[k]:g}" if isinstance(r[k], float) else f", {k}={r[k]}"
-                        for k in r.get("overrides", ()))
-        lines.append(f"| {name} | {_label(r['mode'], r)} | {norm}{' ch' if r['channelwise'] else ' layer'}{pool} "
+        suffix = ("" if r.get("maxpool", "exact") == "exact" else f", maxpool={r['maxpool']}") + "".join(
+            f", {k}={r[k]:g}" if isinstance(r[k], float) else f", {k}={r[k]}" for k in r.get("overrides", ()))
+        lines.append(f"| {name} | {_label(r['mode'], r)} | {norm}{' ch' if r['channelwise'] else ' layer'}{suffix} "
                      f"| {r['L']} | {ann:.4f} | {r['qann']:.4f} | "
                      + " | ".join(f"{a:.4f}" for a in r["snn"])
                      + f" | {r['spikes'][OFFSETS.index(8)]:,.0f} | {r['spikes'][OFFSETS.index(32)]:,.0f} | {ok} |")
