@@ -283,7 +283,9 @@ def lava_check(c, x, steps) -> str:
     return f"{verdict} ({len(x)} samples x {steps} steps, {n:,} spikes, {time.time() - t0:.0f} s)"
 
 
-def evaluate(model, data, limit, calib_n=500, configs=None, lava=0):
+def evaluate(model, data, limit, calib_n=500, configs=None, lava=0, overrides=None):
+    """One row per config; ``overrides`` (conversion options, ``--set``) apply to every row
+    and are named in the table."""
     import neurocomp
     from neurocomp.analysis import quantised_ann
     from neurocomp.ir import predict
@@ -296,9 +298,9 @@ def evaluate(model, data, limit, calib_n=500, configs=None, lava=0):
     ann_acc = None
     for mode, norm, cw, maxpool, extra in configs or [_cfg(c) for c in CONFIGS]:
         t0 = time.time()
+        extra = {**extra, **(overrides or {})}
         c = neurocomp.compile(model, calib=calib, mode=mode, normalization=norm, channelwise=cw,
-                              max_steps=128, maxpool=maxpool,
-                              **{k: v for k, v in extra.items() if k != "overrides"})
+                              max_steps=128, maxpool=maxpool, **extra)
         if ann_acc is None:
             ann_acc = float((predict(c.graph, x_te).argmax(1) == y_te).mean())
         q_acc = float((quantised_ann(c.net, x_te)[c.net.output].argmax(1) == y_te).mean())
@@ -312,7 +314,8 @@ def evaluate(model, data, limit, calib_n=500, configs=None, lava=0):
         lava_note = lava_check(c, x_te[:lava], L + 4) if lava else ""
         rows.append(dict(mode=mode, normalization=norm, channelwise=cw, maxpool=maxpool, **extra, L=L, ann=ann_acc,
                          qann=q_acc, snn=accs, spikes=spikes, seconds=time.time() - t0,
-                         sim_seconds=out.result.seconds, lava=lava_note))
+                         sim_seconds=out.result.seconds, lava=lava_note,
+                         **({"overrides": sorted(overrides)} if overrides else {})))
         print(f"  {_label(mode, extra):11s} {norm:10s} {'ch' if cw else 'layer':5s} maxpool={maxpool} L={L} "
               + " ".join(f"{a:.4f}" for a in accs) + f"  ({time.time() - t0:.0f} s) {lava_note}",
               flush=True)
@@ -540,9 +543,7 @@ def main(argv=None):
         if args.percentile is not None:
             cfgs = [c[:4] + ({**c[4], "percentile": args.percentile} if c[1] == "percentile" else c[4],)
                     for c in cfgs]
-        cfgs = [c[:4] + ({**c[4], **overrides, "overrides": sorted(overrides)},) if overrides else c
-                for c in cfgs]
-        results[name] = evaluate(model, data, args.limit, configs=cfgs, lava=args.lava)
+        results[name] = evaluate(model, data, args.limit, configs=cfgs, lava=args.lava, overrides=overrides)
         out.append(table(name, results[name], min(args.limit, 10000)))
     print()
     print("\n".join(out))
