@@ -30,17 +30,23 @@ def connection_matrix(net: LoweredNet, c) -> sp.csr_matrix:
                          shape=(net.populations[c.src].size, n_dst))
 
 
-def quantised_ann(net: LoweredNet, x: np.ndarray, currents: Optional[dict] = None) -> dict[str, np.ndarray]:
+def quantised_ann(net: LoweredNet, x: np.ndarray, currents: Optional[dict] = None,
+                  corrected: bool = False) -> dict[str, np.ndarray]:
     """Per population, the steady-state value the spiking network approximates:
     rates (spikes per step, clipped to [0, burst]) for LIF populations, the
     output's per-step input over its threshold for a membrane read-out, and
     decoded activations (1.0 = the calibration scale) for sigma-delta and
     few-spike ones (few-spike: floored to its k bits and clipped, as the
     cycle's binary expansion).  The input population keeps its integer payloads.
-    ``currents``, when given, receives each LIF population's steady per-step input."""
+    ``currents``, when given, receives each LIF population's steady per-step input.
+    Rate correction (``neurocomp.rate_correction``) scales some thresholds with their
+    biases: by default the values are those of the network before it (the quantised ANN,
+    which separates quantisation loss from spiking loss); ``corrected``: of the network
+    as it runs."""
     cycle = int(net.meta.get("cycle_steps", 1))    # few-spike: values are per-cycle payload sums
     vals: dict[str, np.ndarray] = {}
     vth_nominal = net.meta.get("vth_nominal", {})
+    corrections = net.meta.get("threshold_corrections", {})
     for name, p in net.populations.items():
         n = p.neuron
         if isinstance(n, InputNeuron):
@@ -60,9 +66,13 @@ def quantised_ann(net: LoweredNet, x: np.ndarray, currents: Optional[dict] = Non
             else:
                 bias = nm.lif_bias(n.bias_mant if n.bias_mant is not None else np.zeros(p.size),
                                    n.bias_exp if n.bias_exp is not None else np.zeros(p.size))
+                if name in corrections and not corrected:
+                    # rate correction scaled the threshold and the bias together; before it,
+                    # the weights and the bias were over the nominal threshold
+                    bias = bias / corrections[name]
                 # a synaptic filter (du < 4095) integrates each input 4096 / (du + 1) times
                 z = z * (nm.DECAY_UNITY / (int(n.du) + 1)) + bias / (1 << nm.ACT_SHIFT)
-            vth = vth_nominal.get(name, n.vth) or 1
+            vth = (n.vth if corrected and name in corrections else vth_nominal.get(name, n.vth)) or 1
             if currents is not None:      # per-step input in weight units, e.g. to size u's range
                 currents[name] = z
             r = z / vth

@@ -112,7 +112,10 @@ class ConvertOptions(BaseModel):
                                  "many times more levels in the same steps; 1: one spike per step")
     rate_correction: bool = Field(True, description="rate: after lowering, lower each reset-to-zero "
                                   "layer's threshold until its mean rate on calibration data matches the "
-                                  "quantised ANN (the reset discards charge, so rates sink layer by layer)")
+                                  "quantised ANN (the reset discards charge, so rates sink layer by layer), "
+                                  "then search each threshold for the decisions that agree most often with "
+                                  "the quantised ANN's at T = L+8 ... L+32 (neurocomp.rate_correction); "
+                                  "kept only where the network then agrees more often")
     max_steps: int = Field(128, ge=1, description="longest run the membrane read-out must not saturate "
                            "in (for logits up to twice the calibration scale)")
     sd_state_scale: int = Field(1 << 20, ge=64, le=1 << 21,

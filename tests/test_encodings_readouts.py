@@ -257,6 +257,35 @@ def test_readout_skip_leaves_the_transient_out(compiled, readout):
     np.testing.assert_array_equal(decide(skipped, res, steps=L).scores, decide(net, res, steps=L).scores)
 
 
+@pytest.mark.parametrize("readout", ["membrane", "count"])
+def test_readouts_count_from_the_outputs_input(compiled, readout):
+    """What the output integrated before its input arrived (a constant bias alone: Lava's
+    plain LIF cannot delay it) is no part of the decision: a class whose bias filled the
+    membrane (or fired) during the pipeline's fill loses to the class the input drives."""
+    net = compiled(readout=readout).net
+    n, L = net.populations[net.output].size, net.latency_steps()
+    T = L + 6
+    vth64 = net.populations[net.output].neuron.vth << 6
+    s = np.zeros((1, T, n), np.int32)
+    v = np.zeros((1, T, n), np.int64)
+    if readout == "membrane":
+        inc = np.zeros((T, n))
+        inc[:L - 1, 2] = 3 * vth64               # bias only, before arrival (steps 1 .. L-1)
+        inc[L - 1:, 5] = 1 * vth64               # the input's evidence, from arrival (step L)
+        v[0] = np.cumsum(inc, axis=0)
+    else:
+        s[0, :L - 1, 2] = 1
+        s[0, L - 1 + np.arange(0, T - L + 1, 2), 5] = 1
+    res = SimResult(spikes={net.output: s}, states={net.output: {"v": v.astype(np.int32)}})
+    d = decide(net, res)
+    assert d.predictions[0] == 5
+    series = v[0] if readout == "membrane" else np.cumsum(s[0], axis=0)
+    np.testing.assert_allclose(d.scores[0] if readout == "membrane" else np.floor(d.scores[0] + 0.5),
+                               series[T - 1] - series[L - 2])
+    # before arrival the read-out is what the output holds (its biases: the prior)
+    assert decide(net, res, steps=L - 1).predictions[0] == 2
+
+
 def test_readout_skip_is_refused_where_it_does_not_apply(mlp, calib):
     with pytest.raises(ReadoutError, match="readout-skip"):
         neurocomp.compile(mlp[0], calib=calib, mode="sigma-delta", readout_skip=0.5)

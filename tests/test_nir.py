@@ -148,7 +148,7 @@ def test_export_round_trip_is_exact(models, data, tmp_path, name, mode, netx):
     inp = net.populations[net.input]
     payloads = input_payloads(inp.neuron, x_te).reshape((len(x_te),) + inp.shape).astype(np.float64)
     out = ir.predict(f, payloads)
-    q = quantised_ann(net, x_te)[net.output]
+    q = quantised_ann(net, x_te, corrected=True)[net.output]
     scale = net.populations[net.output].neuron.vth / net.meta["vth_nominal"][net.output]
     np.testing.assert_allclose(out * scale, q, rtol=1e-9, atol=1e-9)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+import pytest
 
 import neurocomp
 from neurocomp.analysis import quantised_ann, snn_values
@@ -51,3 +52,45 @@ def test_compile_keeps_the_correction_only_when_it_agrees_better(zoo, digits):
     changed = any(c.net.populations[p].neuron.vth != plain.net.populations[p].neuron.vth
                   for p in note["threshold_scales"])
     assert changed == note["applied"]
+
+
+def test_threshold_search_agrees_at_least_as_often_and_stays_netx_expressible(zoo, digits):
+    """``tune_thresholds`` goes on from the matched means; it moves a threshold only
+    for more agreement with the quantised ANN, so it never ends with less."""
+    from neurocomp.rate_correction import agreement, tune_thresholds
+
+    x_tr = digits[0]
+    model, _ = zoo("lenet")
+    c = neurocomp.compile(model, calib=x_tr[:300], mode="rate", rate_correction=False, rate_reset="zero")
+    x, fmt = x_tr[:200], Formats.from_hw(c.hw)
+    net = copy.deepcopy(c.net)
+    reference = quantised_ann(net, x)[net.output].argmax(1)
+    correct_rates(net, x, c.latency_steps + 32, fmt)
+    matched = agreement(net, x, reference)
+    vth = {p: net.populations[p].neuron.vth for p in net.populations if p != net.input}
+    factors = tune_thresholds(net, x, reference, fmt)
+    assert agreement(net, x, reference) >= matched
+    assert set(factors) == {p for p in vth if p not in (net.input, net.output)}
+    for p, f in factors.items():
+        assert net.populations[p].neuron.vth == pytest.approx(vth[p] * f)
+    assert net.populations[net.output].neuron.vth == vth[net.output]       # the read-out is left alone
+    assert netx_expressible(net)[0]
+
+
+def test_quantised_ann_of_a_corrected_network_is_the_uncorrected_one(zoo, digits):
+    """Rate correction scales thresholds and biases of the spiking network; the quantised
+    ANN it reports (the accuracy that separates quantisation loss from spiking loss) stays
+    that of the network before it, up to the biases' rounding to whole weight units."""
+    x_tr, _, x_te, _ = digits
+    model, _ = zoo("lenet")
+    c = neurocomp.compile(model, calib=x_tr[:300], mode="rate", rate_reset="zero")
+    plain = neurocomp.compile(model, calib=x_tr[:300], mode="rate", rate_correction=False, rate_reset="zero")
+    assert c.notes["rate_correction"]["applied"]
+    assert c.net.meta["threshold_corrections"] == pytest.approx(c.notes["rate_correction"]["threshold_scales"])
+    q, q0 = (quantised_ann(n.net, x_te) for n in (c, plain))
+    err = {p: np.abs(q[p] - q0[p]).mean() for p in c.net.meta["threshold_corrections"]}
+    assert max(err.values()) < 0.01, err                     # activation 1.0 = the calibration scale
+    assert (q[c.net.output].argmax(1) == q0[c.net.output].argmax(1)).mean() >= 0.99
+    del c.net.meta["threshold_corrections"]             # what it reported before: a hybrid
+    hybrid = quantised_ann(c.net, x_te)
+    assert all(np.abs(hybrid[p] - q0[p]).mean() > 2 * err[p] for p in err)
