@@ -101,11 +101,12 @@ def agreement(net: LoweredNet, x: np.ndarray, reference: np.ndarray,
                             weights=list(weights.values())))
 
 
-def tune_thresholds(net: LoweredNet, x: np.ndarray, reference: np.ndarray, fmt: Formats) -> dict[str, float]:
+def tune_thresholds(net: LoweredNet, x: np.ndarray, reference: np.ndarray, fmt: Formats) -> tuple:
     """Coordinate search over each corrected layer's threshold (``THRESHOLD_FACTORS``,
     ``SWEEPS`` passes from the input) for the decisions that agree most often with
-    ``reference`` on ``x``; changes ``net`` in place and returns each layer's threshold
-    factor.  A step is taken only where it agrees more often by ``MIN_GAIN`` samples."""
+    ``reference`` on ``x``; changes ``net`` in place and returns ``(factors, agreement)``:
+    each layer's threshold factor and the ``agreement`` the network ends with.  A step is
+    taken only where it agrees more often by ``MIN_GAIN`` samples."""
     import copy
 
     best = agreement(net, x, reference)
@@ -125,7 +126,7 @@ def tune_thresholds(net: LoweredNet, x: np.ndarray, reference: np.ndarray, fmt: 
                 moved = True
         if not moved:
             break
-    return {name: net.populations[name].neuron.vth / v for name, v in start.items()}
+    return {name: net.populations[name].neuron.vth / v for name, v in start.items()}, best
 
 
 def _agreement_with(net: LoweredNet, name: str, neuron: LIFNeuron, x, reference) -> float:
@@ -145,16 +146,14 @@ def correct_rates_if_better(net: LoweredNet, x: np.ndarray, steps: int, fmt: For
     import copy
     from neurocomp.analysis import quantised_ann
 
-    # the uncorrected network's quantised ANN is the reference for both: the correction
-    # rescales biases, which would move the corrected network's own quantised ANN
+    # the uncorrected network's decisions are the reference for both networks
     reference = quantised_ann(net, x)[net.output].argmax(1)
     before = agreement(net, x, reference)
     fixed = copy.deepcopy(net)
     correct_rates(fixed, x, steps, fmt)
-    tune_thresholds(fixed, x, reference, fmt)
+    _, after = tune_thresholds(fixed, x, reference, fmt)
     scales = {name: fixed.populations[name].neuron.vth / net.populations[name].neuron.vth
               for name in _corrected(net)}
-    after = agreement(fixed, x, reference)
     note = {"agreement_before": before, "agreement_after": after, "applied": after > before,
             "threshold_scales": scales}
     if after > before:
