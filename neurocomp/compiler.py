@@ -134,6 +134,8 @@ def compile(model, calib: Optional[np.ndarray] = None, hw="loihi2", options: Opt
     ``calib``: calibration inputs (a few hundred training samples) for
     threshold balancing.  ``hw``: hardware name, YAML path or config.
     Options: a ``ConvertOptions`` or its fields as keyword arguments.
+    ``on_pass(i, n, name)``: called before each of the ``n`` passes, then with ``i = n``
+    before lowering and after each candidate of rate correction's threshold search.
     """
     from neurocomp.frontends.keras import load_keras
     from neurocomp.hw import load_hw
@@ -151,6 +153,8 @@ def compile(model, calib: Optional[np.ndarray] = None, hw="loihi2", options: Opt
     names = passes_for(opt)
     g = run_pipeline(g, names, ctx, on_pass=on_pass)
     t0 = time.perf_counter()
+    if on_pass:
+        on_pass(len(names), len(names), "lower")
     hessians = optq_hessians(g, opt, ctx.calib)
     net = lower(g, opt, hw_cfg, hessians=hessians)
     if opt.reset_synapse and ctx.calib is not None:
@@ -179,8 +183,11 @@ def compile(model, calib: Optional[np.ndarray] = None, hw="loihi2", options: Opt
         from neurocomp.rate_correction import correct_rates_if_better
         t0 = time.perf_counter()
         x = ctx.calib[:RATE_CORRECTION_SAMPLES]
-        net, ctx.notes["rate_correction"] = correct_rates_if_better(net, x, net.latency_steps() + 32,
-                                                                    Formats.from_hw(hw_cfg))
+        def progress(done, most):
+            on_pass(len(names), len(names), f"rate correction: threshold candidate {done}/{most}")
+        net, ctx.notes["rate_correction"] = correct_rates_if_better(
+            net, x, net.latency_steps() + 32, Formats.from_hw(hw_cfg), search=opt.threshold_search,
+            progress=progress if on_pass else None)
         ctx.timings.append(("correct_rates", time.perf_counter() - t0))
     check_neuron_support(net, hw_cfg)
     return Compiled(g, net, opt, hw_cfg, ctx.notes, ctx.timings)

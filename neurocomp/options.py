@@ -116,6 +116,10 @@ class ConvertOptions(BaseModel):
                                   "then search each threshold for the decisions that agree most often with "
                                   "the quantised ANN's at T = L+8 ... L+32 (neurocomp.rate_correction); "
                                   "kept only where the network then agrees more often")
+    threshold_search: bool = Field(True, description="rate_correction: search the thresholds after "
+                                   "matching mean rates (one simulation of the calibration samples per "
+                                   "candidate: seconds for an MLP, minutes for a ResNet or MobileNet); "
+                                   "off: mean matching alone")
     max_steps: int = Field(128, ge=1, description="longest run the membrane read-out must not saturate "
                            "in (for logits up to twice the calibration scale)")
     sd_state_scale: int = Field(1 << 20, ge=64, le=1 << 21,

@@ -26,6 +26,8 @@ than the uncorrected one -- a label-free check.
 """
 from __future__ import annotations
 
+from typing import Callable, Optional
+
 import numpy as np
 
 from neurocomp import numerics as nm
@@ -88,29 +90,43 @@ def _corrected(net: LoweredNet) -> list[str]:
 
 
 def agreement(net: LoweredNet, x: np.ndarray, reference: np.ndarray,
-              weights: dict = AGREEMENT_WEIGHTS) -> float:
+              weights: dict = AGREEMENT_WEIGHTS, raster: Optional[np.ndarray] = None) -> float:
     """Fraction of ``x`` on which the spiking network's decision equals ``reference``,
-    averaged over T = L + each offset in ``weights`` with its weight."""
+    averaged over T = L + each offset in ``weights`` with its weight.  ``raster``: ``x``
+    already encoded for L + max(weights) steps (a search encodes it once)."""
     from neurocomp.backends.event import EventBackend
-    from neurocomp.encoding import encode
     from neurocomp.readout import needs_states, scores
 
     L = net.latency_steps()
-    res = EventBackend().run(net, encode(net, x, L + max(weights)), record_states=needs_states(net))
+    if raster is None:
+        raster = _raster(net, x, weights)
+    res = EventBackend().run(net, raster, record_states=needs_states(net))
     return float(np.average([(scores(net, res, L + k).argmax(1) == reference).mean() for k in weights],
                             weights=list(weights.values())))
 
 
-def tune_thresholds(net: LoweredNet, x: np.ndarray, reference: np.ndarray, fmt: Formats) -> tuple:
+def _raster(net: LoweredNet, x: np.ndarray, weights: dict = AGREEMENT_WEIGHTS) -> np.ndarray:
+    """``x`` encoded for the longest run ``agreement`` reads."""
+    from neurocomp.encoding import encode
+
+    return encode(net, x, net.latency_steps() + max(weights))
+
+
+def tune_thresholds(net: LoweredNet, x: np.ndarray, reference: np.ndarray, fmt: Formats,
+                    progress: Optional[Callable[[int, int], None]] = None) -> tuple:
     """Coordinate search over each corrected layer's threshold (``THRESHOLD_FACTORS``,
     ``SWEEPS`` passes from the input) for the decisions that agree most often with
     ``reference`` on ``x``; changes ``net`` in place and returns ``(factors, agreement)``:
     each layer's threshold factor and the ``agreement`` the network ends with.  A step is
-    taken only where it agrees more often by ``MIN_GAIN`` samples."""
+    taken only where it agrees more often by ``MIN_GAIN`` samples.  ``progress(done, most)``
+    is called after each candidate (one simulation of ``x`` each; ``most`` counts every sweep,
+    and the search stops early when a sweep moves nothing)."""
     import copy
 
-    best = agreement(net, x, reference)
+    raster = _raster(net, x)          # the input population is not searched: one encoding serves all
+    best = agreement(net, x, reference, raster=raster)
     start = {name: net.populations[name].neuron.vth for name in _corrected(net)}
+    most, done = SWEEPS * len(start) * len(THRESHOLD_FACTORS), 0
     for _ in range(SWEEPS):
         moved = False
         for name in start:
@@ -118,7 +134,10 @@ def tune_thresholds(net: LoweredNet, x: np.ndarray, reference: np.ndarray, fmt: 
             for f in THRESHOLD_FACTORS:
                 trial = copy.deepcopy(net.populations[name].neuron)
                 _scale_threshold(trial, max(1, int(round(vth * f))), fmt)
-                a = _agreement_with(net, name, trial, x, reference)
+                a = _agreement_with(net, name, trial, x, reference, raster)
+                done += 1
+                if progress:
+                    progress(done, most)
                 if a > best + MIN_GAIN / len(x):
                     best, chosen = a, trial
             if chosen is not None:
@@ -129,20 +148,21 @@ def tune_thresholds(net: LoweredNet, x: np.ndarray, reference: np.ndarray, fmt: 
     return {name: net.populations[name].neuron.vth / v for name, v in start.items()}, best
 
 
-def _agreement_with(net: LoweredNet, name: str, neuron: LIFNeuron, x, reference) -> float:
+def _agreement_with(net: LoweredNet, name: str, neuron: LIFNeuron, x, reference, raster) -> float:
     """``agreement`` of ``net`` with ``name``'s neuron replaced by ``neuron`` (``net`` unchanged)."""
     p = net.populations[name]
     kept, p.neuron = p.neuron, neuron
     try:
-        return agreement(net, x, reference)
+        return agreement(net, x, reference, raster=raster)
     finally:
         p.neuron = kept
 
 
-def correct_rates_if_better(net: LoweredNet, x: np.ndarray, steps: int, fmt: Formats) -> tuple:
+def correct_rates_if_better(net: LoweredNet, x: np.ndarray, steps: int, fmt: Formats, search: bool = True,
+                            progress: Optional[Callable[[int, int], None]] = None) -> tuple:
     """``(network, note)``: the rate-corrected copy of ``net`` (means matched over ``steps``,
-    then ``tune_thresholds``) if it agrees more often with the quantised ANN on ``x`` than
-    ``net`` does, else ``net``."""
+    then, with ``search``, ``tune_thresholds``, which reports to ``progress``) if it agrees
+    more often with the quantised ANN on ``x`` than ``net`` does, else ``net``."""
     import copy
     from neurocomp.analysis import quantised_ann
 
@@ -151,11 +171,14 @@ def correct_rates_if_better(net: LoweredNet, x: np.ndarray, steps: int, fmt: For
     before = agreement(net, x, reference)
     fixed = copy.deepcopy(net)
     correct_rates(fixed, x, steps, fmt)
-    _, after = tune_thresholds(fixed, x, reference, fmt)
+    if search:
+        _, after = tune_thresholds(fixed, x, reference, fmt, progress)
+    else:
+        after = agreement(fixed, x, reference)
     scales = {name: fixed.populations[name].neuron.vth / net.populations[name].neuron.vth
               for name in _corrected(net)}
     note = {"agreement_before": before, "agreement_after": after, "applied": after > before,
-            "threshold_scales": scales}
+            "threshold_search": search, "threshold_scales": scales}
     if after > before:
         # quantised_ann divides these layers' biases by the scale: what the network was before
         fixed.meta["threshold_corrections"] = {name: float(s) for name, s in scales.items()}

@@ -45,9 +45,13 @@ def test_correction_matches_mean_rates_and_stays_netx_expressible(zoo, digits):
 def test_compile_keeps_the_correction_only_when_it_agrees_better(zoo, digits):
     x_tr = digits[0]
     model, _ = zoo("lenet")
-    c = neurocomp.compile(model, calib=x_tr[:300], mode="rate", rate_reset="zero")
+    steps = []
+    c = neurocomp.compile(model, calib=x_tr[:300], mode="rate", rate_reset="zero",
+                          on_pass=lambda i, n, name: steps.append(name))
     note = c.notes["rate_correction"]
     assert note["applied"] == (note["agreement_after"] > note["agreement_before"])
+    # a command-line progress bar names the search's candidates while it runs
+    assert "lower" in steps and any(s.startswith("rate correction: threshold candidate 1/") for s in steps)
     plain = neurocomp.compile(model, calib=x_tr[:300], mode="rate", rate_correction=False, rate_reset="zero")
     changed = any(c.net.populations[p].neuron.vth != plain.net.populations[p].neuron.vth
                   for p in note["threshold_scales"])
@@ -57,7 +61,7 @@ def test_compile_keeps_the_correction_only_when_it_agrees_better(zoo, digits):
 def test_threshold_search_agrees_at_least_as_often_and_stays_netx_expressible(zoo, digits):
     """``tune_thresholds`` goes on from the matched means; it moves a threshold only
     for more agreement with the quantised ANN, so it never ends with less."""
-    from neurocomp.rate_correction import agreement, tune_thresholds
+    from neurocomp.rate_correction import SWEEPS, THRESHOLD_FACTORS, agreement, tune_thresholds
 
     x_tr = digits[0]
     model, _ = zoo("lenet")
@@ -68,13 +72,38 @@ def test_threshold_search_agrees_at_least_as_often_and_stays_netx_expressible(zo
     correct_rates(net, x, c.latency_steps + 32, fmt)
     matched = agreement(net, x, reference)
     vth = {p: net.populations[p].neuron.vth for p in net.populations if p != net.input}
-    factors, tuned = tune_thresholds(net, x, reference, fmt)
+    calls = []
+    factors, tuned = tune_thresholds(net, x, reference, fmt, progress=lambda *a: calls.append(a))
     assert agreement(net, x, reference) == tuned >= matched
+    most = SWEEPS * len(factors) * len(THRESHOLD_FACTORS)
+    assert [c[0] for c in calls] == list(range(1, len(calls) + 1)) and {c[1] for c in calls} == {most}
+    assert len(calls) in range(most // SWEEPS, most + 1, len(factors) * len(THRESHOLD_FACTORS))
     assert set(factors) == {p for p in vth if p not in (net.input, net.output)}
     for p, f in factors.items():
         assert net.populations[p].neuron.vth == pytest.approx(vth[p] * f)
     assert net.populations[net.output].neuron.vth == vth[net.output]       # the read-out is left alone
     assert netx_expressible(net)[0]
+
+
+def test_without_the_search_the_correction_is_mean_matching_alone(zoo, digits):
+    """``threshold_search=False`` (minutes saved on deep networks) judges, and keeps where
+    it agrees more often, the mean-matched network."""
+    from neurocomp.rate_correction import agreement
+
+    x_tr = digits[0]
+    model, _ = zoo("lenet")
+    c = neurocomp.compile(model, calib=x_tr[:300], mode="rate", rate_reset="zero", threshold_search=False)
+    plain = neurocomp.compile(model, calib=x_tr[:300], mode="rate", rate_correction=False, rate_reset="zero")
+    note = c.notes["rate_correction"]
+    assert not note["threshold_search"]
+    matched = copy.deepcopy(plain.net)
+    correct_rates(matched, x_tr[:300], plain.latency_steps + 32, Formats.from_hw(plain.hw))
+    reference = quantised_ann(plain.net, x_tr[:300])[plain.net.output].argmax(1)
+    assert note["agreement_after"] == agreement(matched, x_tr[:300], reference)
+    kept = matched if note["applied"] else plain.net
+    for p in note["threshold_scales"]:
+        assert c.net.populations[p].neuron.vth == kept.populations[p].neuron.vth
+        assert note["threshold_scales"][p] == matched.populations[p].neuron.vth / plain.net.populations[p].neuron.vth
 
 
 def test_quantised_ann_of_a_corrected_network_is_the_uncorrected_one(zoo, digits):
