@@ -268,7 +268,8 @@ def save_bundle(compiled, out: Path | str, x=None, y=None, *, steps: Optional[in
                 t.detail = f"SNN accuracy {data['accuracy']['snn']:.4f}"
     extra = {"cores": res["cores"], "chips": res["chips"], "cores_method": res["method"], "resources": res}
     if data is not None:
-        extra.update(calibration=data["accuracy"], spikes_per_sample=data["spikes_per_sample"])
+        extra.update(calibration=data["accuracy"], spikes_per_sample=data["spikes_per_sample"],
+                     agreement={k: v for k, v in data["agreement"].items() if k != "per_step"})
     with log.task("write bundle and report") as t:
         summary = write_bundle(compiled, Path(out), steps=steps, extra_summary=extra,
                                files={"mapping.json": mapping.to_json()},

@@ -201,11 +201,18 @@ def compile_cmd(model, out, hw, mode, calib, steps, normalization, percentile, c
             msg += (f"; the model does not fit '{hw_cfg.name}': choose a larger chip with --hw (see "
                     "'neurocomp hw list') or make the layer smaller")
         raise HardwareLimitError(msg) from None
-    acc = summary.get("calibration")
+    from neurocomp.report import agreement_warning
+
+    acc, agree = summary.get("calibration"), summary.get("agreement")
     log.say(f"wrote {out}/ (latency {summary['latency_steps']} steps, {summary['cores']} cores, "
             f"{summary['chips']} chip{'s' if summary['chips'] != 1 else ''}"
-            + (f", calibration accuracy {acc['snn']:.4f} at {acc['steps']} steps" if acc else "")
+            + (f", calibration accuracy {acc['snn']:.4f} at {acc['steps']} steps" if acc else
+               f", agrees with the ANN on {agree['snn']:.1%} of calibration samples at {agree['steps']} steps"
+               if agree else "")
             + f"); report: {out / 'report.html'}", always=True)
+    warning = agreement_warning(agree)
+    if warning:
+        log.say(warning, always=True)
 
 
 def _load_model(model: Path):

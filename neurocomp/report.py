@@ -105,6 +105,26 @@ def _avg_tree(parts: list, weights: list):
     return first
 
 
+# the compile warns where the spiking network's decisions on calibration samples agree with the
+# float ANN's less often than this (the MNIST references agree on 99-100 % at L+32)
+AGREEMENT_WARNING = 0.98
+
+
+def agreement_warning(agreement: Optional[dict]) -> Optional[str]:
+    """A one-line warning naming where the decisions part from the float ANN's
+    (``analyse``'s ``agreement``), or None where the SNN agrees often enough."""
+    if not agreement or agreement["snn"] >= AGREEMENT_WARNING:
+        return None
+    g = agreement
+    head = (f"warning: the SNN decides as the float ANN on {g['snn']:.1%} of {g['samples']} calibration "
+            f"samples after {g['steps']} steps")
+    if g["qann"] < AGREEMENT_WARNING:
+        return (f"{head}, the quantised ANN alone on {g['qann']:.1%}: the loss is in quantisation; "
+                "try --normalization max or a higher --percentile")
+    return (f"{head} (the quantised ANN on {g['qann']:.1%}): the loss is in spiking; more --steps, "
+            "--mode sigma-delta or --mode rate-soft keep more (report.html: per layer and per step)")
+
+
 def analyse(compiled, x: np.ndarray, y: Optional[np.ndarray], steps: int, mapping=None, *, n: int = 200,
             seed: int = 0, scatter_points: int = 1500,
             progress: Optional[Callable[[int, int], None]] = None) -> dict:
@@ -144,6 +164,7 @@ def analyse(compiled, x: np.ndarray, y: Optional[np.ndarray], steps: int, mappin
         scale = np.broadcast_to(act_scale(compiled.graph, v), ann_raw[v].shape[1:]).reshape(-1)
         ann[p] = ann_raw[v].reshape(ns, -1) / scale
     qann = quantised_ann(net, x)
+    ann_pred = predict(compiled.graph, x).argmax(1)
 
     # the spiking network, in chunks small enough to record every population
     per_sample = max(1, steps * sum(net.populations[p].size for p in pops))
@@ -151,6 +172,7 @@ def analyse(compiled, x: np.ndarray, y: Optional[np.ndarray], steps: int, mappin
     snn = {p: np.zeros((ns, net.populations[p].size), np.float32) for p in pops}
     events = {p: np.zeros(net.populations[p].size, np.float64) for p in pops}
     correct = np.zeros(steps, np.int64)
+    agree = np.zeros(steps, np.int64)          # decisions equal to the float ANN's (no labels needed)
     spikes_total = 0.0
     costs, cost_w = [], []
     raster0 = None
@@ -174,10 +196,12 @@ def analyse(compiled, x: np.ndarray, y: Optional[np.ndarray], steps: int, mappin
             if _spiking(net, p):
                 events[p] += (res.spikes[p] != 0).sum(axis=(0, 1))
         spikes_total += float(sum(v.astype(np.int64).sum() for v in res.spike_counts.values()))
-        if y is not None:
-            yc = y[b0:b0 + len(xc)]
-            for t in range(1, steps + 1):
-                correct[t - 1] += int((decide(net, res, steps=t).predictions == yc).sum())
+        yc = None if y is None else y[b0:b0 + len(xc)]
+        for t in range(1, steps + 1):
+            pred = decide(net, res, steps=t).predictions
+            agree[t - 1] += int((pred == ann_pred[b0:b0 + len(xc)]).sum())
+            if yc is not None:
+                correct[t - 1] += int((pred == yc).sum())
         if raster0 is None:
             raster0 = {"sample": 0, "prediction": first_pred,
                        "label": None if y is None else int(y[0]), "layers": []}
@@ -232,11 +256,14 @@ def analyse(compiled, x: np.ndarray, y: Optional[np.ndarray], steps: int, mappin
             "mode": compiled.options.mode, "readout": readout,
             "spikes_per_sample": spikes_total / ns, "layers": layers, "scatter": scatter,
             "rate_histograms": hist, "raster": raster0, "accuracy": None, "curve": None,
+            "agreement": {"samples": ns, "steps": int(steps),
+                          "qann": float((qann[net.output].argmax(1) == ann_pred).mean()),
+                          "snn": float(agree[-1] / ns), "per_step": [float(v) for v in agree / ns]},
             "cores": None, "costs": None}
     if y is not None:
         snn_acc = correct / ns
         data["accuracy"] = {"samples": ns, "steps": int(steps),
-                            "ann": float((predict(compiled.graph, x).argmax(1) == y).mean()),
+                            "ann": float((ann_pred == y).mean()),
                             "qann": float((qann[net.output].argmax(1) == y).mean()),
                             "snn": float(snn_acc[-1])}
         data["curve"] = {"steps": list(range(1, steps + 1)), "snn": [float(v) for v in snn_acc],
@@ -339,6 +366,14 @@ def blocks(compiled, summary: dict, data: Optional[dict], figs: dict) -> list[tu
                       _f(r.get("r_ann_snn")), _f(r.get("r_qann_snn")), _f(r.get("spikes_per_neuron"), ".3f")])
     b.append(("table", header, table))
 
+    if data and data.get("agreement"):
+        g = data["agreement"]
+        warn = agreement_warning(g)
+        b += [("h2", f"Agreement with the float ANN ({g['samples']} calibration samples, {g['steps']} steps)"),
+              ("table", ["quantised ANN", "SNN (event simulator)"], [[f"{g['qann']:.2%}", f"{g['snn']:.2%}"]]),
+              ("p", "How often each decides as the float ANN does on the same samples: no labels needed. "
+                    + (f"**{warn[len('warning: ')].upper()}{warn[len('warning: ') + 1:]}**" if warn else
+                       f"At least {AGREEMENT_WARNING:.0%}: the conversion keeps the ANN's decisions."))]
     if data and data.get("accuracy"):
         a, c = data["accuracy"], data["curve"]
         b += [("h2", f"Accuracy ({a['samples']} labelled calibration samples, {a['steps']} steps)"),

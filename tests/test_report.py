@@ -87,8 +87,10 @@ def test_build_log_names_and_times_every_pass_without_library_noise(built):
         assert word not in err and word not in r1.stdout, (word, err)
     # --quiet: only the result line (and one-line notes about files not written)
     quiet = [ln for ln in r2.stderr.splitlines() if ln.strip()]
-    assert quiet[-1].startswith(f"wrote {d / 'b2'}/") and "report.html" in quiet[-1]
-    assert all(ln.startswith(("wrote ", "network.net not written", "network.nir not written")) for ln in quiet), quiet
+    wrote = [ln for ln in quiet if ln.startswith(f"wrote {d / 'b2'}/")]
+    assert len(wrote) == 1 and "report.html" in wrote[0]
+    assert all(ln.startswith(("wrote ", "network.net not written", "network.nir not written",
+                              "warning: the SNN decides")) for ln in quiet), quiet
     assert r1.stdout == "" and r2.stdout == ""
 
 
@@ -112,6 +114,28 @@ def test_accuracy_curve_matches_summary_and_simulate(built):
         assert res["accuracy"] == pytest.approx(curve["snn"][t - 1], abs=1e-12), t
     # the summary's spikes per sample is simulate's, too (at the full 20 steps)
     assert res["spikes_per_sample"] == pytest.approx(summary["spikes_per_sample"])
+    # agreement with the float ANN (no labels needed): the Keras model's decisions against
+    # simulate's on the same samples
+    import keras
+    x = np.load(d / "report_samples.npz")["x"]
+    ann = keras.models.load_model(d / "cnn.keras").predict(x, verbose=0).argmax(1)
+    agree = float((np.array(res["predictions"]) == ann).mean())
+    assert summary["agreement"] == {k: v for k, v in rep["agreement"].items() if k != "per_step"}
+    assert rep["agreement"]["per_step"][-1] == rep["agreement"]["snn"] == pytest.approx(agree, abs=1e-12)
+    assert rep["agreement"]["samples"] == 200 and rep["agreement"]["qann"] > 0.9
+
+
+def test_agreement_warning_names_where_the_decisions_part():
+    from neurocomp.report import AGREEMENT_WARNING, agreement_warning
+
+    g = {"samples": 200, "steps": 20, "qann": 1.0, "snn": AGREEMENT_WARNING}
+    assert agreement_warning(g) is None and agreement_warning(None) is None
+    spiking = agreement_warning(dict(g, snn=0.9))
+    assert spiking.startswith("warning: the SNN decides as the float ANN on 90.0% of 200 calibration samples "
+                              "after 20 steps") and "loss is in spiking" in spiking and "--steps" in spiking
+    quant = agreement_warning(dict(g, snn=0.9, qann=0.95))
+    assert "loss is in quantisation" in quant and "--percentile" in quant
+    assert "\n" not in spiking + quant
 
 
 def test_raster_holds_the_recorded_spikes_of_sample_zero(built, tmp_path):
@@ -180,7 +204,8 @@ def test_html_is_self_contained_and_markdown_links_the_figures(built):
     for f in FIGURES:
         assert f"](figures/{f}.png)" in md
     for word in ("quant. error", "r(ANN, SNN)", "| conv | lif |", "Cost estimate", "energy per inference",
-                 "Cores (", "Accuracy (200 labelled calibration samples, 20 steps)"):
+                 "Cores (", "Accuracy (200 labelled calibration samples, 20 steps)",
+                 "Agreement with the float ANN (200 calibration samples, 20 steps)"):
         assert word in md, word
     rep = json.loads((d / "b1" / "report.json").read_text())
     conv = next(r for r in rep["layers"] if r["name"] == "conv")
