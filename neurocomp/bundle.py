@@ -264,8 +264,8 @@ def save_bundle(compiled, out: Path | str, x=None, y=None, *, steps: Optional[in
         with log.task(f"report: simulate {n} samples x {steps} steps", total=n) as t:
             data = analyse(compiled, x, y, steps, mapping, n=n,
                            progress=lambda done, total: t.update(completed=done))
-            if data["accuracy"]:
-                t.detail = f"SNN accuracy {data['accuracy']['snn']:.4f}"
+            t.detail = (f"SNN accuracy {data['accuracy']['snn']:.4f}" if data["accuracy"] else
+                        f"SNN agrees with the float ANN on {data['agreement']['snn']:.1%}")
     extra = {"cores": res["cores"], "chips": res["chips"], "cores_method": res["method"], "resources": res}
     if data is not None:
         extra.update(calibration=data["accuracy"], spikes_per_sample=data["spikes_per_sample"],

@@ -207,10 +207,10 @@ def compile_cmd(model, out, hw, mode, calib, steps, normalization, percentile, c
     log.say(f"wrote {out}/ (latency {summary['latency_steps']} steps, {summary['cores']} cores, "
             f"{summary['chips']} chip{'s' if summary['chips'] != 1 else ''}"
             + (f", calibration accuracy {acc['snn']:.4f} at {acc['steps']} steps" if acc else
-               f", agrees with the ANN on {agree['snn']:.1%} of calibration samples at {agree['steps']} steps"
+               f", agrees with the float ANN on {agree['snn']:.1%} of calibration samples at {agree['steps']} steps"
                if agree else "")
             + f"); report: {out / 'report.html'}", always=True)
-    warning = agreement_warning(agree)
+    warning = agreement_warning(agree, opt.mode, opt.normalization)
     if warning:
         log.say(warning, always=True)
 

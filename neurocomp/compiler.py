@@ -134,8 +134,9 @@ def compile(model, calib: Optional[np.ndarray] = None, hw="loihi2", options: Opt
     ``calib``: calibration inputs (a few hundred training samples) for
     threshold balancing.  ``hw``: hardware name, YAML path or config.
     Options: a ``ConvertOptions`` or its fields as keyword arguments.
-    ``on_pass(i, n, name)``: called before each of the ``n`` passes, then with ``i = n``
-    before lowering and after each candidate of rate correction's threshold search.
+    ``on_pass(i, n, name)``, for a progress display: called before each of the ``n``
+    passes, then with ``i = n`` (and a ``name`` that is no pass) before lowering, before
+    rate correction and after each candidate of its threshold search.
     """
     from neurocomp.frontends.keras import load_keras
     from neurocomp.hw import load_hw
@@ -184,7 +185,9 @@ def compile(model, calib: Optional[np.ndarray] = None, hw="loihi2", options: Opt
         t0 = time.perf_counter()
         x = ctx.calib[:RATE_CORRECTION_SAMPLES]
         def progress(done, most):
-            on_pass(len(names), len(names), f"rate correction: threshold candidate {done}/{most}")
+            on_pass(len(names), len(names), f"rate correction: threshold candidate {done} of up to {most}")
+        if on_pass:
+            on_pass(len(names), len(names), "rate correction")
         net, ctx.notes["rate_correction"] = correct_rates_if_better(
             net, x, net.latency_steps() + 32, Formats.from_hw(hw_cfg), search=opt.threshold_search,
             progress=progress if on_pass else None)

@@ -158,7 +158,7 @@ def _agreement_with(net: LoweredNet, name: str, neuron: LIFNeuron, x, reference,
         p.neuron = kept
 
 
-def correct_rates_if_better(net: LoweredNet, x: np.ndarray, steps: int, fmt: Formats, search: bool = True,
+def correct_rates_if_better(net: LoweredNet, x: np.ndarray, steps: int, fmt: Formats, *, search: bool = True,
                             progress: Optional[Callable[[int, int], None]] = None) -> tuple:
     """``(network, note)``: the rate-corrected copy of ``net`` (means matched over ``steps``,
     then, with ``search``, ``tune_thresholds``, which reports to ``progress``) if it agrees

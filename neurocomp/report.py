@@ -2,10 +2,12 @@
 
 Two steps, so that the numbers are computed once and written three ways:
 
-* :func:`analyse` simulates up to ``n`` (200) labelled calibration samples on
+* :func:`analyse` simulates up to ``n`` (200) calibration samples on
   the event simulator (recording every population, in chunks that bound the
   memory) and gathers everything the report shows as plain JSON-able data:
-  the layer table with quantisation errors, accuracy after every time step
+  the layer table with quantisation errors, how often the quantised ANN and
+  the SNN decide as the float ANN (no labels needed; :func:`agreement_warning`
+  turns a low one into the compile's warning), with labels accuracy after every time step
   (one run gives all of them: the read-out after ``T`` steps of a longer run
   is the read-out of a ``T``-step run), per-layer ANN-vs-SNN activations,
   per-neuron spike rates, the spike raster of the first sample, per-core
@@ -107,22 +109,34 @@ def _avg_tree(parts: list, weights: list):
 
 # the compile warns where the spiking network's decisions on calibration samples agree with the
 # float ANN's less often than this (the MNIST references agree on 99-100 % at L+32)
-AGREEMENT_WARNING = 0.98
+AGREEMENT_WARN_BELOW = 0.98
+# ... and blames quantisation alone where the SNN stays this close to the quantised ANN
+_NEAR_QUANTISED = 0.01
 
 
-def agreement_warning(agreement: Optional[dict]) -> Optional[str]:
+def agreement_warning(agreement: Optional[dict], mode: Optional[str] = None,
+                      normalization: Optional[str] = None) -> Optional[str]:
     """A one-line warning naming where the decisions part from the float ANN's
-    (``analyse``'s ``agreement``), or None where the SNN agrees often enough."""
-    if not agreement or agreement["snn"] >= AGREEMENT_WARNING:
+    (``analyse``'s ``agreement``) and what to try (not the ``mode`` or ``normalization``
+    already in use), or None where the SNN agrees often enough."""
+    if not agreement or agreement["snn"] >= AGREEMENT_WARN_BELOW:
         return None
     g = agreement
     head = (f"warning: the SNN decides as the float ANN on {g['snn']:.1%} of {g['samples']} calibration "
             f"samples after {g['steps']} steps")
-    if g["qann"] < AGREEMENT_WARNING:
+    quant_fix = {"max": "try --normalization percentile",
+                 "spike-norm": "try --normalization percentile or max"}.get(
+        normalization, "try --normalization max or a higher --percentile")
+    modes = [f"--mode {m}" for m in ("sigma-delta", "rate-soft") if m != mode]
+    spike_fix = ", ".join(["more --steps"] + modes[:-1]) + (f" or {modes[-1]}" if modes else "") + " keep more"
+    where = "report.html: per layer and per step"
+    if g["qann"] < AGREEMENT_WARN_BELOW and g["snn"] >= g["qann"] - _NEAR_QUANTISED:
         return (f"{head}, the quantised ANN alone on {g['qann']:.1%}: the loss is in quantisation; "
-                "try --normalization max or a higher --percentile")
-    return (f"{head} (the quantised ANN on {g['qann']:.1%}): the loss is in spiking; more --steps, "
-            "--mode sigma-delta or --mode rate-soft keep more (report.html: per layer and per step)")
+                f"{quant_fix} ({where})")
+    if g["qann"] < AGREEMENT_WARN_BELOW:
+        return (f"{head}, the quantised ANN on {g['qann']:.1%}: the loss is in quantisation and in spiking; "
+                f"{quant_fix}; {spike_fix} ({where})")
+    return (f"{head} (the quantised ANN on {g['qann']:.1%}): the loss is in spiking; {spike_fix} ({where})")
 
 
 def analyse(compiled, x: np.ndarray, y: Optional[np.ndarray], steps: int, mapping=None, *, n: int = 200,
@@ -131,7 +145,9 @@ def analyse(compiled, x: np.ndarray, y: Optional[np.ndarray], steps: int, mappin
     """Simulate the first ``n`` samples of ``x`` for ``steps`` steps on the event
     simulator and return the report's data (JSON-able; see the module doc).
 
-    ``y`` (labels, optional) adds accuracies and the accuracy-vs-steps curve;
+    ``agreement`` holds how often the quantised ANN's and the SNN's decisions (after the
+    run and after each step) equal the float ANN's; ``y`` (labels, optional) adds
+    accuracies and the accuracy-vs-steps curve;
     ``mapping`` (a core mapping) adds per-core utilisation and cost estimates.
     ``progress(done, total)`` is called after each simulated chunk.  Inputs are
     encoded and decisions read exactly as ``neurocomp simulate`` does (the
@@ -141,7 +157,7 @@ def analyse(compiled, x: np.ndarray, y: Optional[np.ndarray], steps: int, mappin
     points)."""
     from neurocomp.analysis import pop_depths, quantised_ann, snn_values
     from neurocomp.encoding import encode
-    from neurocomp.ir import predict, run_float
+    from neurocomp.ir import output_nodes, run_float
     from neurocomp.lower import act_scale, conversion_plan
 
     net = compiled.net
@@ -164,7 +180,7 @@ def analyse(compiled, x: np.ndarray, y: Optional[np.ndarray], steps: int, mappin
         scale = np.broadcast_to(act_scale(compiled.graph, v), ann_raw[v].shape[1:]).reshape(-1)
         ann[p] = ann_raw[v].reshape(ns, -1) / scale
     qann = quantised_ann(net, x)
-    ann_pred = predict(compiled.graph, x).argmax(1)
+    ann_pred = ann_raw[output_nodes(compiled.graph)[0]].argmax(1)
 
     # the spiking network, in chunks small enough to record every population
     per_sample = max(1, steps * sum(net.populations[p].size for p in pops))
@@ -327,6 +343,13 @@ def figures(data: dict, title: str = "") -> dict[str, bytes]:
     return figs
 
 
+def _step_points(data: dict) -> list[int]:
+    """The steps the report's per-step tables show: L, L+1, L+2, L+4 ... L+32 and the run's last."""
+    L = data["latency_steps"]
+    return sorted({t for t in (L, L + 1, L + 2, L + 4, L + 8, L + 16, L + 32, data["steps"])
+                   if 1 <= t <= data["steps"]})
+
+
 def blocks(compiled, summary: dict, data: Optional[dict], figs: dict) -> list[tuple]:
     """The report as a list of blocks (``("h1"|"h2"|"p", text)``, ``("ul", items)``,
     ``("table", header, rows)``, ``("img", path, alt)``) that both renderers share."""
@@ -368,12 +391,16 @@ def blocks(compiled, summary: dict, data: Optional[dict], figs: dict) -> list[tu
 
     if data and data.get("agreement"):
         g = data["agreement"]
-        warn = agreement_warning(g)
+        warn = agreement_warning(g, compiled.options.mode, compiled.options.normalization)
+        per_step = g["per_step"]
         b += [("h2", f"Agreement with the float ANN ({g['samples']} calibration samples, {g['steps']} steps)"),
               ("table", ["quantised ANN", "SNN (event simulator)"], [[f"{g['qann']:.2%}", f"{g['snn']:.2%}"]]),
-              ("p", "How often each decides as the float ANN does on the same samples: no labels needed. "
+              ("table", ["steps"] + [str(t) for t in _step_points(data)],
+               [["SNN agreement"] + [f"{per_step[t - 1]:.2%}" for t in _step_points(data)]]),
+              ("p", "How often each decides as the float ANN does on the same samples (no labels needed), "
+                    "after the whole run and after T steps of it. "
                     + (f"**{warn[len('warning: ')].upper()}{warn[len('warning: ') + 1:]}**" if warn else
-                       f"At least {AGREEMENT_WARNING:.0%}: the conversion keeps the ANN's decisions."))]
+                       f"At least {AGREEMENT_WARN_BELOW:.0%}: the conversion keeps the ANN's decisions."))]
     if data and data.get("accuracy"):
         a, c = data["accuracy"], data["curve"]
         b += [("h2", f"Accuracy ({a['samples']} labelled calibration samples, {a['steps']} steps)"),
@@ -383,10 +410,7 @@ def blocks(compiled, summary: dict, data: Optional[dict], figs: dict) -> list[tu
                     "quantised ANN and the SNN comes from spiking (too few steps, rate clipping).")]
         acc = np.asarray(c["snn"])
         near = np.nonzero(acc >= a["qann"] - 0.01)[0]
-        pts = sorted({t for t in (data["latency_steps"], data["latency_steps"] + 1, data["latency_steps"] + 2,
-                                  data["latency_steps"] + 4, data["latency_steps"] + 8,
-                                  data["latency_steps"] + 16, data["latency_steps"] + 32, data["steps"])
-                      if 1 <= t <= data["steps"]})
+        pts = _step_points(data)
         b += [("table", ["steps"] + [str(t) for t in pts], [["SNN accuracy"] + [f"{acc[t - 1]:.4f}" for t in pts]]),
               ("p", ("The SNN first comes within 1 point of the quantised ANN after "
                      f"**{int(near[0]) + 1} steps**." if near.size else

@@ -340,9 +340,15 @@ def test_cli_encoding_seed_readout_and_early_exit(mlp, calib, tmp_path, capsys):
     np.savez(tmp_path / "test.npz", x=x[:60], y=y[:60])
     assert main(["-q", "compile", str(tmp_path / "m.keras"), "-o", str(tmp_path / "b"), "--calib",
                  str(tmp_path / "calib.npz"), "--mode", "rate-soft", "--encoding", "poisson",
-                 "--readout", "k-spikes", "--readout-k", "2"]) == 0
+                 "--readout", "k-spikes", "--readout-k", "2", "--no-threshold-search"]) == 0
     summary = json.loads((tmp_path / "b" / "summary.json").read_text())
     assert summary["options"]["encoding"] == "poisson" and summary["options"]["readout"] == "k-spikes"
+    assert summary["options"]["threshold_search"] is False
+    # no labels in the calibration file: the result line gives the agreement with the float ANN
+    wrote = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("wrote ")]
+    agree = summary["agreement"]
+    assert len(wrote) == 1 and f"agrees with the float ANN on {agree['snn']:.1%} of calibration samples at " \
+        f"{agree['steps']} steps" in wrote[0], wrote
     capsys.readouterr()
     runs = []
     for seed in (1, 1, 2):

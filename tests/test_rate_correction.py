@@ -51,7 +51,8 @@ def test_compile_keeps_the_correction_only_when_it_agrees_better(zoo, digits):
     note = c.notes["rate_correction"]
     assert note["applied"] == (note["agreement_after"] > note["agreement_before"])
     # a command-line progress bar names the search's candidates while it runs
-    assert "lower" in steps and any(s.startswith("rate correction: threshold candidate 1/") for s in steps)
+    i = steps.index("lower")
+    assert steps[i + 1] == "rate correction" and steps[i + 2].startswith("rate correction: threshold candidate 1 of up to ")
     plain = neurocomp.compile(model, calib=x_tr[:300], mode="rate", rate_correction=False, rate_reset="zero")
     changed = any(c.net.populations[p].neuron.vth != plain.net.populations[p].neuron.vth
                   for p in note["threshold_scales"])

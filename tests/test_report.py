@@ -105,6 +105,11 @@ def test_accuracy_curve_matches_summary_and_simulate(built):
     assert curve["ann"] == cal["ann"] and curve["qann"] == cal["qann"]
     L = summary["latency_steps"]
     assert curve["snn"][0] < 0.3 < curve["snn"][-1]       # silent before L, accurate after
+    # agreement with the float ANN (no labels needed): the Keras model's decisions against simulate's
+    import keras
+    x = np.load(d / "report_samples.npz")["x"]
+    ann = keras.models.load_model(d / "cnn.keras").predict(x, verbose=0).argmax(1)
+    agreement = rep["agreement"]
     # each point is what an independent T-step simulation of the same samples measures
     for t in (L, L + 3, 20):
         r = run("simulate", d / "b1", "--data", d / "report_samples.npz", "--steps", t, "--json")
@@ -112,30 +117,32 @@ def test_accuracy_curve_matches_summary_and_simulate(built):
         res = json.loads(r.stdout)
         assert res["samples"] == 200 and res["steps"] == t
         assert res["accuracy"] == pytest.approx(curve["snn"][t - 1], abs=1e-12), t
+        agree = float((np.array(res["predictions"]) == ann).mean())
+        assert agreement["per_step"][t - 1] == pytest.approx(agree, abs=1e-12), t
     # the summary's spikes per sample is simulate's, too (at the full 20 steps)
     assert res["spikes_per_sample"] == pytest.approx(summary["spikes_per_sample"])
-    # agreement with the float ANN (no labels needed): the Keras model's decisions against
-    # simulate's on the same samples
-    import keras
-    x = np.load(d / "report_samples.npz")["x"]
-    ann = keras.models.load_model(d / "cnn.keras").predict(x, verbose=0).argmax(1)
-    agree = float((np.array(res["predictions"]) == ann).mean())
-    assert summary["agreement"] == {k: v for k, v in rep["agreement"].items() if k != "per_step"}
-    assert rep["agreement"]["per_step"][-1] == rep["agreement"]["snn"] == pytest.approx(agree, abs=1e-12)
-    assert rep["agreement"]["samples"] == 200 and rep["agreement"]["qann"] > 0.9
+    assert summary["agreement"] == {k: v for k, v in agreement.items() if k != "per_step"}
+    assert agreement["per_step"][-1] == agreement["snn"] and len(agreement["per_step"]) == 20
+    assert agreement["samples"] == 200 and agreement["qann"] > 0.9
 
 
 def test_agreement_warning_names_where_the_decisions_part():
-    from neurocomp.report import AGREEMENT_WARNING, agreement_warning
+    from neurocomp.report import AGREEMENT_WARN_BELOW, agreement_warning
 
-    g = {"samples": 200, "steps": 20, "qann": 1.0, "snn": AGREEMENT_WARNING}
+    g = {"samples": 200, "steps": 20, "qann": 1.0, "snn": AGREEMENT_WARN_BELOW}
     assert agreement_warning(g) is None and agreement_warning(None) is None
-    spiking = agreement_warning(dict(g, snn=0.9))
+    spiking = agreement_warning(dict(g, snn=0.9), mode="rate")
     assert spiking.startswith("warning: the SNN decides as the float ANN on 90.0% of 200 calibration samples "
-                              "after 20 steps") and "loss is in spiking" in spiking and "--steps" in spiking
-    quant = agreement_warning(dict(g, snn=0.9, qann=0.95))
-    assert "loss is in quantisation" in quant and "--percentile" in quant
-    assert "\n" not in spiking + quant
+                              "after 20 steps") and "loss is in spiking" in spiking
+    assert "--steps" in spiking and "--mode sigma-delta" in spiking and "--mode rate-soft" in spiking
+    assert "--mode sigma-delta" not in agreement_warning(dict(g, snn=0.9), mode="sigma-delta")
+    quant = agreement_warning(dict(g, snn=0.945, qann=0.95), normalization="percentile")
+    assert "loss is in quantisation;" in quant and "--normalization max" in quant and "spiking" not in quant
+    assert "try --normalization percentile (" in agreement_warning(dict(g, snn=0.945, qann=0.95),
+                                                                  normalization="max")
+    both = agreement_warning(dict(g, snn=0.5, qann=0.95))
+    assert "loss is in quantisation and in spiking" in both and "--percentile" in both and "--steps" in both
+    assert all("\n" not in w for w in (spiking, quant, both))
 
 
 def test_raster_holds_the_recorded_spikes_of_sample_zero(built, tmp_path):
