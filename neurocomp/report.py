@@ -110,6 +110,8 @@ def _avg_tree(parts: list, weights: list):
 # the compile warns where the spiking network's decisions on calibration samples agree with the
 # float ANN's less often than this (the MNIST references agree on 99-100 % at L+32)
 AGREEMENT_WARN_BELOW = 0.98
+# ... on at least this many samples (fewer are noise: one of 20 calibration samples is 95 %)
+AGREEMENT_WARN_MIN_SAMPLES = 3
 # ... and blames quantisation alone where the SNN stays this close to the quantised ANN
 _NEAR_QUANTISED = 0.01
 
@@ -119,7 +121,8 @@ def agreement_warning(agreement: Optional[dict], mode: Optional[str] = None,
     """A one-line warning naming where the decisions part from the float ANN's
     (``analyse``'s ``agreement``) and what to try (not the ``mode`` or ``normalization``
     already in use), or None where the SNN agrees often enough."""
-    if not agreement or agreement["snn"] >= AGREEMENT_WARN_BELOW:
+    if not agreement or agreement["snn"] >= AGREEMENT_WARN_BELOW or \
+            (1 - agreement["snn"]) * agreement["samples"] < AGREEMENT_WARN_MIN_SAMPLES - 1e-9:
         return None
     g = agreement
     head = (f"warning: the SNN decides as the float ANN on {g['snn']:.1%} of {g['samples']} calibration "

@@ -131,6 +131,9 @@ def test_agreement_warning_names_where_the_decisions_part():
 
     g = {"samples": 200, "steps": 20, "qann": 1.0, "snn": AGREEMENT_WARN_BELOW}
     assert agreement_warning(g) is None and agreement_warning(None) is None
+    # 2 of 20 samples is 90 %, but too few to tell from noise; 3 of 30 are not
+    assert agreement_warning(dict(g, samples=20, snn=0.9)) is None
+    assert agreement_warning(dict(g, samples=30, snn=0.9)) is not None
     spiking = agreement_warning(dict(g, snn=0.9), mode="rate")
     assert spiking.startswith("warning: the SNN decides as the float ANN on 90.0% of 200 calibration samples "
                               "after 20 steps") and "loss is in spiking" in spiking
