@@ -184,6 +184,7 @@ def analyse(compiled, x: np.ndarray, y: Optional[np.ndarray], steps: int, mappin
         ann[p] = ann_raw[v].reshape(ns, -1) / scale
     qann = quantised_ann(net, x)
     ann_pred = ann_raw[output_nodes(compiled.graph)[0]].argmax(1)
+    qann_pred = qann[net.output].argmax(1)
 
     # the spiking network, in chunks small enough to record every population
     per_sample = max(1, steps * sum(net.populations[p].size for p in pops))
@@ -276,14 +277,14 @@ def analyse(compiled, x: np.ndarray, y: Optional[np.ndarray], steps: int, mappin
             "spikes_per_sample": spikes_total / ns, "layers": layers, "scatter": scatter,
             "rate_histograms": hist, "raster": raster0, "accuracy": None, "curve": None,
             "agreement": {"samples": ns, "steps": int(steps),
-                          "qann": float((qann[net.output].argmax(1) == ann_pred).mean()),
+                          "qann": float((qann_pred == ann_pred).mean()),
                           "snn": float(agree[-1] / ns), "per_step": [float(v) for v in agree / ns]},
             "cores": None, "costs": None}
     if y is not None:
         snn_acc = correct / ns
         data["accuracy"] = {"samples": ns, "steps": int(steps),
                             "ann": float((ann_pred == y).mean()),
-                            "qann": float((qann[net.output].argmax(1) == y).mean()),
+                            "qann": float((qann_pred == y).mean()),
                             "snn": float(snn_acc[-1])}
         data["curve"] = {"steps": list(range(1, steps + 1)), "snn": [float(v) for v in snn_acc],
                          "ann": data["accuracy"]["ann"], "qann": data["accuracy"]["qann"],
