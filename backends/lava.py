@@ -566,18 +566,23 @@ class _Graph:
         _flat_out(self.out_ports[c.src], sp.shape).connect(proc.s_in)
         _shaped_out(proc.a_out, dp.shape).connect(self.procs[c.dst].a_in)
 
+    def _tap_source(self, nme: str) -> tuple:
+        """(port, shape) a spike tap of population ``nme`` reads: on the chip, through an
+        adapter to the host."""
+        shape = lava_shape(self.net.populations[nme].shape)
+        port = self.out_ports[nme]
+        if self.hw:
+            from lava.proc import embedded_io as eio      # lava-loihi only
+            ad = eio.spike.NxToPyAdapter(shape=shape, num_message_bits=self._msg_bits(nme))
+            port.connect(ad.inp)
+            port = ad.out
+        return port, shape
+
     def add_taps(self, seg: int) -> None:
         from lava.proc.io.extractor import Extractor, VarWire
         for nme in self._rec_names:
-            p = self.net.populations[nme]
-            port = self.out_ports[nme]
-            if self.hw:
-                from lava.proc import embedded_io as eio      # lava-loihi only
-                ad = eio.spike.NxToPyAdapter(shape=lava_shape(p.shape),
-                                             num_message_bits=self._msg_bits(nme))
-                port.connect(ad.inp)
-                port = ad.out
-            ex = Extractor(shape=lava_shape(p.shape), buffer_size=int(seg))
+            port, shape = self._tap_source(nme)
+            ex = Extractor(shape=shape, buffer_size=int(seg))
             port.connect(ex.in_port)
             self.spike_taps[nme] = ex
         for nme in self._state_pops:

@@ -63,7 +63,7 @@ from neurocomp.errors import NeurocompError
 from neurocomp.lowered import (Connection, InputNeuron, LIFNeuron, LoweredNet, SigmaDeltaNeuron,
                                SigmaNeuron)
 
-from .base import STATE_VARS, SimResult
+from .base import SimResult
 from .lava import (GRADED_MESSAGE_BITS, _Graph, _allow_lava_start_method, _quiet_lava, empty_result,
                    from_lava, raster_chunks, stream_chunk, to_lava)
 
@@ -560,20 +560,10 @@ class _NetxGraph(_Graph):
                 if var is not None:
                     self.resets.append((var, np.zeros(var.shape)))
 
-    def add_taps(self, seg: int) -> None:
-        from lava.proc.io.extractor import Extractor, VarWire
-        for nme in self._rec_names:
-            port = self.out_ports[nme]
-            ex = Extractor(shape=tuple(port.shape), buffer_size=int(seg))
-            port.connect(ex.in_port)
-            self.spike_taps[nme] = ex
-        for nme in self._state_pops:
-            proc = self.procs[nme]
-            for var in STATE_VARS[self.net.populations[nme].neuron.kind]:
-                vw = VarWire(buffer_size=int(seg))
-                self.varwires.append(vw)
-                vw.connect_var(getattr(proc, var))
-                self.state_taps[(nme, var)] = vw
+    def _tap_source(self, nme: str) -> tuple:
+        """NetX's neurons keep NetX's own (W, H, C) shapes."""
+        port = self.out_ports[nme]
+        return port, tuple(port.shape)
 
     def _canon(self, nme: str, data: np.ndarray) -> np.ndarray:
         p = self.net.populations[nme]

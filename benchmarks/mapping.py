@@ -117,7 +117,10 @@ NETS = {"MNIST MLP 784-256-256-10": mlp, "MNIST CNN": cnn, "VGG-16 (32x32x3)": v
 FULL_VGG_NOTE = ("full VGG-16 widths cannot fit: fan-in 3*3*512 = 4608 distinct sources > 4096 input "
                  "axons per core; multi-compartment neurons share one core's axons, so splitting the "
                  "fan-in across compartments does not help.  The 448-channel variant is the widest "
-                 "multiple of 64 that fits (9*448 = 4032).")
+                 "multiple of 64 that fits (9*448 = 4032).  This counts one input axon per source "
+                 "neuron; nengo-loihi sends convolutions over population axons (one per source pixel, "
+                 "the channel as the spike's atom), under which the fan-in is 9 axons and VGG-16 fits: "
+                 "the cost model does not have them yet (README, Limitations).")
 
 
 VGG_NOTE = ("conv_shared stores one weight row per distinct (source channel, tap footprint) on a core "
