@@ -104,40 +104,33 @@ def mobilenet():
     return b.dense(10).done()
 
 
-# Full VGG-16 widths cannot be placed: a block-5 conv neuron reads 3*3*512 = 4608
-# distinct source neurons and every one needs an input axon on the neuron's
-# core (more compartments per neuron -- Loihi's multi-compartment dendritic
-# trees -- only split the accumulation across compartments of the SAME core,
-# so the core still needs all 4608 axons).  9*455 = 4095 is the widest that
-# fits; 448 is the widest multiple of 64.
+# Convolutions ride population axons on Loihi (one input axon per source pixel, the
+# channel as the spike's atom: nengo-loihi's build_conv2d_connection), so a block-5
+# neuron's 3*3*512 sources take 9 axons and the full VGG-16 fits.  The 448-channel
+# variant is kept for comparison with earlier runs: with one axon per source neuron
+# (chips without population axons) it was the widest multiple of 64 that fit
+# (9*448 = 4032 <= 4096).
 NETS = {"MNIST MLP 784-256-256-10": mlp, "MNIST CNN": cnn, "VGG-16 (32x32x3)": vgg16,
         "VGG-16, 448 ch in blocks 4-5": lambda: vgg16((64, 128, 256, 448, 448)),
         "MobileNet-shaped (32x32x3)": mobilenet}
 
-FULL_VGG_NOTE = ("full VGG-16 widths cannot fit: fan-in 3*3*512 = 4608 distinct sources > 4096 input "
-                 "axons per core; multi-compartment neurons share one core's axons, so splitting the "
-                 "fan-in across compartments does not help.  The 448-channel variant is the widest "
-                 "multiple of 64 that fits (9*448 = 4032).  This counts one input axon per source "
-                 "neuron; nengo-loihi sends convolutions over population axons (one per source pixel, "
-                 "the channel as the spike's atom), under which the fan-in is 9 axons and VGG-16 fits: "
-                 "the cost model does not have them yet (README, Limitations).")
+FULL_VGG_NOTE = ("conv layers are read through population axons (one input axon per source pixel, "
+                 "2 output-axon slots per pixel and destination core; hw YAML "
+                 "synapse_encodings.conv_shared.population_axon_slots), so VGG-16's 3*3*512 fan-in "
+                 "takes 9 axons.  On a chip without them it would be refused (4608 > 4096 input "
+                 "axons); the 448-channel variant was the widest that fit there.")
 
 
 VGG_NOTE = ("conv_shared stores one weight row per distinct (source channel, tap footprint) on a core "
-            "(nengo-loihi's scheme; clipped border footprints are rows of their own), so sharing only "
-            "pays on tiles wider than the kernel, and the input-axon limit (4096, with the halo) keeps "
-            "tiles of the 128-448-channel 3x3 layers a few positions wide.  Two things keep the ratio "
-            "above 1.05.  (1) The per-layer bounds are fractional (conv_capacity lets every position "
-            "take its own best core shape; the covering LP of any tile/range mapping of the layer, "
-            "'layer LP' below, is higher but still below what whole tiles reach -- 128 channels in "
-            "17-channel tiles are 8 tiles, not 7.5).  (2) A layer's output-axon bound is taken for "
-            "the NEXT layer's actual partition: a conv tile's input axons are the output axons of "
-            "the layer feeding it, so the partitioner now charges them (a tile costs 1 + input "
-            "axons / 4096 cores) and cuts layers coarser -- that removes far more cores upstream "
-            "(pools, convs feeding convs) than it adds, but those upstream bounds fall with them, "
-            "so the ratio rises while the core count falls.  The old mapping's bound (2041 / 1633) "
-            "is above what this mapping uses on Loihi 1, so the per-layer sum is no lower bound on "
-            "the network; 'net LB' is one, and the gap to it is what is left.")
+            "(nengo-loihi's scheme), so a stride-1 3x3 layer shares a row at most (t/3) times per axis "
+            "of a tile t outputs long -- the memory bound uses that -- and its 128-512-channel layers "
+            "are memory-bound.  Sharing wants tiles spanning the whole map with few channels each; "
+            "but every core holding a pixel sends one population axon per destination core reading "
+            "it, so a next layer cut into many full-map channel slabs multiplies the output axons "
+            "of this one (e.g. 8x8x256 layers: tiles 1x8 positions x 10 channels, 190 cores against "
+            "a memory bound of 56 on Loihi 1).  The per-layer bounds take each layer alone and the "
+            "partitioner cuts layers from the output back, one at a time; a joint choice of "
+            "neighbouring layers' tilings is what is left.")
 
 
 def _gaps(m, net, hw, own=None):

@@ -273,6 +273,10 @@ class SynapseEncoding(_Section):
     word_bits: PosInt
     per_axon_overhead_bits: NonNegInt
     shares_weights: Flag
+    # > 0: rows are reached through population axons -- one input axon per source pixel,
+    # the channel riding as the spike's atom -- each taking this many output-axon slots
+    # on the sending core per destination core (absent or 0: one axon per source neuron)
+    population_axon_slots: Optional[NonNegInt] = None
 
 
 class SynapseEncodingsSection(_Section):
@@ -365,6 +369,13 @@ class HardwareConfig(_Section):
         if not isinstance(node, Quantity):
             raise HwConfigError(self._not_a_leaf(path, node))
         return node
+
+    def population_axon_slots(self) -> int:
+        """Output-axon slots one conv population axon takes on its sending core
+        (``synapse_encodings.conv_shared.population_axon_slots``); 0 where
+        ``conv_shared`` rows are reached through one axon per source neuron."""
+        q = self.synapse_encodings.conv_shared.population_axon_slots
+        return 0 if q is None else int(q.value)
 
     def value(self, path: str) -> Any:
         """The value at a dotted path (``'core.neurons'`` -> 1024).  Also

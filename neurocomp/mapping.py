@@ -16,11 +16,17 @@ Counting rules (the partitioner in ``neurocomp.passes.partition_cores`` and
   least one non-zero synapse onto a neuron of the core.  One axon carries a
   source's spike to every synapse it has on that core, so a source reaching
   many neurons of one core costs one axon; overlapping receptive fields of
-  neighbouring conv tiles are paid on both cores.
+  neighbouring conv tiles are paid on both cores.  Where the chip has
+  population axons (``synapse_encodings.conv_shared.population_axon_slots``
+  > 0), a ``groups == 1`` conv connection stored ``conv_shared`` on the core
+  is reached through one axon per distinct source *pixel* instead: the
+  spike's atom names the channel (nengo-loihi's ``build_conv2d_connection``).
 * **output axons**: distinct ``(neuron, destination core)`` pairs over the
   core's neurons, i.e. each neuron needs one output axon per *other or same*
   core it reaches (Loihi routes a spike to a core through one axon-table
-  entry; the destination core fans it out).  The output population's
+  entry; the destination core fans it out).  A population axon takes
+  ``population_axon_slots`` slots on every core holding a neuron of its pixel,
+  per distinct ``(pixel, destination core)``.  The output population's
   neurons (read by the host) use none.
 * **synapses**: non-zero weights onto the core's neurons (what the simulator
   counts as synaptic events per spike).
@@ -297,6 +303,10 @@ def recount(net: LoweredNet, hw, mapping: Mapping, errors: Optional[list] = None
     mem = np.zeros(nc, np.int64)
     out_pairs = {}                            # src pop -> list of keys src*nc + dst core
     ax_keys = {}                              # src pop -> list of keys core*n_src + src
+    pix_keys = {}                             # src pop -> list of keys core*n_pixels + pixel
+    pop_out = {}                              # src pop -> list of keys (src core*n_pix + pixel)*nc + dst core
+    slots = hw.population_axon_slots()
+    enc_of = [r.encodings for r in mapping.cores]
     for c in net.connections:
         src, dcore = _pairs(net, c, core_of)
         n_src = net.populations[c.src].size
@@ -305,9 +315,24 @@ def recount(net: LoweredNet, hw, mapping: Mapping, errors: Optional[list] = None
         # connection, not per synapse, so VGG-sized networks fit in memory)
         rows_key, fan = np.unique(dcore * n_src + src, return_counts=True)
         del src, dcore
-        ax_keys.setdefault(c.src, []).append(rows_key)
+        on_pop = np.zeros(rows_key.size, bool)
+        if slots and c.kind == "conv" and c.groups == 1:
+            # population axons: a conv_shared core gets one axon per source pixel
+            pop_core = np.array([e.get(c.name) == "conv_shared" for e in enc_of] + [False])
+            on_pop = pop_core[rows_key // n_src]
+            cs = int(net.populations[c.src].shape[-1])
+            n_pix = n_src // cs
+            pk = rows_key[on_pop]
+            pix, pcore = (pk % n_src) // cs, pk // n_src
+            pix_keys.setdefault(c.src, []).append(pcore * n_pix + pix)
+            if c.src in core_of:
+                scor = core_of[c.src][pk % n_src]
+                ok = scor >= 0
+                pop_out.setdefault(c.src, []).append((scor[ok] * n_pix + pix[ok]) * nc + pcore[ok])
+        nk = rows_key[~on_pop]
+        ax_keys.setdefault(c.src, []).append(nk)
         if c.src in core_of:
-            out_pairs.setdefault(c.src, []).append((rows_key % n_src) * nc + rows_key // n_src)
+            out_pairs.setdefault(c.src, []).append((nk % n_src) * nc + nk // n_src)
         # memory of this connection per core, with the recorded encoding
         rcore = rows_key // n_src
         n_rows = np.bincount(rcore, minlength=nc)
@@ -348,6 +373,12 @@ def recount(net: LoweredNet, hw, mapping: Mapping, errors: Optional[list] = None
         n_src = net.populations[sname].size
         u = np.unique(np.concatenate(keys))
         in_ax += np.bincount(u // n_src, minlength=nc)
+    # population axons: distinct source pixels per core, and per sending core
+    # ``slots`` output-axon slots per distinct (pixel, destination core)
+    for sname, keys in pix_keys.items():
+        n_pix = net.populations[sname].size // int(net.populations[sname].shape[-1])
+        u = np.unique(np.concatenate(keys))
+        in_ax += np.bincount(u // n_pix, minlength=nc)
     out_ax = np.zeros(nc, np.int64)
     for sname, keys in out_pairs.items():
         if sname == net.output:
@@ -356,6 +387,12 @@ def recount(net: LoweredNet, hw, mapping: Mapping, errors: Optional[list] = None
         srcc = core_of[sname][u // nc]
         ok = srcc >= 0
         out_ax += np.bincount(srcc[ok], minlength=nc)
+    for sname, keys in pop_out.items():
+        if sname == net.output:
+            continue
+        n_pix = net.populations[sname].size // int(net.populations[sname].shape[-1])
+        u = np.unique(np.concatenate(keys))
+        out_ax += slots * np.bincount(u // nc // n_pix, minlength=nc)
     # rate_reset "synapse": self synapses and one bias neuron per core of the layer
     for pname, arr in core_of.items():
         n = net.populations[pname].neuron

@@ -62,6 +62,16 @@ and their sum is not a lower bound on the network's cores.
 tile and flat range (``_LayerLP``, exact tile costs), and output axons
 charged to the layers that cause them (see its docstring).
 
+Population axons (``synapse_encodings.conv_shared.population_axon_slots`` > 0,
+Loihi 1 and 2): a tile storing a ``groups == 1`` conv ``conv_shared`` reads it
+through one input axon per source pixel (the channel rides as the spike's
+atom), so its fan-in is the kernel's positions; dense and sparse rows keep one
+axon per source neuron, and each tile takes whichever fits with less memory.
+Upstream, every core holding any channel of a pixel spends that many
+output-axon slots per such tile reading it (``_Out.q``, per pixel); contiguous
+ranges store convs dense or sparse.  The covering LP and the footprint
+capacity bound count per-neuron axons and are not claimed there.
+
 Impossible cases raise ``HardwareLimitError`` with the numbers.
 """
 from __future__ import annotations
@@ -88,6 +98,9 @@ class _Limits:
         self.A = int(hw.value("core.input_axons"))
         self.O = int(hw.value("core.output_axons"))
         self.M = int(hw.value("core.synapse_memory_bits"))
+        # > 0: conv connections ride population axons (one per source pixel), each
+        # taking this many output-axon slots per destination core (see neurocomp.mapping)
+        self.pop = int(hw.population_axon_slots())
 
 
 def _rb(hw, enc, c):
@@ -151,7 +164,9 @@ class _ConvGeom:
         self.kh, self.kw = kh, kw
         self._cls_args = ((Ho, H, kh, c.strides[0], c.dilation[0], c.pads[0][0]),
                           (Wo, W, kw, c.strides[1], c.dilation[1], c.pads[1][0]))
-        self.max_fanin = int(self.hy.sum(1).max()) * int(self.hx.sum(1).max()) * cg
+        self.pix_fanin = int(self.hy.sum(1).max()) * int(self.hx.sum(1).max())
+        self.max_fanin = self.pix_fanin * cg
+        self.pop = False          # set where population axons carry this connection
 
     def axis(self, which, t, a0=0, a1=None):
         """Per tile of size t along rows/cols of [a0, a1): (distinct inputs, max taps per input, taps)."""
@@ -211,7 +226,7 @@ def partition_cores(net: LoweredNet, hw, place: bool = True) -> Mapping:
     lbs = {}
     next_id = [0]
     for name in reversed(pops):
-        out_ax = _out_axons(net, name, info, core_ids)
+        out_ax = _out_axons(net, name, info, core_ids, lim.pop)
         if has_reset_synapses(net.populations[name].neuron):
             recs, lb = _partition_reset_synapses(net, hw, lim, name, out_ax, info)
         else:
@@ -255,31 +270,84 @@ def partition_cores(net: LoweredNet, hw, place: bool = True) -> Mapping:
     return m
 
 
-def _out_axons(net, name, info, core_ids):
+class _Out:
+    """What a layer's neurons spend in output axons, given its consumers' partition.
+
+    ``per``: per neuron (flat), charged to whichever core holds it: one axon per
+    (neuron, destination core) for per-neuron axons, and, for population axons into
+    a grouped conv's tiles, ``slots`` per destination tile the neuron reaches (an
+    upper bound: neurons of one pixel on one core share them).  ``q``: per source
+    pixel, the population-axon slots to the tiles of ``groups == 1`` convs that
+    read it -- every core holding any channel of the pixel pays all of them.
+    ``exact``: the per-neuron part every partition pays per neuron (for the
+    whole-neuron capacity bound).  ``bound``: the output axons any partition of
+    the layer needs in all."""
+
+    def __init__(self, size, per=None, q=None, exact=None, bound=0):
+        self.per = np.zeros(size, np.int64) if per is None else per
+        self.exact = np.zeros(size, np.int64) if exact is None else exact
+        self.q, self.bound = q, int(bound)
+
+    def worst(self, shape) -> tuple[int, int]:
+        """(neuron, its least output axons on any core) for the costliest neuron."""
+        cost = self.per.copy()
+        if self.q is not None:
+            cost += np.repeat(self.q, int(shape[-1]))
+        i = int(cost.argmax()) if cost.size else 0
+        return i, int(cost[i]) if cost.size else 0
+
+
+def _as_out(out_ax) -> _Out:
+    """``out_ax`` as an ``_Out`` (a plain per-neuron array: per-neuron axons only)."""
+    if isinstance(out_ax, _Out):
+        return out_ax
+    a = np.asarray(out_ax, np.int64)
+    return _Out(a.size, per=a, exact=a, bound=int(a.sum()))
+
+
+def _out_axons(net, name, info, core_ids, slots=0):
     size = net.populations[name].size
-    out = np.zeros(size, np.int64)
+    out = _Out(size)
     if name == net.output:
         return out
     for c in net.outgoing(name):
         kind = info[c.dst]
         if kind[0] == "tile" and c.kind == "conv":
-            out += _conv_out_axons_from(_ConvGeom(net, c), kind[1])
+            g = _ConvGeom(net, c)
+            tiles = np.asarray(kind[1], np.int64).reshape(-1, 6)
+            shared = kind[2][c.name] if slots and c.groups == 1 and len(kind) > 2 else \
+                np.zeros(len(tiles), bool)
+            if shared.any():
+                # tiles storing it conv_shared read it by population axons: one per pixel
+                t = tiles[shared]
+                ry = (g.cy[t[:, 1]] - g.cy[t[:, 0]]) > 0
+                rx = (g.cx[t[:, 3]] - g.cx[t[:, 2]]) > 0
+                out.bound += slots * int((ry.sum(1) * rx.sum(1)).sum())
+                reach = np.einsum("th,tw->hw", ry.astype(np.int64), rx.astype(np.int64)).ravel()
+                out.q = slots * reach if out.q is None else out.q + slots * reach
+            if shared.all():
+                continue
+            n = _conv_out_axons_from(g, tiles[~shared])
         else:
             from neurocomp.analysis import connection_matrix
             m = connection_matrix(net, c).tocoo()
             dst = core_ids[c.dst][m.col]
             u = np.unique(m.row.astype(np.int64) * (int(dst.max()) + 1 if dst.size else 1) + dst)
             base = int(dst.max()) + 1 if dst.size else 1
-            out += np.bincount(u // base, minlength=size)
+            n = np.bincount(u // base, minlength=size)
+        out.per += n
+        out.exact += n
+        out.bound += int(n.sum())
     return out
 
 
 def _partition_pop(net, hw, lim, name, out_ax, info):
+    out_ax = _as_out(out_ax)
     p = net.populations[name]
     ins = net.incoming(name)
-    if int(out_ax.max(initial=0)) > lim.O:
-        i = int(out_ax.argmax())
-        raise HardwareLimitError(f"neuron {i} of '{name}' reaches {int(out_ax[i])} cores "
+    i, worst = out_ax.worst(p.shape)
+    if worst > lim.O:
+        raise HardwareLimitError(f"neuron {i} of '{name}' reaches {worst} cores "
                                  f"> {lim.O} output axons per core on '{hw.name}'")
     conv_only = bool(ins) and len(p.shape) == 3 and all(c.kind == "conv" for c in ins)
     best = None
@@ -324,6 +392,10 @@ def _partition_pop(net, hw, lim, name, out_ax, info):
     else:
         best = _flat_partition(net, hw, lim, name, out_ax)
     recs, kind = best
+    if kind[0] == "tile":
+        # which tiles store each input conv_shared (population axons: see _out_axons)
+        kind = ("tile", _tiles_of(recs), {c.name: np.array([r.encodings.get(c.name) == "conv_shared"
+                                                           for r in recs]) for c in ins})
     info[name] = kind
     if conv_only and len(recs) > lb["cores"]:
         # only worth its cost where the plain bound is not met
@@ -379,7 +451,7 @@ def _partition_reset_synapses(net, hw, lim, name, out_ax, info):
 def _own_cores(net, hw, lim, name):
     """Cores layer ``name`` needs whatever its consumers' partition: neurons,
     input axons and synapse memory (not output axons)."""
-    lb = _lower_bound(net, hw, lim, name, np.zeros(net.populations[name].size, np.int64))
+    lb = _lower_bound(net, hw, lim, name, _Out(net.populations[name].size))
     return max(lb["neurons"], lb["input_axons"], lb["synapse_memory_bits"])
 
 
@@ -423,6 +495,34 @@ def _conv_fanin_and_channels(net, c):
     return fanin, nch0
 
 
+def _axis_share(n_out, n_in, k, s, d, p0) -> float:
+    """Most times a conv_shared row is used per stored tap along one axis, over every
+    interval of outputs: the inputs an interval reaches use sum |tap set| taps, and a
+    core stores one row per distinct tap set (its class), sum over classes |tap set|.
+    Intervals away from both ends score like a shifted copy of one that starts near
+    the first end, so only those starting or ending within ``2k + 3`` of an end are
+    scored."""
+    near = 2 * k + 3
+    best = 1.0
+    tap = np.arange(k)
+    for o0 in range(n_out):
+        for o1 in range(o0 + 1, n_out + 1):
+            if o0 >= near and o1 <= n_out - near:
+                continue
+            o = np.arange(o0, o1)
+            i = o[:, None] * s + tap[None, :] * d - p0
+            ok = (i >= 0) & (i < n_in)
+            masks = np.zeros(n_in, np.int64)
+            np.bitwise_or.at(masks, i[ok], (1 << np.broadcast_to(tap, i.shape))[ok])
+            used = masks[masks > 0]
+            if used.size == 0:
+                continue
+            sizes = np.array([bin(int(m)).count("1") for m in used])
+            _, first = np.unique(used, return_index=True)
+            best = max(best, float(sizes.sum()) / float(sizes[first].sum()))
+    return best
+
+
 def _syn_lower_bits(net, hw, lim, c):
     """(synapses of ``c``, fewest memory bits per synapse any valid mapping
     can spend on them).
@@ -435,7 +535,11 @@ def _syn_lower_bits(net, hw, lim, c):
     core's destination positions) axons share a row, and the core stores
     >= syn / P synapses.  ``P <= min(dst positions, neurons per core,
     input axons per core / nch0)``: every destination position reads
-    ``nch0`` distinct sources at one tap valid everywhere.  Linear in the
+    ``nch0`` distinct sources at one tap valid everywhere (population axons:
+    one per pixel, so ``nch0`` counts 1).  A stride-1 kernel without zeros
+    also caps ``P`` at ``max(1, Ho / kh) * max(1, Wo / kw)``: along an axis a
+    tile of t outputs has one footprint per interval of kernel taps its inputs
+    hit, ``k * min(t, k)`` taps stored of the ``t * k`` used.  Linear in the
     core's synapses, so it sums over cores.  ``dense`` and ``sparse`` store
     every synapse (dense stores zeros too)."""
     if c.kind == "dense":
@@ -446,8 +550,18 @@ def _syn_lower_bits(net, hw, lim, c):
         syn = int(fanin.sum())
         Ho, Wo, _ = net.populations[c.dst].shape
         P = min(Ho * Wo, lim.N)
+        kh, kw = c.weight.shape[:2]
+        from neurocomp import numerics as nm
+        if lim.pop and c.groups == 1 and bool((nm.to_int32(c.weight) != 0).all()):
+            # rectangular tiles (population axons: ranges store these convs dense or sparse)
+            # share a row among at most the most used / stored taps of any interval per axis
+            P = min(P, _axis_share(Ho, net.populations[c.src].shape[0], kh, c.strides[0], c.dilation[0],
+                                   c.pads[0][0])
+                    * _axis_share(Wo, net.populations[c.src].shape[1], kw, c.strides[1], c.dilation[1],
+                                  c.pads[1][0]))
         if nch0 > 0:
-            P = min(P, min(lim.A, net.populations[c.src].size) // nch0)
+            # population axons: one per pixel, whatever the channels it carries
+            P = min(P, min(lim.A, net.populations[c.src].size) // (1 if lim.pop and c.groups == 1 else nch0))
         encs = {"dense": 1.0, "sparse": 1.0, "conv_shared": 1.0 / max(P, 1)}
     return syn, min(_min_bits_per_synapse(hw, e, c) * f for e, f in encs.items())
 
@@ -461,6 +575,7 @@ def _lower_bound(net, hw, lim, name, out_ax):
     axons, memory) still fit one core -- which the plain bound cannot see
     (e.g. 8192 neurons x 3 output axons is exactly 6 x 4096, but no core can
     hold 4096/3 neurons)."""
+    out_ax = _as_out(out_ax)
     p = net.populations[name]
     ins = net.incoming(name)
     axons = 0
@@ -483,16 +598,16 @@ def _lower_bound(net, hw, lim, name, out_ax):
                                                (w, kw, c.strides[1], c.dilation[1], c.pads[1][0], wo)):
                 pos = (np.arange(n_out)[:, None] * st + np.arange(k)[None, :] * d - pad).ravel()
                 reach.append(np.unique(pos[(pos >= 0) & (pos < size)]).size)
-            n_src = reach[0] * reach[1] * cin
+            n_src = reach[0] * reach[1] * (1 if lim.pop and c.groups == 1 else cin)
             mem_per_neuron += _conv_fanin_and_channels(net, c)[0] * bits
         axons += n_src
     parts = {"neurons": math.ceil(p.size / lim.N), "input_axons": math.ceil(axons / lim.A),
-             "output_axons": math.ceil(int(out_ax.sum()) / lim.O),
+             "output_axons": math.ceil(out_ax.bound / lim.O),
              "synapse_memory_bits": math.ceil(mem / lim.M - 1e-9)}
     cores = max(parts.values())
     # whole-neuron capacity: sorted prefix sums of each per-neuron cost
     cap = lim.N
-    for cost, L in ((np.sort(out_ax), lim.O), (np.sort(mem_per_neuron), lim.M)):
+    for cost, L in ((np.sort(out_ax.exact), lim.O), (np.sort(mem_per_neuron), lim.M)):
         cap = min(cap, int(np.searchsorted(np.cumsum(cost), L * (1 + 1e-12), side="right")))
     proven = max(cores, math.ceil(p.size / max(cap, 1)))
     return {"cores": cores, **parts, "proven": proven, "per_core_capacity": cap,
@@ -746,6 +861,8 @@ def _row_table(hw, enc, c, n):
 
 
 def _conv_capacity_cores(net, hw, lim, name):
+    if lim.pop and any(c.kind == "conv" and c.groups == 1 for c in net.incoming(name)):
+        return 0            # its capacities count per-neuron axons; no bound claimed
     cap = _conv_capacity(net, hw, lim, name)
     if cap is None:
         return 0
@@ -989,9 +1106,10 @@ def layer_lp_bound(net, hw, name):
     """Fewest cores any mapping (tiles or flat ranges, one layer per core)
     can give conv layer ``name``, by the covering LP (``_LayerLP``); None
     where it does not apply."""
-    if not _lp_applicable(net, name):
+    lim = _Limits(hw)
+    if not _lp_applicable(net, name) or lim.pop:      # its tile costs count per-neuron axons
         return None
-    lp = _LayerLP(net, hw, _Limits(hw), name)
+    lp = _LayerLP(net, hw, lim, name)
     return math.ceil(lp.value(1.0, 0.0) - 1e-6) if lp.rows_ok else None
 
 
@@ -1024,7 +1142,7 @@ def network_lower_bound(net: LoweredNet, hw) -> dict:
     own, minax, minfan, lps = {}, {}, {}, {}
     for name in pops:
         p = net.populations[name]
-        lb = _lower_bound(net, hw, lim, name, np.zeros(p.size, np.int64))
+        lb = _lower_bound(net, hw, lim, name, _Out(p.size))
         # whole-neuron capacity from memory only (output axons depend on the partition)
         own[name] = max(lb["neurons"], lb["input_axons"], lb["synapse_memory_bits"])
         fan = np.zeros(p.size, np.int64)
@@ -1033,11 +1151,14 @@ def network_lower_bound(net: LoweredNet, hw) -> dict:
                 nz = c.effective_weight() != 0
                 minax[(c.src, name)] = int(np.count_nonzero(nz.any(0)))
                 fan += nz.sum(1)
+            elif lim.pop and c.groups == 1:
+                # population axons: one per source pixel, each `pop` output-axon slots
+                minax[(c.src, name)] = lim.pop * _conv_sources_reached(net, c, pixels=True)
             else:
                 minax[(c.src, name)] = _conv_sources_reached(net, c)
                 fan += _conv_fanin_and_channels(net, c)[0]
         minfan[name] = int(fan.min(initial=0))
-        if _lp_applicable(net, name):
+        if _lp_applicable(net, name) and not lim.pop:
             lp = _LayerLP(net, hw, lim, name, skip_below=own[name])
             if lp.rows_ok:
                 lps[name] = lp
@@ -1080,8 +1201,9 @@ def network_lower_bound(net: LoweredNet, hw) -> dict:
             "lp_layers": sorted(lps), "own": own}
 
 
-def _conv_sources_reached(net, c):
-    """Source neurons of conv ``c`` with at least one synapse (window positions reached x channels)."""
+def _conv_sources_reached(net, c, pixels=False):
+    """Source neurons of conv ``c`` with at least one synapse (window positions reached x
+    channels; ``pixels``: the positions alone)."""
     h, w, cin = net.populations[c.src].shape
     kh, kw = c.weight.shape[:2]
     ho, wo = net.populations[c.dst].shape[:2]
@@ -1090,7 +1212,7 @@ def _conv_sources_reached(net, c):
                                        (w, kw, c.strides[1], c.dilation[1], c.pads[1][0], wo)):
         pos = (np.arange(n_out)[:, None] * st + np.arange(k)[None, :] * d - pad).ravel()
         reach.append(np.unique(pos[(pos >= 0) & (pos < size)]).size)
-    return reach[0] * reach[1] * cin
+    return reach[0] * reach[1] * (1 if pixels else cin)
 
 
 # -- tiles ----------------------------------------------------------------------------
@@ -1106,16 +1228,20 @@ def _tile_partition(net, hw, lim, name, out_ax, target=0):
     store fewer footprint rows, so they take larger tiles) and tile each of
     the up to 9 regions with its own grid.  Returns (records, ("tile",
     regions)) for the fewest cores, or None."""
+    out_ax = _as_out(out_ax)
     p = net.populations[name]
     Ho, Wo, Co = p.shape
     geoms = [_ConvGeom(net, c) for c in net.incoming(name)]
-    fanin = sum(g.max_fanin for g in geoms)
+    for g in geoms:
+        g.pop = bool(lim.pop) and g.c.groups == 1
+    fanin = sum(g.pix_fanin if g.pop else g.max_fanin for g in geoms)
     if fanin > lim.A:
         raise HardwareLimitError(f"a neuron of '{name}' has fan-in {fanin} > {lim.A} input axons per core "
                                  f"on '{hw.name}' (inputs from {', '.join(g.c.src for g in geoms)}); "
                                  "split the layer's inputs")
-    O3 = out_ax.reshape(Ho, Wo, Co)
+    O3 = out_ax.per.reshape(Ho, Wo, Co)
     sat = _sat(O3)
+    satq = None if out_ax.q is None else _sat2(out_ax.q.reshape(Ho, Wo))
     rbs = {id(g): (_rb(hw, "conv_shared", g.c), _rb(hw, "sparse", g.c), _rb(hw, "dense", g.c))
            for g in geoms}
     cache = {}
@@ -1157,12 +1283,12 @@ def _tile_partition(net, hw, lim, name, out_ax, target=0):
                 continue
             if (th, tw) not in spatial_ok:
                 # input axons of a tile are >= its source positions x cg per conv, whatever tc
-                a = sum(ax(g, 0, th, y0, y1)[0][:, None] * ax(g, 1, tw, x0, x1)[0][None, :] * g.cg
-                        for g in geoms)
+                a = sum(ax(g, 0, th, y0, y1)[0][:, None] * ax(g, 1, tw, x0, x1)[0][None, :]
+                        * (1 if g.pop else g.cg) for g in geoms)
                 spatial_ok[(th, tw)] = int(np.max(a)) <= lim.A
             if not spatial_ok[(th, tw)]:
                 continue
-            ok, res = _score(geoms, rbs, ax, lim, O3, th, tw, tc, (y0, y1, x0, x1), sat)
+            ok, res = _score(geoms, rbs, ax, lim, O3, th, tw, tc, (y0, y1, x0, x1), sat, satq)
             if not ok and ungrouped and res != "output_axons":
                 # groups == 1: per tile, axons do not depend on tc and memory grows with
                 # the tile's channel count, and a wider grid's tiles hold as many channels
@@ -1203,6 +1329,17 @@ def _tile_partition(net, hw, lim, name, out_ax, target=0):
     return recs, ("tile", _tiles_of(recs))
 
 
+def _sat2(Q):
+    """Summed-area table of a (H, W) array, zero-padded in front."""
+    P = np.zeros((Q.shape[0] + 1, Q.shape[1] + 1), np.int64)
+    P[1:, 1:] = Q.cumsum(0).cumsum(1)
+    return P
+
+
+def _rect_sum2(P, y0, y1, x0, x1):
+    return P[y1, x1] - P[y0, x1] - P[y1, x0] + P[y0, x0]
+
+
 def _sat(O3):
     """Summed-area table of a (H, W, C) array, zero-padded in front."""
     P = np.zeros(tuple(n + 1 for n in O3.shape), np.int64)
@@ -1210,9 +1347,10 @@ def _sat(O3):
     return P
 
 
-def _score(geoms, rbs, ax, lim, O3, th, tw, tc, region=None, sat=None):
+def _score(geoms, rbs, ax, lim, O3, th, tw, tc, region=None, sat=None, satq=None):
     """Score the uniform (th, tw, tc) grid over ``region`` (y0, y1, x0, x1;
-    default the whole layer): (fits, per-tile counts).  ``sat``: ``_sat(O3)``."""
+    default the whole layer): (fits, per-tile counts).  ``sat``: ``_sat(O3)``;
+    ``satq``: ``_sat2`` of the per-pixel output axons (``_Out.q``), or None."""
     Ho, Wo, Co = O3.shape
     y0, y1, x0, x1 = (0, Ho, 0, Wo) if region is None else region
     sh, sw, sc = np.arange(y0, y1, th), np.arange(x0, x1, tw), np.arange(0, Co, tc)
@@ -1224,6 +1362,8 @@ def _score(geoms, rbs, ax, lim, O3, th, tw, tc, region=None, sat=None):
     b = ((sh + ny)[:, None, None], (sw + nx)[None, :, None], (sc + ncn)[None, None, :])
     outs = (P[b[0], b[1], b[2]] - P[a[0], b[1], b[2]] - P[b[0], a[1], b[2]] - P[b[0], b[1], a[2]]
             + P[a[0], a[1], b[2]] + P[a[0], b[1], a[2]] + P[b[0], a[1], a[2]] - P[a[0], a[1], a[2]])
+    if satq is not None:
+        outs = outs + _rect_sum2(satq, a[0][..., 0], b[0][..., 0], a[1][..., 0], b[1][..., 0])[..., None]
     if outs.max() > lim.O:
         return False, "output_axons"
     axons = np.zeros(outs.shape, np.int64)
@@ -1236,9 +1376,10 @@ def _score(geoms, rbs, ax, lim, O3, th, tw, tc, region=None, sat=None):
         rc, fc = ax(g, 2, tc, 0, Co)
         rows = ry[:, None, None] * rx[None, :, None] * rc[None, None, :]
         spr = fy[:, None, None] * fx[None, :, None] * fc[None, None, :]
-        axons += rows
-        if axons.max() > lim.A:
-            return False, "input_axons"
+        if not g.pop:
+            axons += rows
+            if axons.max() > lim.A:
+                return False, "input_axons"
         syn += sy[:, None, None] * sx[None, :, None] * (g.cg * ncn)[None, None, :]
         (fcs, ocs), (fsp, osp), (fde, ode) = rbs[id(g)]
         # conv_shared: one row per (source channel, footprint rows x footprint cols),
@@ -1251,10 +1392,25 @@ def _score(geoms, rbs, ax, lim, O3, th, tw, tc, region=None, sat=None):
         m_sp = rows * (_vec(fsp, spr) + osp)
         # dense: every axon a row as wide as the tile (zeros stored; no index bits)
         m_de = rows * (_vec(fde, ny[:, None, None] * nx[None, :, None] * ncn[None, None, :]) + ode)
-        enc = np.where(m_cs <= m_sp, 0, 1)
-        m = np.minimum(m_cs, m_sp)
-        enc = np.where(m_de < m, 2, enc)
-        mem += np.minimum(m, m_de)
+        if g.pop:
+            # conv_shared rides population axons (one per source pixel); dense and sparse
+            # rows one axon per source neuron: per tile the cheaper one that fits
+            pix = ry[:, None, None] * rx[None, :, None] + 0 * rc[None, None, :]
+            enc_n = np.where(m_de < m_sp, 2, 1)
+            m_n = np.minimum(m_sp, m_de)
+            ok_n = axons + rows <= lim.A
+            use_p = (axons + pix <= lim.A) & (~ok_n | (m_cs <= m_n))
+            enc = np.where(use_p, 0, enc_n)
+            m = np.where(use_p, m_cs, m_n)
+            axons += np.where(use_p, pix, rows)
+            if axons.max() > lim.A:
+                return False, "input_axons"
+        else:
+            enc = np.where(m_cs <= m_sp, 0, 1)
+            m = np.minimum(m_cs, m_sp)
+            enc = np.where(m_de < m, 2, enc)
+            m = np.minimum(m, m_de)
+        mem += m
         encs.append((g.c.name, enc))
         if mem.max() > lim.M:
             return False, "synapse_memory_bits"
@@ -1307,13 +1463,15 @@ class _Rects:
     its input axons / the output-axon limit, the share of a core they take
     in the layer that feeds this one."""
 
-    def __init__(self, net, hw, lim, name, O3=None, lam=0.0):
+    def __init__(self, net, hw, lim, name, O3=None, lam=0.0, Q=None):
         c = net.incoming(name)[0]
         H, W, cin = net.populations[c.src].shape
         Ho, Wo, Co = net.populations[name].shape
         kh, kw = c.weight.shape[:2]
         self.c, self.lim, self.cin, self.Co, self.kh, self.kw = c, lim, cin, Co, kh, kw
         self.Ho, self.Wo, self.O3 = Ho, Wo, O3
+        self.satq = None if Q is None else _sat2(Q)
+        self.axc = 1 if lim.pop else cin            # axons per source position (population axons: 1)
         self.ty = _axis_table((Ho, H, kh, c.strides[0], c.dilation[0], c.pads[0][0]))
         self.tx = _axis_table((Wo, W, kw, c.strides[1], c.dilation[1], c.pads[1][0]))
         self.iy, self.ix = _interval_index(Ho), _interval_index(Wo)
@@ -1325,7 +1483,7 @@ class _Rects:
         kx = np.column_stack([self.tx[:, 1] - self.tx[:, 0], self.tx[:, 2:]])
         uy, ry, cy = np.unique(ky, axis=0, return_index=True, return_inverse=True)
         ux, rx, cx = np.unique(kx, axis=0, return_index=True, return_inverse=True)
-        rows = ky[ry, 1][:, None] * kx[rx, 1][None, :] * cin
+        rows = ky[ry, 1][:, None] * kx[rx, 1][None, :] * self.axc
         npos = ky[ry, 0][:, None] * kx[rx, 0][None, :]
         hi = np.where(rows <= lim.A, np.minimum(Co, lim.N // npos), 0)
         yi, xi = np.nonzero(hi > 0)
@@ -1349,9 +1507,13 @@ class _Rects:
             P[1:, 1:] = O3.max(2).cumsum(0).cumsum(1)
             y0, y1 = self.ty[:, 0][:, None], self.ty[:, 1][:, None]
             x0, x1 = self.tx[:, 0][None, :], self.tx[:, 1][None, :]
-            cap = np.minimum(cap, lim.O // np.maximum(P[y1, x1] - P[y0, x1] - P[y1, x0] + P[y0, x0], 1))
+            per = P[y1, x1] - P[y0, x1] - P[y1, x0] + P[y0, x0]
+            # per-pixel axons (population axons to the next layer) cost the same for any tc
+            left = lim.O - (0 if self.satq is None else _rect_sum2(self.satq, y0, y1, x0, x1))
+            cap = np.where(left < 0, 0, np.minimum(cap, np.maximum(left, 0) // np.maximum(per, 1)))
         self.cap = np.ascontiguousarray(cap)
-        self.wgt = 1.0 + lam * (self.ty[:, 2][:, None] * self.tx[:, 2][None, :] * cin) / lim.O
+        self.wgt = 1.0 + lam * (self.ty[:, 2][:, None] * self.tx[:, 2][None, :] * self.axc
+                                * max(1, lim.pop)) / lim.O
         self.capT, self.wgtT = np.ascontiguousarray(self.cap.T), np.ascontiguousarray(self.wgt.T)
 
     def memory(self, yi, xi, t):
@@ -1367,6 +1529,12 @@ class _Rects:
                              self.tab["sparse"][w])
         npos = (ty[yi, 1] - ty[yi, 0]) * (tx[xi, 1] - tx[xi, 0])
         de = rows * self.tab["dense"][npos * t]
+        if self.lim.pop:
+            # conv_shared rides population axons (one per pixel: always fits, see cap);
+            # dense and sparse rows need an axon per source neuron
+            big = np.iinfo(np.int64).max // 4
+            over = rows > self.lim.A
+            sp, de = np.where(over, big, sp), np.where(over, big, de)
         return np.stack([cs + rows * self.ovh["conv_shared"], sp + rows * self.ovh["sparse"],
                          de + rows * self.ovh["dense"]])
 
@@ -1378,7 +1546,7 @@ class _Rects:
         tc = t[:, 5] - t[:, 4]
         mem = self.memory(yi, xi, tc)
         enc, mem = mem.argmin(0), mem.min(0)
-        axons = self.ty[yi, 2] * self.tx[xi, 2] * self.cin
+        axons = self.ty[yi, 2] * self.tx[xi, 2] * np.where(enc == 0, self.axc, self.cin)
         syn = self.ty[yi, 4] * self.tx[xi, 4] * self.cin * tc
         neurons = (t[:, 1] - t[:, 0]) * (t[:, 3] - t[:, 2]) * tc
         outs = np.zeros(len(t), np.int64)
@@ -1387,6 +1555,8 @@ class _Rects:
             a, b = t[:, 0::2].T, t[:, 1::2].T
             outs = (P[b[0], b[1], b[2]] - P[a[0], b[1], b[2]] - P[b[0], a[1], b[2]] - P[b[0], b[1], a[2]]
                     + P[a[0], a[1], b[2]] + P[a[0], b[1], a[2]] + P[b[0], a[1], a[2]] - P[a[0], a[1], a[2]])
+        if self.satq is not None:
+            outs = outs + _rect_sum2(self.satq, t[:, 0], t[:, 1], t[:, 2], t[:, 3])
         lim = self.lim
         if (mem > lim.M).any() or (axons > lim.A).any() or (outs > lim.O).any() or (neurons > lim.N).any():
             return None
@@ -1626,8 +1796,10 @@ def _slab_partition(net, hw, lim, name, out_ax, lam, max_cost=np.inf):
     of ``_schemes``, a core costing 1 plus ``lam`` x its input axons /
     output-axon limit (what it takes from the layer that feeds it):
     (cost, records, ("tile", tiles)) or None (none found below ``max_cost``)."""
+    out_ax = _as_out(out_ax)
     Ho, Wo, Co = net.populations[name].shape
-    R = _Rects(net, hw, lim, name, out_ax.reshape(Ho, Wo, Co), lam)
+    R = _Rects(net, hw, lim, name, out_ax.per.reshape(Ho, Wo, Co), lam,
+               None if out_ax.q is None else out_ax.q.reshape(Ho, Wo))
     memo = {}
     best = (max_cost, None)
     for regs in _schemes(Ho, Wo):
@@ -1655,6 +1827,9 @@ class _FlatConn:
 
     def __init__(self, net, hw, c):
         self.c = c
+        # population axons would reach conv_shared rows by pixel: contiguous ranges keep
+        # per-neuron axons, so they store convs dense or sparse
+        self.no_shared = bool(hw.population_axon_slots()) and c.kind == "conv" and c.groups == 1
         if c.kind == "dense":
             rows, cols = np.nonzero(c.effective_weight())
             n_dst = net.populations[c.dst].size
@@ -1715,13 +1890,15 @@ class _FlatConn:
         wv, wc = np.unique(fan[first], return_counts=True)
         m_cs = int(sum(int(n) * self.fc(int(v)) for v, n in zip(wv, wc))) + rows * self.oc
         m_de = rows * (self.fd(b - a) + self.od)
-        best = min((m_cs, "conv_shared"), (m_sp, "sparse"), (m_de, "dense"), key=lambda t: t[0])
+        opts = [(m_sp, "sparse"), (m_de, "dense")] + ([] if self.no_shared else [(m_cs, "conv_shared")])
+        best = min(opts, key=lambda t: t[0])
         return rows, int(cols.size), best[0], best[1]
 
 
 def _flat_partition(net, hw, lim, name, out_ax, max_cores=None):
     """Greedy contiguous ranges; ``None`` as soon as more than ``max_cores``
     would be needed (the caller already has a partition that good)."""
+    out_ax = _as_out(out_ax)
     p = net.populations[name]
     n = p.size
     conns = [_FlatConn(net, hw, c) for c in net.incoming(name)]
@@ -1732,10 +1909,17 @@ def _flat_partition(net, hw, lim, name, out_ax, max_cores=None):
         i = int(fanin.argmax())
         raise HardwareLimitError(f"neuron {i} of '{name}' has fan-in {int(fanin[i])} > {lim.A} "
                                  f"input axons per core on '{hw.name}'")
-    cum_out = np.concatenate([[0], np.cumsum(out_ax)])
+    cum_out = np.concatenate([[0], np.cumsum(out_ax.per)])
+    cq, nch = None, int(p.shape[-1])
+    if out_ax.q is not None:             # per pixel: paid by every core holding one of its channels
+        cq = np.concatenate([[0], np.cumsum(out_ax.q)])
+
+    def outs(a, b):
+        o = int(cum_out[b] - cum_out[a])
+        return o if cq is None else o + int(cq[(b - 1) // nch + 1] - cq[a // nch])
 
     def evaluate(a, b):
-        if cum_out[b] - cum_out[a] > lim.O:
+        if outs(a, b) > lim.O:
             return None
         ax = syn = mem = 0
         encs = {}
@@ -1758,7 +1942,7 @@ def _flat_partition(net, hw, lim, name, out_ax, max_cores=None):
             raise HardwareLimitError(
                 f"neuron {a} of '{name}' fits no core of '{hw.name}': {sum(x[0] for x in r)} input axons "
                 f"(limit {lim.A}), {sum(x[2] for x in r)} synapse memory bits (limit {lim.M}), "
-                f"{int(out_ax[a])} output axons (limit {lim.O})")
+                f"{outs(a, a + 1)} output axons (limit {lim.O})")
         lo, hi = a + 1, min(n, a + lim.N)          # lo feasible
         best = first
         if hi > lo:
@@ -1776,7 +1960,7 @@ def _flat_partition(net, hw, lim, name, out_ax, max_cores=None):
         ax, syn, mem, encs = best
         recs.append(CoreRecord(chip=0, core=0, population=name, start=int(a), stop=int(lo),
                                neurons=int(lo - a), input_axons=int(ax),
-                               output_axons=int(cum_out[lo] - cum_out[a]), synapses=int(syn),
+                               output_axons=outs(a, lo), synapses=int(syn),
                                synapse_memory_bits=int(mem), encodings=encs))
         a = lo
     return recs, ("flat",)

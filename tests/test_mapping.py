@@ -619,3 +619,100 @@ def test_network_lower_bound_is_below_the_mappings():
         assert 1 <= nb["cores"] <= len(m.cores)
         for name in nb["lp_layers"]:
             assert nb["own"][name] <= sum(r.population == name for r in m.cores)
+
+
+# -- population axons (conv_shared reached by one axon per source pixel) ------------
+
+def _tiny_variant(tmp_path_factory, memory=None):
+    """tiny.yaml with population axons (2 output-axon slots each), optionally more memory."""
+    from pathlib import Path
+    import neurocomp.hw as hwmod
+    text = (Path(hwmod.__file__).resolve().parents[1] / "hw_configs" / "tiny.yaml").read_text()
+    i = text.index("  conv_shared:")
+    j = text.index("    shares_weights:", i)
+    j = text.index("\n", j) + 1
+    text = text[:j] + ('    population_axon_slots: {value: 2, unit: slots, source: "test chip", '
+                       'confirmed: false}\n') + text[j:]
+    if memory is not None:
+        k = text.index("synapse_memory_bits:")
+        k = text.index("value:", k)
+        e = text.index("\n", k)
+        text = text[:k] + f"value: {memory}" + text[e:]
+    d = tmp_path_factory.mktemp("hw")
+    (d / "tiny_pop.yaml").write_text(text)
+    return load_hw(str(d / "tiny_pop.yaml"))
+
+
+@pytest.fixture(scope="module")
+def tiny_pop(tmp_path_factory):
+    return _tiny_variant(tmp_path_factory)
+
+
+def _conv_pair(rng, h=6, c0=3, c1=4, c2=4):
+    net = LoweredNet()
+    net.add_population("in", (h, h, c0), InputNeuron())
+    net.add_population("c", (h, h, c1), LIFNeuron(vth=4))
+    net.add_population("c2", (h, h, c2), LIFNeuron(vth=4))
+    for name, src, dst, ci, co in (("k", "in", "c", c0, c1), ("k2", "c", "c2", c1, c2)):
+        net.connect(name=name, src=src, dst=dst, kind="conv", weight=rng.integers(1, 4, (3, 3, ci, co)),
+                    strides=(1, 1), pads=((1, 1), (1, 1)))
+    net.input, net.output = "in", "c2"
+    net.validate()
+    return net
+
+
+def test_population_axons_are_counted_per_pixel(tiny_pop):
+    """A conv_shared core reads a conv by one input axon per source pixel; the sending
+    core spends 2 output-axon slots per (pixel, destination core).  Dense or sparse
+    cores keep one axon per source neuron."""
+    net = _conv_pair(np.random.default_rng(0))
+
+    def mapping(enc):
+        return Mapping(hw=tiny_pop.name, cores=[
+            CoreRecord(chip=0, core=0, population="c", start=0, stop=144, neurons=144, input_axons=999,
+                       output_axons=999, synapses=10**6, synapse_memory_bits=10**9,
+                       encodings={"k": "conv_shared"}),
+            CoreRecord(chip=0, core=1, population="c2", start=0, stop=144, neurons=144, input_axons=999,
+                       output_axons=999, synapses=10**6, synapse_memory_bits=10**9,
+                       encodings={"k2": enc})])
+
+    shared = recount(net, tiny_pop, mapping("conv_shared"))
+    assert list(shared["input_axons"]) == [36, 36]          # 6 x 6 source pixels each
+    assert list(shared["output_axons"]) == [2 * 36, 0]
+    dense = recount(net, tiny_pop, mapping("dense"))
+    assert list(dense["input_axons"]) == [36, 36 * 4]       # per source neuron
+    assert list(dense["output_axons"]) == [36 * 4, 0]
+    # the same mapping on the chip without population axons counts neurons
+    assert list(recount(net, TINY, mapping("conv_shared"))["input_axons"]) == [36 * 3, 36 * 4]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+@given(net=random_nets())
+def test_population_axon_partitions_pass_checker_and_bounds(tiny_pop, net):
+    try:
+        m = partition_cores(net, tiny_pop)
+    except HardwareLimitError as e:
+        assert any(ch.isdigit() for ch in str(e))
+        return
+    assert check_mapping(net, tiny_pop, m) == []
+    rc = recount(net, tiny_pop, m)
+    n_neurons = sum(p.size for n, p in net.populations.items() if n != net.input)
+    assert int(rc["neurons"].sum()) == n_neurons == sum(r.neurons for r in m.cores)
+    s = m.summary
+    assert len(m.cores) >= s["proven_lower_bound"] >= s["lower_bound"]
+    tot = _layer_totals(net, m, rc)
+    for p, lb in s["lower_bound_per_layer"].items():
+        assert tot[p]["memory"] >= lb["min_synapse_memory_bits"]
+
+
+def test_population_axons_place_a_fan_in_wider_than_a_core(tmp_path_factory):
+    """A 3x3 conv over 30 channels reads 270 source neurons, more than tiny's 256 input
+    axons: refused with per-neuron axons, placed (and checked) with population axons."""
+    hw = _tiny_variant(tmp_path_factory, memory=1 << 16)
+    rng = np.random.default_rng(3)
+    net = _conv_pair(rng, h=5, c0=2, c1=30, c2=3)
+    with pytest.raises(HardwareLimitError, match="fan-in 270"):
+        partition_cores(net, TINY)
+    m = partition_cores(net, hw)
+    assert check_mapping(net, hw, m) == []
+    assert max(r.input_axons for r in m.cores if r.population == "c2") <= 25
