@@ -316,6 +316,7 @@ def recount(net: LoweredNet, hw, mapping: Mapping, errors: Optional[list] = None
         rows_key, fan = np.unique(dcore * n_src + src, return_counts=True)
         del src, dcore
         on_pop = np.zeros(rows_key.size, bool)
+        pix_rows = None                        # population axons per core (pixels), if any
         if slots and c.kind == "conv" and c.groups == 1:
             # population axons: a conv_shared core gets one axon per source pixel
             pop_core = np.array([e.get(c.name) == "conv_shared" for e in enc_of] + [False])
@@ -325,6 +326,7 @@ def recount(net: LoweredNet, hw, mapping: Mapping, errors: Optional[list] = None
             pk = rows_key[on_pop]
             pix, pcore = (pk % n_src) // cs, pk // n_src
             pix_keys.setdefault(c.src, []).append(pcore * n_pix + pix)
+            pix_rows = np.bincount(np.unique(pcore * n_pix + pix) // n_pix, minlength=nc)
             if c.src in core_of:
                 scor = core_of[c.src][pk % n_src]
                 ok = scor >= 0
@@ -359,11 +361,13 @@ def recount(net: LoweredNet, hw, mapping: Mapping, errors: Optional[list] = None
                     if cs_classes is None:
                         cs_classes = _conv_shared_classes(net, c, core_of)
                     widths = cs_classes.get(int(k), np.zeros(0, np.int64))
-                    mem[k] += hw.synapse_memory_bits("conv_shared", int(n_rows[k]) - widths.size, 0, wb, db)
+                    # per-axon overhead on the core's input axons: pixels for population axons
+                    ovh = int(hw.value("synapse_encodings.conv_shared.per_axon_overhead_bits"))
+                    mem[k] += ovh * int(n_rows[k] if pix_rows is None else pix_rows[k])
                     ws, nw = np.unique(widths, return_counts=True)
                     for w, n in zip(ws, nw):
                         mem[k] += hw.synapse_memory_bits("conv_shared", int(n), int(w), wb, db,
-                                                         shared_rows=int(n))
+                                                         shared_rows=int(n)) - int(n) * ovh
                 else:
                     errors.append(f"core {k}: unknown encoding '{enc}' for '{c.name}'")
             except HardwareLimitError as e:

@@ -1396,6 +1396,7 @@ def _score(geoms, rbs, ax, lim, O3, th, tw, tc, region=None, sat=None, satq=None
             # conv_shared rides population axons (one per source pixel); dense and sparse
             # rows one axon per source neuron: per tile the cheaper one that fits
             pix = ry[:, None, None] * rx[None, :, None] + 0 * rc[None, None, :]
+            m_cs = m_cs - rows * ocs + pix * ocs         # its per-axon overhead: pixel axons
             enc_n = np.where(m_de < m_sp, 2, 1)
             m_n = np.minimum(m_sp, m_de)
             ok_n = axons + rows <= lim.A
@@ -1529,13 +1530,15 @@ class _Rects:
                              self.tab["sparse"][w])
         npos = (ty[yi, 1] - ty[yi, 0]) * (tx[xi, 1] - tx[xi, 0])
         de = rows * self.tab["dense"][npos * t]
+        cs_axons = rows
         if self.lim.pop:
             # conv_shared rides population axons (one per pixel: always fits, see cap);
             # dense and sparse rows need an axon per source neuron
             big = np.iinfo(np.int64).max // 4
             over = rows > self.lim.A
             sp, de = np.where(over, big, sp), np.where(over, big, de)
-        return np.stack([cs + rows * self.ovh["conv_shared"], sp + rows * self.ovh["sparse"],
+            cs_axons = ty[yi, 2] * tx[xi, 2]
+        return np.stack([cs + cs_axons * self.ovh["conv_shared"], sp + rows * self.ovh["sparse"],
                          de + rows * self.ovh["dense"]])
 
     def records(self, name, tiles):
