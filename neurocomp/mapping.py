@@ -361,13 +361,12 @@ def recount(net: LoweredNet, hw, mapping: Mapping, errors: Optional[list] = None
                     if cs_classes is None:
                         cs_classes = _conv_shared_classes(net, c, core_of)
                     widths = cs_classes.get(int(k), np.zeros(0, np.int64))
-                    # per-axon overhead on the core's input axons: pixels for population axons
-                    ovh = int(hw.value("synapse_encodings.conv_shared.per_axon_overhead_bits"))
+                    f, ovh = row_bits_fn(hw, "conv_shared", wb, db)
+                    # one stored row per class; the per-axon overhead on the core's input
+                    # axons: its pixels for population axons
                     mem[k] += ovh * int(n_rows[k] if pix_rows is None else pix_rows[k])
                     ws, nw = np.unique(widths, return_counts=True)
-                    for w, n in zip(ws, nw):
-                        mem[k] += hw.synapse_memory_bits("conv_shared", int(n), int(w), wb, db,
-                                                         shared_rows=int(n)) - int(n) * ovh
+                    mem[k] += int(sum(int(n) * f(int(w)) for w, n in zip(ws, nw)))
                 else:
                     errors.append(f"core {k}: unknown encoding '{enc}' for '{c.name}'")
             except HardwareLimitError as e:

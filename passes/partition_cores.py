@@ -77,6 +77,7 @@ Impossible cases raise ``HardwareLimitError`` with the numbers.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 
 import numba
@@ -394,7 +395,7 @@ def _partition_pop(net, hw, lim, name, out_ax, info):
     recs, kind = best
     if kind[0] == "tile":
         # which tiles store each input conv_shared (population axons: see _out_axons)
-        kind = ("tile", _tiles_of(recs), {c.name: np.array([r.encodings.get(c.name) == "conv_shared"
+        kind = ("tile", kind[1], {c.name: np.array([r.encodings.get(c.name) == "conv_shared"
                                                            for r in recs]) for c in ins})
     info[name] = kind
     if conv_only and len(recs) > lb["cores"]:
@@ -495,6 +496,7 @@ def _conv_fanin_and_channels(net, c):
     return fanin, nch0
 
 
+@functools.lru_cache(maxsize=None)
 def _axis_share(n_out, n_in, k, s, d, p0) -> float:
     """Most times a conv_shared row is used per stored tap along one axis, over every
     interval of outputs: the inputs an interval reaches use sum |tap set| taps, and a
@@ -536,10 +538,12 @@ def _syn_lower_bits(net, hw, lim, c):
     >= syn / P synapses.  ``P <= min(dst positions, neurons per core,
     input axons per core / nch0)``: every destination position reads
     ``nch0`` distinct sources at one tap valid everywhere (population axons:
-    one per pixel, so ``nch0`` counts 1).  A stride-1 kernel without zeros
-    also caps ``P`` at ``max(1, Ho / kh) * max(1, Wo / kw)``: along an axis a
-    tile of t outputs has one footprint per interval of kernel taps its inputs
-    hit, ``k * min(t, k)`` taps stored of the ``t * k`` used.  Linear in the
+    one per pixel, so ``nch0`` counts 1).  With population axons a ``groups ==
+    1`` conv without zero weights is stored ``conv_shared`` only on rectangular
+    tiles (ranges store it dense or sparse), whose classes are products of
+    per-axis tap sets, so ``P`` is also capped by the product over both axes
+    of ``_axis_share``, the most taps used per tap stored over any interval
+    of outputs.  Linear in the
     core's synapses, so it sums over cores.  ``dense`` and ``sparse`` store
     every synapse (dense stores zeros too)."""
     if c.kind == "dense":
@@ -555,10 +559,9 @@ def _syn_lower_bits(net, hw, lim, c):
         if lim.pop and c.groups == 1 and bool((nm.to_int32(c.weight) != 0).all()):
             # rectangular tiles (population axons: ranges store these convs dense or sparse)
             # share a row among at most the most used / stored taps of any interval per axis
-            P = min(P, _axis_share(Ho, net.populations[c.src].shape[0], kh, c.strides[0], c.dilation[0],
-                                   c.pads[0][0])
-                    * _axis_share(Wo, net.populations[c.src].shape[1], kw, c.strides[1], c.dilation[1],
-                                  c.pads[1][0]))
+            H, W = net.populations[c.src].shape[:2]
+            P = min(P, _axis_share(*(int(v) for v in (Ho, H, kh, c.strides[0], c.dilation[0], c.pads[0][0])))
+                    * _axis_share(*(int(v) for v in (Wo, W, kw, c.strides[1], c.dilation[1], c.pads[1][0]))))
         if nch0 > 0:
             # population axons: one per pixel, whatever the channels it carries
             P = min(P, min(lim.A, net.populations[c.src].size) // (1 if lim.pop and c.groups == 1 else nch0))
@@ -1337,6 +1340,7 @@ def _sat2(Q):
 
 
 def _rect_sum2(P, y0, y1, x0, x1):
+    """Sum over [y0, y1) x [x0, x1) from a ``_sat2`` table (bounds broadcast)."""
     return P[y1, x1] - P[y0, x1] - P[y1, x0] + P[y0, x0]
 
 
@@ -1504,11 +1508,9 @@ class _Rects:
         ccap[_inv(ry, yi), _inv(rx, xi)] = lo
         cap = ccap[cy.ravel()][:, cx.ravel()]
         if O3 is not None:
-            P = np.zeros((Ho + 1, Wo + 1), np.int64)
-            P[1:, 1:] = O3.max(2).cumsum(0).cumsum(1)
             y0, y1 = self.ty[:, 0][:, None], self.ty[:, 1][:, None]
             x0, x1 = self.tx[:, 0][None, :], self.tx[:, 1][None, :]
-            per = P[y1, x1] - P[y0, x1] - P[y1, x0] + P[y0, x0]
+            per = _rect_sum2(_sat2(O3.max(2)), y0, y1, x0, x1)
             # per-pixel axons (population axons to the next layer) cost the same for any tc
             left = lim.O - (0 if self.satq is None else _rect_sum2(self.satq, y0, y1, x0, x1))
             cap = np.where(left < 0, 0, np.minimum(cap, np.maximum(left, 0) // np.maximum(per, 1)))
@@ -1893,7 +1895,7 @@ class _FlatConn:
         wv, wc = np.unique(fan[first], return_counts=True)
         m_cs = int(sum(int(n) * self.fc(int(v)) for v, n in zip(wv, wc))) + rows * self.oc
         m_de = rows * (self.fd(b - a) + self.od)
-        opts = [(m_sp, "sparse"), (m_de, "dense")] + ([] if self.no_shared else [(m_cs, "conv_shared")])
+        opts = ([] if self.no_shared else [(m_cs, "conv_shared")]) + [(m_sp, "sparse"), (m_de, "dense")]
         best = min(opts, key=lambda t: t[0])
         return rows, int(cols.size), best[0], best[1]
 

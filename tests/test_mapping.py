@@ -154,18 +154,28 @@ def random_nets(draw):
                      dense_out=draw(st.sampled_from([0, 3])))
 
 
+def _checked_partition(net, hw):
+    """(mapping, recount) of ``partition_cores(net, hw)`` after the checker and neuron
+    conservation pass; None where the network cannot be placed (with numbers)."""
+    try:
+        m = partition_cores(net, hw)
+    except HardwareLimitError as e:
+        assert any(ch.isdigit() for ch in str(e))
+        return None
+    assert check_mapping(net, hw, m) == []
+    rc = recount(net, hw, m)
+    n_neurons = sum(p.size for n, p in net.populations.items() if n != net.input)
+    assert int(rc["neurons"].sum()) == n_neurons == sum(r.neurons for r in m.cores)
+    return m, rc
+
+
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
 @given(random_nets())
 def test_random_partitions_pass_checker(net):
-    try:
-        m = partition_cores(net, TINY)
-    except HardwareLimitError as e:
-        assert any(ch.isdigit() for ch in str(e))
+    got = _checked_partition(net, TINY)
+    if got is None:
         return
-    assert check_mapping(net, TINY, m) == []
-    rc = recount(net, TINY, m)
-    n_neurons = sum(p.size for n, p in net.populations.items() if n != net.input)
-    assert int(rc["neurons"].sum()) == n_neurons == sum(r.neurons for r in m.cores)
+    m, rc = got
     from neurocomp.analysis import connection_matrix
     n_syn = sum(connection_matrix(net, c).nnz for c in net.connections)
     assert int(rc["synapses"].sum()) == n_syn <= sum(r.synapses for r in m.cores)
@@ -689,15 +699,10 @@ def test_population_axons_are_counted_per_pixel(tiny_pop):
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
 @given(net=random_nets())
 def test_population_axon_partitions_pass_checker_and_bounds(tiny_pop, net):
-    try:
-        m = partition_cores(net, tiny_pop)
-    except HardwareLimitError as e:
-        assert any(ch.isdigit() for ch in str(e))
+    got = _checked_partition(net, tiny_pop)
+    if got is None:
         return
-    assert check_mapping(net, tiny_pop, m) == []
-    rc = recount(net, tiny_pop, m)
-    n_neurons = sum(p.size for n, p in net.populations.items() if n != net.input)
-    assert int(rc["neurons"].sum()) == n_neurons == sum(r.neurons for r in m.cores)
+    m, rc = got
     s = m.summary
     assert len(m.cores) >= s["proven_lower_bound"] >= s["lower_bound"]
     tot = _layer_totals(net, m, rc)
