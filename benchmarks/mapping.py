@@ -114,23 +114,17 @@ NETS = {"MNIST MLP 784-256-256-10": mlp, "MNIST CNN": cnn, "VGG-16 (32x32x3)": v
         "VGG-16, 448 ch in blocks 4-5": lambda: vgg16((64, 128, 256, 448, 448)),
         "MobileNet-shaped (32x32x3)": mobilenet}
 
-FULL_VGG_NOTE = ("conv layers are read through population axons (one input axon per source pixel, "
-                 "2 output-axon slots per pixel and destination core; hw YAML "
-                 "synapse_encodings.conv_shared.population_axon_slots), so VGG-16's 3*3*512 fan-in "
-                 "takes 9 axons.  On a chip without them it would be refused (4608 > 4096 input "
-                 "axons); the 448-channel variant was the widest that fit there.")
-
-
-VGG_NOTE = ("conv_shared stores one weight row per distinct (source channel, tap footprint) on a core "
-            "(nengo-loihi's scheme), so a stride-1 3x3 layer shares a row at most (t/3) times per axis "
-            "of a tile t outputs long -- the memory bound uses that -- and its 128-512-channel layers "
-            "are memory-bound.  Sharing wants tiles spanning the whole map with few channels each; "
-            "but every core holding a pixel sends one population axon per destination core reading "
-            "it, so a next layer cut into many full-map channel slabs multiplies the output axons "
-            "of this one (e.g. 8x8x256 layers: tiles 1x8 positions x 10 channels, 190 cores against "
-            "a memory bound of 56 on Loihi 1).  The per-layer bounds take each layer alone and the "
-            "partitioner cuts layers from the output back, one at a time; a joint choice of "
-            "neighbouring layers' tilings is what is left.")
+FULL_VGG_NOTE = ("conv_shared stores one weight row per distinct (source channel, tap footprint) on a core "
+            "(nengo-loihi's scheme), so the 128-512-channel 3x3 layers are memory-bound and want tiles "
+            "spanning the whole map with few channels each.  On Loihi 1 two couplings are left. "
+            "(1) Every core holding a pixel spends 2 population-axon slots per destination core "
+            "reading it: an 8x8x256 layer cut into 64 whole-map slabs costs each pixel of the layer "
+            "before 128 slots, so that layer's cores hold at most 32 pixels and share rows less "
+            "(L8: 172 cores against an own bound of 64, L7: 93 against 32).  The bounds take each "
+            "layer alone and the partitioner cuts layers from the output back, one at a time. "
+            "(2) Loihi 1 rows are 64-bit words: an interior core of a 4x4x512 layer holds 10 channels "
+            "(11 need a fourth word per row), but the covering LP, a relaxation, lets a core hold "
+            "11.4 (L12/L13: 353 cores against an LP bound of 302; one-position tiles need 356).")
 
 
 def _gaps(m, net, hw, own=None):
@@ -160,8 +154,10 @@ def _gaps(m, net, hw, own=None):
         elif bind == "input_axons":
             why.append("spatial tiles pay overlapping receptive fields (halo) as input axons on "
                        "every tile; the bound counts each source once")
-        elif bind == "synapse_memory_bits":
+        elif bind == "synapse_memory_bits" and not lb.get("layer_lp"):
             why.append(f"bound assumes >= {lb['min_synapse_memory_bits']} bits in all")
+        if lb.get("layer_lp"):
+            why.append(f"covering LP over every tile and flat range of this layer >= {lb['layer_lp']}")
         if own and own.get(p, 0) > lb["cores"]:
             why.append(f"layer LP (any tile/range mapping of this layer alone) >= {own[p]}")
         out.append((n - max(lb["proven"], (own or {}).get(p, 0)), f"{p} {tuple(net.populations[p].shape)}: "
@@ -177,7 +173,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     print("bound: sum over layers of max over limits of ceil(layer total / per-core limit); memory total =")
     print("  provable minimum of the synapse-memory cost model; output axons for the next layer's actual")
-    print("  partition.  proven: same with whole neurons per core.  net LB: cores ANY mapping of the network")
+    print("  partition; a conv layer that misses it also gets its covering LP (every tile and flat range;")
+    print("  chips with population axons) or footprint capacity bound.  proven: same with whole neurons")
+    print("  per core.  net LB: cores ANY mapping of the network")
     print("  needs (per-layer covering LPs, output axons charged to the layers that cause them).")
     print(f"{'network':30s} {'hw':7s} {'cores':>6s} {'bound':>6s} {'ratio':>6s} {'proven':>6s} {'ratio':>6s} "
           f"{'net LB':>6s} {'ratio':>6s} {'chips':>5s} {'time s':>7s}  note")

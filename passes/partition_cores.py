@@ -52,7 +52,8 @@ synapse; ``conv_shared`` shares a row among at most ``P`` axons, ``P`` the
 destination positions one core can hold -- see ``_syn_lower_bits``).
 ``proven_lower_bound`` adds whole-neuron capacity per core.  For a conv layer
 whose partition misses that bound, ``conv_capacity`` adds the footprint
-capacity bound of ``_conv_capacity``: per output position, the most neurons
+capacity bound of ``_conv_capacity`` (with population axons: the covering
+LP of ``_LayerLP`` instead, ``layer_lp``): per output position, the most neurons
 any tile or flat-range core containing it can hold given the input-axon
 limit (halo included) and the distinct clipped footprints it must store;
 #cores >= sum over neurons of 1 / capacity.  The output-axon term of a layer
@@ -69,8 +70,11 @@ atom), so its fan-in is the kernel's positions; dense and sparse rows keep one
 axon per source neuron, and each tile takes whichever fits with less memory.
 Upstream, every core holding any channel of a pixel spends that many
 output-axon slots per such tile reading it (``_Out.q``, per pixel); contiguous
-ranges store convs dense or sparse.  The covering LP and the footprint
-capacity bound count per-neuron axons and are not claimed there.
+ranges store convs dense or sparse.  The footprint capacity bound counts
+per-neuron axons and is not claimed there; the covering LP prices both
+(conv_shared cores by pixel axons, dense and sparse ones by neuron axons
+within the input-axon limit, and a core's axons upstream at ``slots`` per
+pixel) and stands in for it in the per-layer bound (``layer_lp``).
 
 Impossible cases raise ``HardwareLimitError`` with the numbers.
 """
@@ -402,6 +406,13 @@ def _partition_pop(net, hw, lim, name, out_ax, info):
         # only worth its cost where the plain bound is not met
         cc = _conv_capacity_cores(net, hw, lim, name)
         lb["conv_capacity"] = cc
+        if lim.pop and _lp_applicable(net, name):
+            # the footprint capacity bound counts per-neuron axons; the covering LP
+            # prices population axons too
+            lp = _LayerLP(net, hw, lim, name, skip_below=max(lb["proven"], cc))
+            if lp.rows_ok:
+                lb["layer_lp"] = math.ceil(lp.value(1.0, 0.0) - 1e-6)
+                cc = max(cc, lb["layer_lp"])
         lb["cores"] = max(lb["cores"], cc)
         lb["proven"] = max(lb["proven"], cc)
     return recs, lb
@@ -962,7 +973,9 @@ class _LayerLP:
         cnty = Cy[R.ty[yi, 1]] - Cy[R.ty[yi, 0]]
         cntx = Cx[R.tx[xi, 1]] - Cx[R.tx[xi, 0]]
         A_t = (cnty[:, :, None] * cntx[:, None, :]).reshape(yi.size, ncls) * np.minimum(R.cap[yi, xi], Co)[:, None]
-        ax_t = (R.ty[yi, 2] * R.tx[xi, 2] * cin).astype(float)
+        # what a tile's input axons cost upstream, at least: population axons take
+        # `pop` slots per pixel, neuron axons one per source neuron
+        ax_t = (R.ty[yi, 2] * R.tx[xi, 2] * (min(lim.pop, cin) if lim.pop else cin)).astype(float)
         # (b) flat ranges
         mb = {e: _min_bits_per_synapse(hw, e, c) for e in _ENC_NAMES}
         ovh = R.ovh
@@ -970,7 +983,7 @@ class _LayerLP:
         A_f = np.zeros((0, ncls))
         ax_f = np.zeros(0)
         if Lmax >= 2:
-            st = _flat_stats(net, c, Lmax, lim.A // cin)
+            st = _flat_stats(net, c, Lmax, lim.A if lim.pop else lim.A // cin)
             if st is None:
                 self.rows_ok = False
             else:
@@ -1009,13 +1022,18 @@ class _LayerLP:
                 D0, T0 = Dm[u + 1, L - 2], Tm[u + 1, L - 2]
             else:
                 D0, T0 = np.zeros(u.size), np.zeros(u.size)
-            rows = (Nm[u, L] * cin).astype(float)
+            rows_n = (Nm[u, L] * cin).astype(float)
             cap_n = lim.N - Co * (L - 2)
             if cap_n < 2:
                 continue
-            pts = []
+            pts, axs = [], []
             for r1 in (True, False):                      # channels on no end (a1+a2 <= Co) or on both
                 for e in _ENC_NAMES:
+                    # population axons: conv_shared reads one axon per pixel (pop slots
+                    # upstream each); dense and sparse one per source neuron, within A
+                    pix = bool(lim.pop) and e == "conv_shared"
+                    rows = Nm[u, L].astype(float) if pix else rows_n
+                    fits = np.ones(u.size, bool) if pix or not lim.pop else rows_n <= lim.A
                     if e == "dense":
                         K = rows * mb["dense"]
                         p_, q_ = K, K
@@ -1034,8 +1052,11 @@ class _LayerLP:
                     Q = np.column_stack([0 * one, 0 * one, -one, one, reg[1], one, q_])
                     Rr = np.column_stack([-one, Co * one, -one, Co * one, reg[2], cap_n * one, r_])
                     v, vok = _vertices(P, Q, Rr.astype(float))
+                    vok &= fits[:, None]
                     pts.append(np.where(vok[:, :, None], v, -1.0))
+                    axs.append(np.broadcast_to((rows * lim.pop if pix else rows)[:, None], vok.shape))
             pts = np.concatenate(pts, 1)                      # (n_u, k, 2); -1: none
+            axs = np.concatenate(axs, 1)
             valid = pts[:, :, 0] >= 0
             iu, ik = np.nonzero(valid)
             if iu.size == 0:
@@ -1047,7 +1068,7 @@ class _LayerLP:
             Arow[np.arange(uu.size), cls[uu]] += a1
             Arow[np.arange(uu.size), cls[uu + L - 1]] += a2
             rows_A.append(Arow)
-            rows_ax.append(rows[iu])
+            rows_ax.append(axs[iu, ik])
             if sum(len(r) for r in rows_ax) > LP_MAX_ROWS:
                 return None
         if not rows_A:
@@ -1110,7 +1131,7 @@ def layer_lp_bound(net, hw, name):
     can give conv layer ``name``, by the covering LP (``_LayerLP``); None
     where it does not apply."""
     lim = _Limits(hw)
-    if not _lp_applicable(net, name) or lim.pop:      # its tile costs count per-neuron axons
+    if not _lp_applicable(net, name):
         return None
     lp = _LayerLP(net, hw, lim, name)
     return math.ceil(lp.value(1.0, 0.0) - 1e-6) if lp.rows_ok else None
@@ -1161,7 +1182,7 @@ def network_lower_bound(net: LoweredNet, hw) -> dict:
                 minax[(c.src, name)] = _conv_sources_reached(net, c)
                 fan += _conv_fanin_and_channels(net, c)[0]
         minfan[name] = int(fan.min(initial=0))
-        if _lp_applicable(net, name) and not lim.pop:
+        if _lp_applicable(net, name):
             lp = _LayerLP(net, hw, lim, name, skip_below=own[name])
             if lp.rows_ok:
                 lps[name] = lp
@@ -1173,11 +1194,13 @@ def network_lower_bound(net: LoweredNet, hw) -> dict:
         a = mu[j]
         bs = {k: 1.0 - mu[k] for k in ins[j]}
         b = sum(bs.values())
-        if j in lps and len(ins[j]) <= 1:
-            return lps[j].value(a, b)
         v = a * own[j]
         for k, bk in bs.items():
             v += bk * max(minax[(k, j)], own[j] * minfan[j] if len(net.incoming(j)) == 1 else 0) / lim.O
+        if j in lps and len(ins[j]) <= 1:
+            # both bound the same weighted cores; the LP prices no axon that every
+            # mapping must read (its tiles' axons are per core)
+            v = max(v, lps[j].value(a, b))
         return v
 
     mu = {n: 1.0 for n in pops}
@@ -1513,7 +1536,9 @@ class _Rects:
             per = _rect_sum2(_sat2(O3.max(2)), y0, y1, x0, x1)
             # per-pixel axons (population axons to the next layer) cost the same for any tc
             left = lim.O - (0 if self.satq is None else _rect_sum2(self.satq, y0, y1, x0, x1))
-            cap = np.where(left < 0, 0, np.minimum(cap, np.maximum(left, 0) // np.maximum(per, 1)))
+            # no per-neuron axons (per == 0): any channel count fits once the pixels' slots do
+            by_out = np.where(per > 0, np.maximum(left, 0) // np.maximum(per, 1), cap)
+            cap = np.where(left < 0, 0, np.minimum(cap, by_out))
         self.cap = np.ascontiguousarray(cap)
         self.wgt = 1.0 + lam * (self.ty[:, 2][:, None] * self.tx[:, 2][None, :] * self.axc
                                 * max(1, lim.pop)) / lim.O

@@ -559,73 +559,88 @@ def test_upstream_output_axons_weigh_on_the_tiling():
     assert tot(w) <= tot(p) + 1e-9
 
 
-def _fitting(net, cores):
+def _fitting(net, cores, hw=TINY):
     """Recount of ``cores`` of population 'c' with each encoding; which fit one core each
     (neurons, input axons and, with the cheapest encoding, synapse memory)."""
+    rc, fit = _fitting_by_encoding(net, cores, hw)
+    return rc["conv_shared"], np.any(list(fit.values()), axis=0)
+
+
+def _fitting_by_encoding(net, cores, hw):
+    """Per encoding of conv 'k': the recount of ``cores`` (population 'c') and which fit
+    one core (neurons, input axons, synapse memory)."""
     from neurocomp.passes import partition_cores as pc
-    lim = pc._Limits(TINY)
-    mem = []
+    lim = pc._Limits(hw)
+    rc, fit = {}, {}
     for enc in ("conv_shared", "sparse", "dense"):
         for r in cores:
             r.encodings = {"k": enc}
-        mem.append(recount(net, TINY, Mapping(hw="tiny", cores=cores))["memory"])
-    rc = recount(net, TINY, Mapping(hw="tiny", cores=cores))
-    ok = (rc["neurons"] <= lim.N) & (rc["input_axons"] <= lim.A) & (np.min(mem, axis=0) <= lim.M)
-    return rc, ok
+        rc[enc] = recount(net, hw, Mapping(hw=hw.name, cores=cores))
+        fit[enc] = ((rc[enc]["neurons"] <= lim.N) & (rc[enc]["input_axons"] <= lim.A)
+                    & (rc[enc]["memory"] <= lim.M))
+    return rc, fit
 
 
+@pytest.mark.parametrize("pop", [False, True], ids=["neuron-axons", "population-axons"])
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.integers(0, 2**31 - 1), st.integers(1, 3), st.integers(1, 3), st.integers(1, 2),
        st.integers(0, 1), st.sampled_from([1, 2, 4, 8]), st.integers(1, 12), st.booleans())
-def test_layer_lp_prices_hold_for_any_format_mapping(seed, k, dk, stride, padf, cin, cout, tiles):
+def test_layer_lp_prices_hold_for_any_format_mapping(tiny_pop, pop, seed, k, dk, stride, padf, cin, cout,
+                                                      tiles):
     """The covering LP's certified prices: every core that fits (checker's
-    recount, cheapest encoding) -- random tiles/ranges, and the tight cores
+    recount, any encoding that fits) -- random tiles/ranges, and the tight cores
     the partitioner and the greedy range search make -- has price sum <= its
-    weight ``a + b * input axons / O``; so no mapping uses fewer cores than
-    the layer LP bound."""
+    weight ``a + b * upstream axons / O`` (population axons: slots per pixel);
+    so no mapping uses fewer cores than the layer LP bound."""
     from neurocomp.passes import partition_cores as pc
+    hw = tiny_pop if pop else TINY
     rng = np.random.default_rng(seed)
     h = k + dk + int(rng.integers(0, 7))
     net = _conv_net(rng, h=h, cin=cin, cout=cout, k=k, stride=stride, pad=padf * (k // 2), dense_out=0)
-    lim = pc._Limits(TINY)
-    lp = pc._LayerLP(net, TINY, lim, "c")
+    lim = pc._Limits(hw)
+    lp = pc._LayerLP(net, hw, lim, "c")
     if not lp.rows_ok:
         return
     shape = net.populations["c"].shape
     zero = np.zeros(net.populations["c"].size, np.int64)
     sets = [_random_format_mapping(rng, shape, tiles)]
     for lam in (0.0, 1.0):
-        r = pc._slab_partition(net, TINY, lim, "c", zero, lam)
+        r = pc._slab_partition(net, hw, lim, "c", zero, lam)
         if r is not None:
             sets.append(r[1])
     try:
-        sets.append(pc._flat_partition(net, TINY, lim, "c", zero)[0])
+        sets.append(pc._flat_partition(net, hw, lim, "c", zero)[0])
     except HardwareLimitError:
         pass
-    bound = pc.layer_lp_bound(net, TINY, "c")
+    bound = pc.layer_lp_bound(net, hw, "c")
     for cores in sets:
         cores = [CoreRecord(chip=0, core=0, population="c", start=r.start, stop=r.stop, tile=r.tile)
                  for r in cores]
-        rc, ok = _fitting(net, cores)
+        rc, fit = _fitting_by_encoding(net, cores, hw)
         for a, b in ((1.0, 0.0), (1.0, 1.0), (0.0, 1.0), (0.5, 1.0)):
             y = lp.prices(a, b).ravel()
-            for r, fits, ax in zip(cores, ok, rc["input_axons"]):
-                if fits:
-                    price = y[r.indices(shape) // shape[2]].sum()
-                    assert price <= a + b * ax / lim.O + 1e-7, (r, a, b)
-        if ok.all():
+            for enc in fit:
+                # what the core's input axons cost the layer feeding it
+                up = rc[enc]["input_axons"] * (lim.pop if lim.pop and enc == "conv_shared" else 1)
+                for r, fits, ax in zip(cores, fit[enc], up):
+                    if fits:
+                        price = y[r.indices(shape) // shape[2]].sum()
+                        assert price <= a + b * ax / lim.O + 1e-7, (r, enc, a, b)
+        if np.any(list(fit.values()), axis=0).all():
             assert len(cores) >= bound
 
 
-def test_network_lower_bound_is_below_the_mappings():
+@pytest.mark.parametrize("pop", [False, True], ids=["neuron-axons", "population-axons"])
+def test_network_lower_bound_is_below_the_mappings(tiny_pop, pop):
     """The partition-independent network bound never exceeds what the
     partitioner uses, and is >= the largest layer's own LP bound."""
     from neurocomp.passes import partition_cores as pc
+    hw = tiny_pop if pop else TINY
     rng = np.random.default_rng(25)
     for net in (_conv_chain(rng, h=6, chans=(2, 4, 4, 4)), _conv_net(rng, h=7, cin=4, cout=6),
                 _dense_net([40, 100, 30], rng, density=0.5)):
-        m = partition_cores(net, TINY, place=False)
-        nb = pc.network_lower_bound(net, TINY)
+        m = partition_cores(net, hw, place=False)
+        nb = pc.network_lower_bound(net, hw)
         assert 1 <= nb["cores"] <= len(m.cores)
         for name in nb["lp_layers"]:
             assert nb["own"][name] <= sum(r.population == name for r in m.cores)
@@ -708,6 +723,22 @@ def test_population_axon_partitions_pass_checker_and_bounds(tiny_pop, net):
     tot = _layer_totals(net, m, rc)
     for p, lb in s["lower_bound_per_layer"].items():
         assert tot[p]["memory"] >= lb["min_synapse_memory_bits"]
+
+
+def test_population_axon_slots_may_fill_a_core_exactly(tiny_pop):
+    """A tile whose pixels' population-axon slots take exactly the output-axon
+    limit (and no per-neuron axons) still holds channels: the cap is reached, not
+    passed.  (It had been read as room for no channel at all.)"""
+    from neurocomp.passes import partition_cores as pc
+    net = _conv_pair(np.random.default_rng(5), h=4, c0=2, c1=4, c2=4)
+    lim = pc._Limits(tiny_pop)
+    Q = np.full((4, 4), lim.O // 16, np.int64)           # whole map: exactly lim.O slots
+    R = pc._Rects(net, tiny_pop, lim, "c", O3=np.zeros((4, 4, 4), np.int64), Q=Q)
+    R0 = pc._Rects(net, tiny_pop, lim, "c")
+    whole = R.iy[0, 4], R.ix[0, 4]
+    assert R.cap[whole] == R0.cap[whole] > 0
+    Q[0, 0] += 1                                          # one slot more: nothing fits
+    assert pc._Rects(net, tiny_pop, lim, "c", O3=np.zeros((4, 4, 4), np.int64), Q=Q).cap[whole] == 0
 
 
 def test_population_axons_place_a_fan_in_wider_than_a_core(tmp_path_factory):
