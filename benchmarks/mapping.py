@@ -114,9 +114,16 @@ NETS = {"MNIST MLP 784-256-256-10": mlp, "MNIST CNN": cnn, "VGG-16 (32x32x3)": v
         "VGG-16, 448 ch in blocks 4-5": lambda: vgg16((64, 128, 256, 448, 448)),
         "MobileNet-shaped (32x32x3)": mobilenet}
 
-FULL_VGG_NOTE = ("conv_shared stores one weight row per distinct (source channel, tap footprint) on a core "
+FULL_VGG_NOTE = ("conv layers are read through population axons (one input axon per source pixel, "
+                 "2 output-axon slots per pixel and destination core; hw YAML "
+                 "synapse_encodings.conv_shared.population_axon_slots), so VGG-16's 3*3*512 fan-in "
+                 "takes 9 axons.  On a chip without them it would be refused (4608 > 4096 input "
+                 "axons); the 448-channel variant was the widest that fit there.")
+
+
+VGG_NOTE = ("conv_shared stores one weight row per distinct (source channel, tap footprint) on a core "
             "(nengo-loihi's scheme), so the 128-512-channel 3x3 layers are memory-bound and want tiles "
-            "spanning the whole map with few channels each.  On Loihi 1 two couplings are left. "
+            "spanning the whole map with few channels each.  On Loihi 1 two gaps are left. "
             "(1) Every core holding a pixel spends 2 population-axon slots per destination core "
             "reading it: an 8x8x256 layer cut into 64 whole-map slabs costs each pixel of the layer "
             "before 128 slots, so that layer's cores hold at most 32 pixels and share rows less "
