@@ -307,6 +307,11 @@ def recount(net: LoweredNet, hw, mapping: Mapping, errors: Optional[list] = None
     pop_out = {}                              # src pop -> list of keys (src core*n_pix + pixel)*nc + dst core
     slots = hw.population_axon_slots()
     enc_of = [r.encodings for r in mapping.cores]
+    # one row-bits function (and its cache of row widths) per encoding and bit widths
+    row_fn = lru_cache(maxsize=None)(lambda enc, wb, db: row_bits_fn(hw, enc, wb, db))
+
+    def n_pixels(name):
+        return net.populations[name].size // int(net.populations[name].shape[-1])
     for c in net.connections:
         src, dcore = _pairs(net, c, core_of)
         n_src = net.populations[c.src].size
@@ -322,7 +327,7 @@ def recount(net: LoweredNet, hw, mapping: Mapping, errors: Optional[list] = None
             pop_core = np.array([e.get(c.name) == "conv_shared" for e in enc_of] + [False])
             on_pop = pop_core[rows_key // n_src]
             cs = int(net.populations[c.src].shape[-1])
-            n_pix = n_src // cs
+            n_pix = n_pixels(c.src)
             pk = rows_key[on_pop]
             pix, pcore = (pk % n_src) // cs, pk // n_src
             pix_keys.setdefault(c.src, []).append(pcore * n_pix + pix)
@@ -351,7 +356,7 @@ def recount(net: LoweredNet, hw, mapping: Mapping, errors: Optional[list] = None
                     width = int(np.count_nonzero(core_of[c.dst] == k))
                     mem[k] += hw.synapse_memory_bits("dense", int(n_rows[k]), width, wb, db)
                 elif enc == "sparse":
-                    f, ovh = row_bits_fn(hw, "sparse", wb, db)
+                    f, ovh = row_fn(enc, wb, db)
                     vals, cnt = np.unique(fan[sel], return_counts=True)
                     mem[k] += int(sum(int(n) * f(int(v)) for v, n in zip(vals, cnt))) + int(n_rows[k]) * ovh
                 elif enc == "conv_shared":
@@ -361,7 +366,7 @@ def recount(net: LoweredNet, hw, mapping: Mapping, errors: Optional[list] = None
                     if cs_classes is None:
                         cs_classes = _conv_shared_classes(net, c, core_of)
                     widths = cs_classes.get(int(k), np.zeros(0, np.int64))
-                    f, ovh = row_bits_fn(hw, "conv_shared", wb, db)
+                    f, ovh = row_fn(enc, wb, db)
                     # one stored row per class; the per-axon overhead on the core's input
                     # axons: its pixels for population axons
                     mem[k] += ovh * int(n_rows[k] if pix_rows is None else pix_rows[k])
@@ -379,9 +384,8 @@ def recount(net: LoweredNet, hw, mapping: Mapping, errors: Optional[list] = None
     # population axons: distinct source pixels per core, and per sending core
     # ``slots`` output-axon slots per distinct (pixel, destination core)
     for sname, keys in pix_keys.items():
-        n_pix = net.populations[sname].size // int(net.populations[sname].shape[-1])
         u = np.unique(np.concatenate(keys))
-        in_ax += np.bincount(u // n_pix, minlength=nc)
+        in_ax += np.bincount(u // n_pixels(sname), minlength=nc)
     out_ax = np.zeros(nc, np.int64)
     for sname, keys in out_pairs.items():
         if sname == net.output:
@@ -393,9 +397,8 @@ def recount(net: LoweredNet, hw, mapping: Mapping, errors: Optional[list] = None
     for sname, keys in pop_out.items():
         if sname == net.output:
             continue
-        n_pix = net.populations[sname].size // int(net.populations[sname].shape[-1])
         u = np.unique(np.concatenate(keys))
-        out_ax += slots * np.bincount(u // nc // n_pix, minlength=nc)
+        out_ax += slots * np.bincount(u // nc // n_pixels(sname), minlength=nc)
     # rate_reset "synapse": self synapses and one bias neuron per core of the layer
     for pname, arr in core_of.items():
         n = net.populations[pname].neuron

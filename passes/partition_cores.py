@@ -155,20 +155,28 @@ def _axis_hits(n_out, n_in, k, s, d, p0):
     return m
 
 
+def _conv_axes(net, c):
+    """Per axis (rows, cols) of conv ``c``: (outputs, inputs, kernel taps, stride,
+    dilation, leading pad), as plain ints (the key of the per-axis tables)."""
+    H, W = net.populations[c.src].shape[:2]
+    Ho, Wo = net.populations[c.dst].shape[:2]
+    kh, kw = c.weight.shape[:2]
+    return tuple(tuple(int(v) for v in (n_out, n_in, k, c.strides[a], c.dilation[a], c.pads[a][0]))
+                 for a, (n_out, n_in, k) in enumerate(((Ho, H, kh), (Wo, W, kw))))
+
+
 class _ConvGeom:
     def __init__(self, net, c):
         H, W, Cs = net.populations[c.src].shape
         Ho, Wo, Co = net.populations[c.dst].shape
         kh, kw, cg, co = c.weight.shape
         self.c = c
-        self.hy = _axis_hits(Ho, H, kh, c.strides[0], c.dilation[0], c.pads[0][0])
-        self.hx = _axis_hits(Wo, W, kw, c.strides[1], c.dilation[1], c.pads[1][0])
+        self._cls_args = _conv_axes(net, c)
+        self.hy, self.hx = (_axis_hits(*a) for a in self._cls_args)
         self.cy = np.vstack([np.zeros((1, H), np.int64), np.cumsum(self.hy, 0)])
         self.cx = np.vstack([np.zeros((1, W), np.int64), np.cumsum(self.hx, 0)])
         self.cg, self.og, self.Co, self.Cs = cg, co // c.groups, Co, Cs
         self.kh, self.kw = kh, kw
-        self._cls_args = ((Ho, H, kh, c.strides[0], c.dilation[0], c.pads[0][0]),
-                          (Wo, W, kw, c.strides[1], c.dilation[1], c.pads[1][0]))
         self.pix_fanin = int(self.hy.sum(1).max()) * int(self.hx.sum(1).max())
         self.max_fanin = self.pix_fanin * cg
         self.pop = False          # set where population axons carry this connection
@@ -565,14 +573,12 @@ def _syn_lower_bits(net, hw, lim, c):
         syn = int(fanin.sum())
         Ho, Wo, _ = net.populations[c.dst].shape
         P = min(Ho * Wo, lim.N)
-        kh, kw = c.weight.shape[:2]
         from neurocomp import numerics as nm
         if lim.pop and c.groups == 1 and bool((nm.to_int32(c.weight) != 0).all()):
             # rectangular tiles (population axons: ranges store these convs dense or sparse)
             # share a row among at most the most used / stored taps of any interval per axis
-            H, W = net.populations[c.src].shape[:2]
-            P = min(P, _axis_share(*(int(v) for v in (Ho, H, kh, c.strides[0], c.dilation[0], c.pads[0][0])))
-                    * _axis_share(*(int(v) for v in (Wo, W, kw, c.strides[1], c.dilation[1], c.pads[1][0]))))
+            axy, axx = _conv_axes(net, c)
+            P = min(P, _axis_share(*axy) * _axis_share(*axx))
         if nch0 > 0:
             # population axons: one per pixel, whatever the channels it carries
             P = min(P, min(lim.A, net.populations[c.src].size) // (1 if lim.pop and c.groups == 1 else nch0))
@@ -603,16 +609,9 @@ def _lower_bound(net, hw, lim, name, out_ax):
             n_src = int(np.count_nonzero(np.any(c.effective_weight() != 0, axis=0)))
             mem_per_neuron += np.count_nonzero(c.effective_weight(), axis=1) * bits
         else:
-            # only source positions some output window covers need an axon (strides can skip some)
-            h, w, cin = net.populations[c.src].shape
-            kh, kw = c.weight.shape[:2]
-            ho, wo = p.shape[:2]
-            reach = []
-            for size, k, st, d, pad, n_out in ((h, kh, c.strides[0], c.dilation[0], c.pads[0][0], ho),
-                                               (w, kw, c.strides[1], c.dilation[1], c.pads[1][0], wo)):
-                pos = (np.arange(n_out)[:, None] * st + np.arange(k)[None, :] * d - pad).ravel()
-                reach.append(np.unique(pos[(pos >= 0) & (pos < size)]).size)
-            n_src = reach[0] * reach[1] * (1 if lim.pop and c.groups == 1 else cin)
+            # only source positions some output window covers need an axon (strides can skip
+            # some); population axons: one per pixel
+            n_src = _conv_sources_reached(net, c, pixels=bool(lim.pop) and c.groups == 1)
             mem_per_neuron += _conv_fanin_and_channels(net, c)[0] * bits
         axons += n_src
     parts = {"neurons": math.ceil(p.size / lim.N), "input_axons": math.ceil(axons / lim.A),
@@ -699,11 +698,10 @@ def _conv_capacity(net, hw, lim, name):
     from neurocomp import numerics as nm
     if not (nm.to_int32(c.weight) != 0).all():
         return None
-    H, W, cin = net.populations[c.src].shape
+    cin = int(net.populations[c.src].shape[-1])
     Ho, Wo, Co = net.populations[c.dst].shape
     kh, kw = c.weight.shape[:2]
-    axy = (Ho, H, kh, c.strides[0], c.dilation[0], c.pads[0][0])
-    axx = (Wo, W, kw, c.strides[1], c.dilation[1], c.pads[1][0])
+    axy, axx = _conv_axes(net, c)
     mb = {e: _min_bits_per_synapse(hw, e, c) for e in ("conv_shared", "sparse", "dense")}
     ovh = {e: _rb(hw, e, c)[1] for e in mb}
     Nl, A, M = lim.N, lim.A, lim.M
@@ -1130,10 +1128,9 @@ def layer_lp_bound(net, hw, name):
     """Fewest cores any mapping (tiles or flat ranges, one layer per core)
     can give conv layer ``name``, by the covering LP (``_LayerLP``); None
     where it does not apply."""
-    lim = _Limits(hw)
     if not _lp_applicable(net, name):
         return None
-    lp = _LayerLP(net, hw, lim, name)
+    lp = _LayerLP(net, hw, _Limits(hw), name)
     return math.ceil(lp.value(1.0, 0.0) - 1e-6) if lp.rows_ok else None
 
 
@@ -1230,15 +1227,11 @@ def network_lower_bound(net: LoweredNet, hw) -> dict:
 def _conv_sources_reached(net, c, pixels=False):
     """Source neurons of conv ``c`` with at least one synapse (window positions reached x
     channels; ``pixels``: the positions alone)."""
-    h, w, cin = net.populations[c.src].shape
-    kh, kw = c.weight.shape[:2]
-    ho, wo = net.populations[c.dst].shape[:2]
     reach = []
-    for size, k, st, d, pad, n_out in ((h, kh, c.strides[0], c.dilation[0], c.pads[0][0], ho),
-                                       (w, kw, c.strides[1], c.dilation[1], c.pads[1][0], wo)):
+    for n_out, size, k, st, d, pad in _conv_axes(net, c):
         pos = (np.arange(n_out)[:, None] * st + np.arange(k)[None, :] * d - pad).ravel()
         reach.append(np.unique(pos[(pos >= 0) & (pos < size)]).size)
-    return reach[0] * reach[1] * (1 if pixels else cin)
+    return reach[0] * reach[1] * (1 if pixels else int(net.populations[c.src].shape[-1]))
 
 
 # -- tiles ----------------------------------------------------------------------------
@@ -1493,15 +1486,14 @@ class _Rects:
 
     def __init__(self, net, hw, lim, name, O3=None, lam=0.0, Q=None):
         c = net.incoming(name)[0]
-        H, W, cin = net.populations[c.src].shape
+        cin = int(net.populations[c.src].shape[-1])
         Ho, Wo, Co = net.populations[name].shape
         kh, kw = c.weight.shape[:2]
         self.c, self.lim, self.cin, self.Co, self.kh, self.kw = c, lim, cin, Co, kh, kw
         self.Ho, self.Wo, self.O3 = Ho, Wo, O3
         self.satq = None if Q is None else _sat2(Q)
         self.axc = 1 if lim.pop else cin            # axons per source position (population axons: 1)
-        self.ty = _axis_table((Ho, H, kh, c.strides[0], c.dilation[0], c.pads[0][0]))
-        self.tx = _axis_table((Wo, W, kw, c.strides[1], c.dilation[1], c.pads[1][0]))
+        self.ty, self.tx = (_axis_table(a) for a in _conv_axes(net, c))
         self.iy, self.ix = _interval_index(Ho), _interval_index(Wo)
         self.ovh = {e: _rb(hw, e, c)[1] for e in _ENC_NAMES}
         self.tab = {e: _row_table(hw, e, c, kh * kw * Co + lim.N) for e in _ENC_NAMES}
