@@ -125,15 +125,12 @@ FULL_VGG_NOTE = ("conv layers are read through population axons (one input axon 
 
 VGG_NOTE = ("conv_shared stores one weight row per distinct (source channel, tap footprint) on a core "
             "(nengo-loihi's scheme), so the 128-512-channel 3x3 layers are memory-bound and want tiles "
-            "spanning the whole map with few channels each.  On Loihi 1 two gaps are left. "
-            "(1) Every core holding a pixel spends 2 population-axon slots per destination core "
+            "spanning the whole map with few channels each.  On Loihi 1 a gap is left: "
+            "every core holding a pixel spends 2 population-axon slots per destination core "
             "reading it: an 8x8x256 layer cut into 64 whole-map slabs costs each pixel of the layer "
             "before 128 slots, so that layer's cores hold at most 32 pixels and share rows less "
             "(L8: 172 cores against an own bound of 64, L7: 93 against 32).  The bounds take each "
-            "layer alone and the partitioner cuts layers from the output back, one at a time. "
-            "(2) Loihi 1 rows are 64-bit words: an interior core of a 4x4x512 layer holds 10 channels "
-            "(11 need a fourth word per row), but the covering LP, a relaxation, lets a core hold "
-            "11.4 (L12/L13: 353 cores against an LP bound of 302; one-position tiles need 356).")
+            "layer alone and the partitioner cuts layers from the output back, one at a time.")
 
 
 def _gaps(m, net, hw, own=None):

@@ -933,7 +933,9 @@ class _LayerLP:
     distinct footprint of a channel is in some stored row), ``cin * sum_co
     T(S_co)`` (sparse: every synapse) or rows x neurons (dense).  Each vertex
     (a1, a2) of those polygons (both channel-overlap cases, each encoding)
-    gives a row; every real flat core is a convex combination of them.
+    gives a row; every real flat core is a convex combination of them.  For
+    L = 2, where a per-synapse price lets a core hold a channel or more too
+    many (Loihi 1's 64-bit words), the rows are exact instead (``_pair_hulls``).
     Positions are priced per class (distance to each edge, capped at
     ``LP_CLASS_REACH``) -- any prices are valid, classes only make the LP
     small.  ``rows_ok`` is False when the flat-range statistics were too
@@ -989,7 +991,8 @@ class _LayerLP:
                 if fr is None:
                     self.rows_ok = False
                 else:
-                    A_f, ax_f = fr
+                    A_p, ax_p = _pair_rows(net, hw, lim, c, self.pos_cls, ncls)
+                    A_f, ax_f = np.vstack([fr[0], A_p]), np.concatenate([fr[1], ax_p])
         self.A_all = np.vstack([A_t, A_f])
         self.ax_all = np.concatenate([ax_t, ax_f])
         # the LP is solved on distinct rows (translations in the interior repeat);
@@ -1008,7 +1011,7 @@ class _LayerLP:
         pre = np.vstack([np.zeros(ncls), np.cumsum(onehot, 0)])
         rows_A, rows_ax = [], []
         M = float(lim.M)
-        for L in range(2, Lmax + 1):
+        for L in range(3, Lmax + 1):            # L = 2: exact rows (_pair_rows)
             u = np.arange(n - L + 1)
             ok = Dm[u, L] >= 0
             u = u[ok]
@@ -1122,6 +1125,108 @@ class _LayerLP:
             y = y / max(worst, 1.0) * (1 - 1e-9)                 # feasible for every row
         self._cache[key] = y
         return y
+
+
+def _upper_hull(pts):
+    """The points of ``pts`` ((a1, a2) pairs, a1 increasing, a2 the most that fits
+    with a1) on the upper-right hull: every other one is a convex combination of
+    them and points they dominate, so its LP row is implied."""
+    hull = []
+    for p in pts:
+        while len(hull) >= 2:
+            (x1, y1), (x2, y2) = hull[-2], hull[-1]
+            if (x2 - x1) * (p[1] - y1) - (y2 - y1) * (p[0] - x1) >= 0:   # hull[-1] not above the chord
+                hull.pop()
+            else:
+                break
+        hull.append(p)
+    return hull
+
+
+def _pair_hulls(net, hw, lim, c):
+    """Exact limits of every flat range of two output positions
+    ``(u, u + 1)`` (row-major): the last a1 channels of u and the first a2 of
+    u + 1.  Each source pixel's taps into u and into u + 1 are different, so
+    with no zero weights every (source pixel, channel) is its own weight row
+    of width ``a1 [reads u] + a2 [reads u + 1]`` -- for conv_shared and sparse
+    alike -- and a dense row is ``a1 + a2`` wide.  (Only when both positions
+    hold all channels can two pixels' conv_shared rows coincide: one row per
+    distinct tap set then.)  Memory is then exact, word
+    rounding included, where a linear price per synapse (``_flat_rows``)
+    lets a core hold a channel or more too many.  Returns ``{(u, encoding):
+    (points, upstream axons)}``: the upper hull of the largest (a1, a2) that
+    fit every limit (a1 increasing), and what the core's input axons cost the
+    layer feeding it."""
+    H, W, cin = net.populations[c.src].shape
+    Ho, Wo, Co = net.populations[c.dst].shape
+    kh, kw = c.weight.shape[:2]
+    ky, kx = np.meshgrid(np.arange(kh), np.arange(kw), indexing="ij")
+    reads = []                               # per output position: source pixel -> tap
+    for p in range(Ho * Wo):
+        y, x = divmod(p, Wo)
+        iy = y * c.strides[0] + ky * c.dilation[0] - c.pads[0][0]
+        ix = x * c.strides[1] + kx * c.dilation[1] - c.pads[1][0]
+        ok = (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
+        reads.append(dict(zip((iy * W + ix)[ok].tolist(), (ky * kw + kx)[ok].tolist())))
+    fns = {e: _rb(hw, e, c) for e in _ENC_NAMES}
+    hulls = {}
+
+    def hull(nb, nu, nv, e, full_sets):
+        key = (nb, nu, nv, e, full_sets)
+        if key not in hulls:
+            npix = nb + nu + nv
+            pix = bool(lim.pop) and e == "conv_shared"
+            axons = npix if pix else npix * cin
+            f, ovh = fns[e]
+            if e == "dense":
+                def mem(a1, a2):
+                    return axons * (f(a1 + a2) + ovh)
+            else:
+                def mem(a1, a2):
+                    return cin * (nb * f(a1 + a2) + nu * f(a1) + nv * f(a2)) + axons * ovh
+            pts = []
+            if axons <= lim.A:
+                a2 = min(Co, lim.N - 1)
+                for a1 in range(1, min(Co, lim.N - 1) + 1):
+                    a2 = min(a2, lim.N - a1)
+                    while a2 >= 1 and mem(a1, a2) > lim.M:      # a2 only falls as a1 grows
+                        a2 -= 1
+                    if a2 < 1:
+                        break
+                    pts.append((a1, a2))
+                if e == "conv_shared" and 2 * Co <= lim.N and (
+                        cin * sum(f(n * Co) for n in full_sets) + axons * ovh <= lim.M):
+                    pts.append((Co, Co))
+            up = npix * lim.pop if pix else npix * cin
+            hulls[key] = (_upper_hull(pts), up)
+        return hulls[key]
+
+    out = {}
+    for u in range(Ho * Wo - 1):
+        su, sv = reads[u], reads[u + 1]
+        nb = len(su.keys() & sv.keys())
+        # both positions whole: one conv_shared row per distinct set of taps (sizes)
+        full_sets = tuple(sorted(len(t) for t in {frozenset((su.get(i), sv.get(i))) - {None}
+                                                  for i in su.keys() | sv.keys()}))
+        for e in _ENC_NAMES:
+            out[(u, e)] = hull(nb, len(su) - nb, len(sv) - nb, e, full_sets)
+    return out
+
+
+def _pair_rows(net, hw, lim, c, pos_cls, ncls):
+    """Covering-LP rows (over position classes) and upstream axons of the
+    two-position flat ranges (``_pair_hulls``)."""
+    rows_A, rows_ax = [], []
+    for (u, _), (pts, up) in _pair_hulls(net, hw, lim, c).items():
+        for a1, a2 in pts:
+            row = np.zeros(ncls)
+            row[pos_cls[u]] += a1
+            row[pos_cls[u + 1]] += a2
+            rows_A.append(row)
+            rows_ax.append(up)
+    if not rows_A:
+        return np.zeros((0, ncls)), np.zeros(0)
+    return np.array(rows_A), np.array(rows_ax, float)
 
 
 def layer_lp_bound(net, hw, name):

@@ -631,6 +631,70 @@ def test_layer_lp_prices_hold_for_any_format_mapping(tiny_pop, pop, seed, k, dk,
 
 
 @pytest.mark.parametrize("pop", [False, True], ids=["neuron-axons", "population-axons"])
+@settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.integers(0, 2**31 - 1), st.integers(1, 3), st.integers(1, 2), st.integers(0, 1),
+       st.sampled_from([1, 4, 16]), st.integers(4, 24))
+def test_two_position_ranges_are_priced_exactly(tiny_pop, pop, seed, k, stride, padf, cin, cout):
+    """The covering LP's rows for flat cores of two output positions (the last
+    a1 channels of u, the first a2 of u + 1; ``_pair_hulls``) are exact against
+    the checker's recount: every hull point fits in its encoding, and every
+    core that fits in an encoding lies under that encoding's hull (so its LP
+    row is implied, and the bound stays a bound)."""
+    from neurocomp.passes import partition_cores as pc
+    hw = tiny_pop if pop else TINY
+    rng = np.random.default_rng(seed)
+    net = _conv_net(rng, h=k + 1 + int(rng.integers(0, 4)), cin=cin, cout=cout, k=k, stride=stride,
+                    pad=padf * (k // 2), dense_out=0)
+    lim = pc._Limits(hw)
+    Ho, Wo, Co = net.populations["c"].shape
+    n = Ho * Wo
+    if n < 2:
+        return
+    hulls = pc._pair_hulls(net, hw, lim, net.incoming("c")[0])
+
+    def fitting(pairs, e):
+        """Which of (u, a1, a2), non-overlapping two-position ranges, fit a core in encoding e."""
+        cores = [CoreRecord(chip=0, core=0, population="c", start=u * Co + Co - a1, stop=(u + 1) * Co + a2,
+                            encodings={"k": e}) for u, a1, a2 in pairs]
+        rc = recount(net, hw, Mapping(hw=hw.name, cores=cores))
+        up = rc["input_axons"] * (lim.pop if lim.pop and e == "conv_shared" else 1)
+        assert all(hulls[(u, e)][1] == x for (u, _, _), x in zip(pairs, up))   # the hull's charge
+        return (rc["neurons"] <= lim.N) & (rc["input_axons"] <= lim.A) & (rc["memory"] <= lim.M)
+
+    def under(pts, a1, a2):
+        """(a1, a2) lies on or under the hull through pts."""
+        xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+        return bool(pts) and xs[0] <= a1 <= xs[-1] and a2 <= np.interp(a1, xs, ys) + 1e-9
+
+    for parity in (0, 1):
+        us = [u for u in range(parity, n - 1, 2)]
+        for e in ("conv_shared", "sparse", "dense"):
+            for i in range(max(len(hulls[(u, e)][0]) for u in us) if us else 0):
+                pairs = [(u,) + hulls[(u, e)][0][i] for u in us if i < len(hulls[(u, e)][0])]
+                assert fitting(pairs, e).all(), (e, pairs)
+        us = np.array(us, np.int64)
+        for a1 in range(1, Co + 1) if us.size else ():
+            # per u and encoding the most a2 that fits (fitting is monotone in a2)
+            lo = {e: np.zeros(us.size, np.int64) for e in ("conv_shared", "sparse", "dense")}
+            hi = {e: np.full(us.size, min(Co, lim.N - a1)) for e in lo}
+            for e in lo:
+                while (act := lo[e] < hi[e]).any():
+                    mid = (lo[e] + hi[e] + 1) // 2
+                    ok = np.zeros(us.size, bool)
+                    ok[act] = fitting(list(zip(us[act], [a1] * int(act.sum()), mid[act])), e)
+                    lo[e] = np.where(act & ok, mid, lo[e])
+                    hi[e] = np.where(act & ~ok, mid - 1, hi[e])
+            if a1 == Co and 2 * Co <= lim.N:
+                # both positions whole can share conv_shared rows: fits where one channel less did not
+                for e in lo:
+                    lo[e] = np.where(fitting([(u, Co, Co) for u in us], e), Co, lo[e])
+            for e in lo:
+                for u, a2 in zip(us, lo[e]):
+                    if a2 > 0:
+                        assert under(hulls[(int(u), e)][0], a1, a2), (e, int(u), a1, int(a2))
+
+
+@pytest.mark.parametrize("pop", [False, True], ids=["neuron-axons", "population-axons"])
 def test_network_lower_bound_is_below_the_mappings(tiny_pop, pop):
     """The partition-independent network bound never exceeds what the
     partitioner uses, and is >= the largest layer's own LP bound."""
