@@ -294,7 +294,6 @@ def recount(net: LoweredNet, hw, mapping: Mapping, errors: Optional[list] = None
     errors = [] if errors is None else errors
     core_of = _placed(net, mapping, errors)
     nc = len(mapping.cores)
-    pops = list(net.populations)
     neurons = np.zeros(nc, np.int64)
     for arr in core_of.values():
         neurons += np.bincount(arr[arr >= 0], minlength=nc)

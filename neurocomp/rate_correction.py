@@ -162,7 +162,8 @@ def correct_rates_if_better(net: LoweredNet, x: np.ndarray, steps: int, fmt: For
                             progress: Optional[Callable[[int, int], None]] = None) -> tuple:
     """``(network, note)``: the rate-corrected copy of ``net`` (means matched over ``steps``,
     then, with ``search``, ``tune_thresholds``, which reports to ``progress``) if it agrees
-    more often with the quantised ANN on ``x`` than ``net`` does, else ``net``."""
+    more often with the quantised ANN on ``x`` than ``net`` does, by ``MIN_GAIN`` samples,
+    else ``net``."""
     import copy
     from neurocomp.analysis import quantised_ann
 
@@ -177,9 +178,13 @@ def correct_rates_if_better(net: LoweredNet, x: np.ndarray, steps: int, fmt: For
         after = agreement(fixed, x, reference)
     scales = {name: fixed.populations[name].neuron.vth / net.populations[name].neuron.vth
               for name in _corrected(net)}
-    note = {"agreement_before": before, "agreement_after": after, "applied": after > before,
+    # the same noise floor as the search's steps: where the calibration images already agree
+    # almost always (the MNIST MLP: 99.92 % -> 100 %, 0.4 weighted images) the correction only
+    # moved the test accuracy at random (there 0.9799 -> 0.9788 at L+32)
+    applied = after > before + MIN_GAIN / len(x)
+    note = {"agreement_before": before, "agreement_after": after, "applied": applied,
             "threshold_search": search, "threshold_scales": scales}
-    if after > before:
+    if applied:
         # quantised_ann divides these layers' biases by the scale: what the network was before
         fixed.meta["threshold_corrections"] = {name: float(s) for name, s in scales.items()}
         return fixed, note

@@ -559,10 +559,10 @@ def test_upstream_output_axons_weigh_on_the_tiling():
     assert tot(w) <= tot(p) + 1e-9
 
 
-def _fitting(net, cores, hw=TINY):
-    """Recount of ``cores`` of population 'c' with each encoding; which fit one core each
-    (neurons, input axons and, with the cheapest encoding, synapse memory)."""
-    rc, fit = _fitting_by_encoding(net, cores, hw)
+def _fitting(net, cores):
+    """Recount of ``cores`` of population 'c' on tiny with each encoding; which fit one core
+    each (neurons, input axons and, with the cheapest encoding, synapse memory)."""
+    rc, fit = _fitting_by_encoding(net, cores, TINY)
     return rc["conv_shared"], np.any(list(fit.values()), axis=0)
 
 
