@@ -112,7 +112,7 @@ def inspect(model: Path):
               "rate with --rate-reset zero).")
 @click.option("--channel-scale-floor", type=float, default=None,
               help="--channelwise: no channel's scale below this fraction of its layer's largest "
-              f"(default: {RATE_CHANNEL_SCALE_FLOOR} in the rate modes, else 0).")
+              f"(default: {RATE_CHANNEL_SCALE_FLOOR} in the rate modes and few-spike, else 0).")
 @click.option("--max-steps", type=int, default=128, show_default=True,
               help="Longest run (steps) the thresholds are sized for: the membrane read-out does "
               "not saturate and --rate-reset synapse's u does not wrap within it (raised to --steps).")

@@ -105,6 +105,32 @@ def test_few_spike_mode_keeps_the_ann_accuracy_at_its_latency(zoo, digits, name)
     assert per_neuron / n_neurons <= 6 * cycles
 
 
+def test_a_near_silent_channel_does_not_cost_the_others_their_weights(zoo, digits):
+    """A hidden unit biased to fire on a few calibration samples only, and then barely,
+    gets a tiny activation scale: channel-wise, its normalised incoming weights would set
+    the layer's shared weight range and round the other units' weights away (a retrained
+    MNIST MLP's few-spike quantised ANN lost 30 pt so).  The channel-scale floor keeps it
+    at the float network's accuracy."""
+    import keras
+    import neurocomp
+    from neurocomp.analysis import quantised_ann
+    from neurocomp.ir import predict
+    x_tr, _, x_te, y_te = digits
+    model, _ = zoo("mlp_digits")
+    m = keras.models.clone_model(model)
+    m.set_weights(model.get_weights())
+    w1, b1 = m.get_layer("hidden").get_weights()
+    j = int(np.argmax(np.abs(w1).sum(0)))             # the unit with the largest weights
+    z = x_tr[:300].reshape(300, -1) @ w1[:, j]
+    b1[j] = -np.sort(z)[-2] * 0.999                   # active on two samples, barely
+    m.get_layer("hidden").set_weights([w1, b1])
+    for floor, ok in ((None, True), (0.0, False)):
+        c = neurocomp.compile(m, calib=x_tr[:300], mode="few-spike", fs_k=4, channel_scale_floor=floor)
+        ann = float((predict(c.graph, x_te).argmax(1) == y_te).mean())
+        q = float((quantised_ann(c.net, x_te)[c.net.output].argmax(1) == y_te).mean())
+        assert (q >= ann - 0.01) == ok, (floor, q, ann)
+
+
 @pytest.mark.xdist_group("lava")
 def test_converted_few_spike_network_is_bit_exact_on_lava(zoo, digits):
     import neurocomp
