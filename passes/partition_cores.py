@@ -796,6 +796,23 @@ def _conv_capacity(net, hw, lim, name):
     return np.maximum(cap.ravel(), capf)
 
 
+def _position_taps(net, c):
+    """Per output position of conv ``c`` (row-major): the flat indices of the
+    source pixels it reads and the kernel tap (``ky * kw + kx``) each is read by."""
+    H, W, _ = net.populations[c.src].shape
+    Ho, Wo, _ = net.populations[c.dst].shape
+    kh, kw = c.weight.shape[:2]
+    ky, kx = np.meshgrid(np.arange(kh), np.arange(kw), indexing="ij")
+    out = []
+    for p in range(Ho * Wo):
+        y, x = divmod(p, Wo)
+        iy = y * c.strides[0] + ky * c.dilation[0] - c.pads[0][0]
+        ix = x * c.strides[1] + kx * c.dilation[1] - c.pads[1][0]
+        ok = (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
+        out.append(((iy * W + ix)[ok], (ky * kw + kx)[ok]))
+    return out
+
+
 def _flat_stats(net, c, Lmax, Q, work_limit=None):
     """Per row-major interval of output positions ``[u, u + L)`` (L <= Lmax)
     of conv ``c``: D (sum of the sizes of the distinct 2-D tap footprints of
@@ -808,14 +825,7 @@ def _flat_stats(net, c, Lmax, Q, work_limit=None):
     Ho, Wo, _ = net.populations[c.dst].shape
     kh, kw = c.weight.shape[:2]
     limit = CAPACITY_BOUND_WORK if work_limit is None else work_limit
-    taps = []
-    ky, kx = np.meshgrid(np.arange(kh), np.arange(kw), indexing="ij")
-    for p in range(Ho * Wo):
-        y, x = divmod(p, Wo)
-        iy = y * c.strides[0] + ky * c.dilation[0] - c.pads[0][0]
-        ix = x * c.strides[1] + kx * c.dilation[1] - c.pads[1][0]
-        ok = (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
-        taps.append(list(zip((iy * W + ix)[ok].tolist(), (1 << (ky * kw + kx))[ok].tolist())))
+    taps = [list(zip(src.tolist(), (1 << tap).tolist())) for src, tap in _position_taps(net, c)]
     vy = np.arange(Ho)[:, None] * c.strides[0] + np.arange(kh)[None, :] * c.dilation[0] - c.pads[0][0]
     rowsig = [tuple(r) for r in ((vy >= 0) & (vy < H))]          # valid vertical taps per row
     n = Ho * Wo
@@ -1157,17 +1167,10 @@ def _pair_hulls(net, hw, lim, c):
     (points, upstream axons)}``: the upper hull of the largest (a1, a2) that
     fit every limit (a1 increasing), and what the core's input axons cost the
     layer feeding it."""
-    H, W, cin = net.populations[c.src].shape
+    cin = int(net.populations[c.src].shape[-1])
     Ho, Wo, Co = net.populations[c.dst].shape
-    kh, kw = c.weight.shape[:2]
-    ky, kx = np.meshgrid(np.arange(kh), np.arange(kw), indexing="ij")
-    reads = []                               # per output position: source pixel -> tap
-    for p in range(Ho * Wo):
-        y, x = divmod(p, Wo)
-        iy = y * c.strides[0] + ky * c.dilation[0] - c.pads[0][0]
-        ix = x * c.strides[1] + kx * c.dilation[1] - c.pads[1][0]
-        ok = (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
-        reads.append(dict(zip((iy * W + ix)[ok].tolist(), (ky * kw + kx)[ok].tolist())))
+    # per output position: source pixel -> tap
+    reads = [dict(zip(src.tolist(), tap.tolist())) for src, tap in _position_taps(net, c)]
     fns = {e: _rb(hw, e, c) for e in _ENC_NAMES}
     hulls = {}
 

@@ -566,13 +566,13 @@ def _fitting(net, cores):
     return rc["conv_shared"], np.any(list(fit.values()), axis=0)
 
 
-def _fitting_by_encoding(net, cores, hw):
+def _fitting_by_encoding(net, cores, hw, encodings=("conv_shared", "sparse", "dense")):
     """Per encoding of conv 'k': the recount of ``cores`` (population 'c') and which fit
     one core (neurons, input axons, synapse memory)."""
     from neurocomp.passes import partition_cores as pc
     lim = pc._Limits(hw)
     rc, fit = {}, {}
-    for enc in ("conv_shared", "sparse", "dense"):
+    for enc in encodings:
         for r in cores:
             r.encodings = {"k": enc}
         rc[enc] = recount(net, hw, Mapping(hw=hw.name, cores=cores))
@@ -654,12 +654,12 @@ def test_two_position_ranges_are_priced_exactly(tiny_pop, pop, seed, k, stride, 
 
     def fitting(pairs, e):
         """Which of (u, a1, a2), non-overlapping two-position ranges, fit a core in encoding e."""
-        cores = [CoreRecord(chip=0, core=0, population="c", start=u * Co + Co - a1, stop=(u + 1) * Co + a2,
-                            encodings={"k": e}) for u, a1, a2 in pairs]
-        rc = recount(net, hw, Mapping(hw=hw.name, cores=cores))
-        up = rc["input_axons"] * (lim.pop if lim.pop and e == "conv_shared" else 1)
+        cores = [CoreRecord(chip=0, core=0, population="c", start=u * Co + Co - a1, stop=(u + 1) * Co + a2)
+                 for u, a1, a2 in pairs]
+        rc, fit = _fitting_by_encoding(net, cores, hw, (e,))
+        up = rc[e]["input_axons"] * (lim.pop if lim.pop and e == "conv_shared" else 1)
         assert all(hulls[(u, e)][1] == x for (u, _, _), x in zip(pairs, up))   # the hull's charge
-        return (rc["neurons"] <= lim.N) & (rc["input_axons"] <= lim.A) & (rc["memory"] <= lim.M)
+        return fit[e]
 
     def under(pts, a1, a2):
         """(a1, a2) lies on or under the hull through pts."""
