@@ -87,6 +87,9 @@ def inspect(model: Path):
 @click.option("--threshold-search/--no-threshold-search", default=True, show_default=True,
               help="rate correction: after matching mean rates, search each threshold for agreement "
               "with the quantised ANN (minutes on deep networks; off: mean matching alone).")
+@click.option("--potential-correction/--no-potential-correction", default=True, show_default=True,
+              help="rate-soft, and rate with --rate-reset synapse: set each channel's initial membrane "
+              "from calibration data so its rate at T = L+8 matches the quantised ANN, when it helps.")
 @click.option("--avgpool-fold/--no-avgpool-fold", default=None,
               help="Fold average pools into the next conv/dense layer (default: on for rate modes).")
 @click.option("--delay-biases/--no-delay-biases", default=None,
@@ -138,7 +141,8 @@ def compile_cmd(model, out, hw, mode, calib, steps, normalization, percentile, c
                 maxpool="exact", synapse_tau=1.0, max_rate=1.0, rate_correction=True, avgpool_fold=None,
                 rate_reset=None, max_steps=128, channel_scale_floor=None, delay_biases=None,
                 signed_spikes=None, weight_rounding="optq", trade_input_bits=True, spikes_per_step=1,
-                readout_skip=0.0, threshold_search=True):
+                readout_skip=0.0, threshold_search=True,
+                potential_correction=True):
     """Compile MODEL (.keras/.h5) into a deployable bundle in OUT."""
     from pydantic import ValidationError
 
@@ -163,7 +167,8 @@ def compile_cmd(model, out, hw, mode, calib, steps, normalization, percentile, c
                              channel_scale_floor=channel_scale_floor, delay_biases=delay_biases,
                              signed_spikes=signed_spikes, weight_rounding=weight_rounding,
                              trade_input_bits=trade_input_bits, spikes_per_step=spikes_per_step,
-                             readout_skip=readout_skip, threshold_search=threshold_search)
+                             readout_skip=readout_skip, threshold_search=threshold_search,
+                             potential_correction=potential_correction)
     except ValidationError as e:
         err0 = e.errors()[0]
         raise DataError(f"option --{str(err0['loc'][0]).replace('_', '-')}: {err0['msg']}") from None

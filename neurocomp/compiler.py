@@ -192,6 +192,15 @@ def compile(model, calib: Optional[np.ndarray] = None, hw="loihi2", options: Opt
             net, x, net.latency_steps() + 32, Formats.from_hw(hw_cfg), search=opt.threshold_search,
             progress=progress if on_pass else None)
         ctx.timings.append(("correct_rates", time.perf_counter() - t0))
+    if opt.mode in ("rate", "rate-soft") and opt.potential_correction and ctx.calib is not None:
+        from neurocomp.potential_correction import correct_potentials_if_better, correctable
+        if correctable(net):
+            t0 = time.perf_counter()
+            if on_pass:
+                on_pass(len(names), len(names), "potential correction")
+            net, ctx.notes["potential_correction"] = correct_potentials_if_better(
+                net, ctx.calib[:RATE_CORRECTION_SAMPLES])
+            ctx.timings.append(("correct_potentials", time.perf_counter() - t0))
     check_neuron_support(net, hw_cfg)
     return Compiled(g, net, opt, hw_cfg, ctx.notes, ctx.timings)
 

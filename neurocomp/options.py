@@ -116,6 +116,12 @@ class ConvertOptions(BaseModel):
                                   "then search each threshold for the decisions that agree most often with "
                                   "the quantised ANN's at T = L+8 ... L+32 (neurocomp.rate_correction); "
                                   "kept only where the network then agrees more often")
+    potential_correction: bool = Field(True, description="rate modes whose neurons start from a "
+                                       "membrane state (rate-soft, rate with rate_reset synapse): after "
+                                       "lowering, move each channel's initial membrane, layer by layer, by "
+                                       "the charge its mean rate at T = L+8 misses against the quantised ANN "
+                                       "on calibration data (neurocomp.potential_correction); kept only "
+                                       "where the network then agrees with the quantised ANN more often")
     threshold_search: bool = Field(True, description="rate_correction: search the thresholds after "
                                    "matching mean rates (one simulation of the calibration samples per "
                                    "candidate: seconds for an MLP, minutes for a ResNet or MobileNet); "
