@@ -88,8 +88,9 @@ def inspect(model: Path):
               help="rate correction: after matching mean rates, search each threshold for agreement "
               "with the quantised ANN (minutes on deep networks; off: mean matching alone).")
 @click.option("--potential-correction/--no-potential-correction", default=True, show_default=True,
-              help="rate-soft, and rate with --rate-reset synapse: set each channel's initial membrane "
-              "from calibration data so its rate at T = L+8 matches the quantised ANN, when it helps.")
+              help="rate with --rate-reset synapse, and rate-soft --no-signed-spikes: set each "
+              "channel's initial membrane from calibration data so its rate at T = L+8 matches the "
+              "quantised ANN, when it helps.")
 @click.option("--avgpool-fold/--no-avgpool-fold", default=None,
               help="Fold average pools into the next conv/dense layer (default: on for rate modes).")
 @click.option("--delay-biases/--no-delay-biases", default=None,

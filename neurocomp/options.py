@@ -116,8 +116,9 @@ class ConvertOptions(BaseModel):
                                   "then search each threshold for the decisions that agree most often with "
                                   "the quantised ANN's at T = L+8 ... L+32 (neurocomp.rate_correction); "
                                   "kept only where the network then agrees more often")
-    potential_correction: bool = Field(True, description="rate modes whose neurons start from a "
-                                       "membrane state (rate-soft, rate with rate_reset synapse): after "
+    potential_correction: bool = Field(True, description="unsigned rate neurons that start from a "
+                                       "membrane state (rate with rate_reset synapse, rate-soft without "
+                                       "signed spikes; signed ones take early spikes back): after "
                                        "lowering, move each channel's initial membrane, layer by layer, by "
                                        "the charge its mean rate at T = L+8 misses against the quantised ANN "
                                        "on calibration data (neurocomp.potential_correction); kept only "

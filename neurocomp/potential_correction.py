@@ -27,6 +27,7 @@ MNIST, 10,000 test images, ``rate`` at L+8: ResNet 0.9624 -> 0.9800, MobileNet
 from __future__ import annotations
 
 import copy
+from typing import Optional
 
 import numpy as np
 
@@ -58,16 +59,17 @@ def _state_attr(n: LIFNeuron) -> str:
     return "u0" if n.has_reset_synapses else "v0"
 
 
-def correct_potentials(net: LoweredNet, x: np.ndarray, steps: int) -> dict[str, float]:
+def correct_potentials(net: LoweredNet, x: np.ndarray, steps: int,
+                       target: Optional[dict] = None) -> dict[str, float]:
     """Move each correctable channel's initial state in place so its mean rate on
-    ``x`` over ``steps`` matches the quantised ANN; returns per population the mean
-    absolute per-channel rate error (spikes per step) it found, the layers before it
-    already corrected."""
+    ``x`` over ``steps`` matches the quantised ANN (``target``: its values on ``x``,
+    where the caller has them); returns per population the mean absolute per-channel
+    rate error (spikes per step) it found, the layers before it already corrected."""
     from neurocomp.analysis import pop_depths, quantised_ann, snn_values
     from neurocomp.backends.event import EventBackend
     from neurocomp.encoding import encode
 
-    target = quantised_ann(net, x)
+    target = quantised_ann(net, x) if target is None else target
     raster = encode(net, x, steps)
     depth = pop_depths(net)
     backend = EventBackend()
@@ -79,9 +81,9 @@ def correct_potentials(net: LoweredNet, x: np.ndarray, steps: int) -> dict[str, 
         # rates count the steps after the population's input arrived (snn_values)
         charge = max(steps - depth[name], 1) * (int(n.vth) << nm.VTH_SHIFT)
         top = (int(n.vth) << nm.VTH_SHIFT) * int(n.burst) - 1
+        want = np.clip(target[name], 0, n.burst)
         for k in range(PASSES):
             got = snn_values(net, backend.run(net, raster, record=[name]).spikes)[name]
-            want = np.clip(target[name], 0, n.burst)
             miss = (want - got).reshape(len(x), -1, channels).mean(axis=(0, 1))
             if k == 0:
                 errors[name] = float(np.abs(miss).mean())
@@ -98,14 +100,16 @@ def correct_potentials_if_better(net: LoweredNet, x: np.ndarray) -> tuple:
     ``x`` agree with the quantised ANN's more often than ``net``'s, by ``MIN_GAIN``
     samples (``neurocomp.rate_correction``), else ``net``."""
     from neurocomp.analysis import quantised_ann
-    from neurocomp.rate_correction import MIN_GAIN, agreement
+    from neurocomp.rate_correction import agreement, agrees_more_often
 
-    reference = quantised_ann(net, x)[net.output].argmax(1)
+    # initial states do not enter the quantised ANN: one evaluation serves both networks
+    target = quantised_ann(net, x)
+    reference = target[net.output].argmax(1)
     before = agreement(net, x, reference)
     fixed = copy.deepcopy(net)
-    errors = correct_potentials(fixed, x, net.latency_steps() + MATCH_OFFSET)
+    errors = correct_potentials(fixed, x, net.latency_steps() + MATCH_OFFSET, target)
     after = agreement(fixed, x, reference)
-    applied = after > before + MIN_GAIN / len(x)
+    applied = agrees_more_often(after, before, len(x))
     note = {"agreement_before": before, "agreement_after": after, "applied": applied,
             "rate_error_found": errors}
     return (fixed if applied else net), note

@@ -51,6 +51,13 @@ SWEEPS = 2
 MIN_GAIN = 1.0
 
 
+def agrees_more_often(after: float, before: float, samples: int) -> bool:
+    """Whether an agreement of ``after`` beats ``before`` on ``samples`` calibration
+    samples by more than ``MIN_GAIN`` of them: the floor every search step and every
+    kept correction clears."""
+    return after > before + MIN_GAIN / samples
+
+
 def correct_rates(net: LoweredNet, x: np.ndarray, steps: int, fmt: Formats) -> dict[str, float]:
     """Rescale hidden reset-to-zero LIF thresholds in place so each layer's mean
     rate on ``x`` over ``steps`` matches the quantised ANN; returns the final
@@ -138,7 +145,7 @@ def tune_thresholds(net: LoweredNet, x: np.ndarray, reference: np.ndarray, fmt: 
                 done += 1
                 if progress:
                     progress(done, most)
-                if a > best + MIN_GAIN / len(x):
+                if agrees_more_often(a, best, len(x)):
                     best, chosen = a, trial
             if chosen is not None:
                 net.populations[name].neuron = chosen
@@ -181,7 +188,7 @@ def correct_rates_if_better(net: LoweredNet, x: np.ndarray, steps: int, fmt: For
     # the same noise floor as the search's steps: where the calibration images already agree
     # almost always (the MNIST MLP: 99.92 % -> 100 %, 0.4 weighted images) the correction only
     # moved the test accuracy at random (there 0.9799 -> 0.9788 at L+32)
-    applied = after > before + MIN_GAIN / len(x)
+    applied = agrees_more_often(after, before, len(x))
     note = {"agreement_before": before, "agreement_after": after, "applied": applied,
             "threshold_search": search, "threshold_scales": scales}
     if applied:
